@@ -1,0 +1,117 @@
+/**
+ * The vocabulary shared by every part of the engine: documents, the Backend
+ * interface every vector store implements, and what a status or a query answers.
+ *
+ * Nothing here knows about Node-RED. A backend is driven by the nodes, by the
+ * triggerer (through `status`) and by the conformance tests, all through this
+ * interface alone.
+ */
+
+/** Similarity metric of a collection. Scores are always "higher is better". */
+export type Metric = 'cosine' | 'l2' | 'dot';
+
+/** A document ready to be written: the vector is already computed. */
+export interface VectorDocument {
+  id: string;
+  vector: Float32Array | number[];
+  text?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Options for `ensureCollection`. */
+export interface CollectionSpec {
+  dimensions: number;
+  metric?: Metric;
+}
+
+/** Options for `upsert`. */
+export interface UpsertOptions {
+  /**
+   * Start or catch up the vector index build in the background after the write
+   * (pgvector, LanceDB). Backends that index as they write ignore it.
+   */
+  buildIndex?: boolean;
+  /**
+   * Memory backend only: make this collection's indexing fail with this reason,
+   * to exercise failure handling. Other backends reject it.
+   */
+  simulateFailure?: string;
+}
+
+export interface UpsertResult {
+  /** Documents written by this call. */
+  written: number;
+  /** Documents in the collection after the write. */
+  totalCount: number;
+}
+
+export type IndexState = 'indexing' | 'ready' | 'failed';
+
+/** What a store says about a collection's indexing, right now. */
+export interface CollectionStatus {
+  state: IndexState;
+  /** Documents stored (acknowledged writes). */
+  documentCount: number;
+  /** Documents searchable through the index. */
+  indexedCount: number;
+  /** 0..1 when the store knows it, else null. */
+  progress: number | null;
+  /** Seconds until ready when the store can tell, else null. */
+  etaSeconds: number | null;
+  /** Why indexing failed (state "failed"), or a store-specific phase name. */
+  detail?: string;
+}
+
+export interface CollectionStats {
+  documentCount: number;
+  indexedCount: number;
+  dimensions: number;
+  metric: Metric;
+  /** e.g. "exact (flat)", "hnsw", "ivf_pq". */
+  indexType: string;
+}
+
+export interface QueryRequest {
+  vector: Float32Array | number[];
+  topK: number;
+  /** Exact-match filter on metadata fields: every key must equal its value. */
+  filter?: Record<string, unknown>;
+}
+
+export interface QueryHit {
+  id: string;
+  /** Higher is better; cosine similarity for the cosine metric. */
+  score: number;
+  text: string | null;
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * A vector store. One instance per `vector-store` config node (per process for
+ * embedded stores that must share files). Every method may reject with a
+ * `VectorStoreError`; its `transient` flag tells the triggerer whether to retry.
+ */
+export interface Backend {
+  /** Short name used in messages: "memory", "lancedb", "pgvector", "chroma". */
+  readonly name: string;
+
+  /** Create the collection if it does not exist; fail if it exists with another dimension. */
+  ensureCollection(collection: string, spec: CollectionSpec): Promise<void>;
+  collectionExists(collection: string): Promise<boolean>;
+  /** Write (insert or replace by id). Resolves once the write is durable. */
+  upsert(collection: string, docs: VectorDocument[], options?: UpsertOptions): Promise<UpsertResult>;
+  status(collection: string): Promise<CollectionStatus>;
+  stats(collection: string): Promise<CollectionStats>;
+  query(collection: string, request: QueryRequest): Promise<QueryHit[]>;
+  /** Release connections, timers and file handles. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Turns texts into vectors. */
+export interface Embedder {
+  readonly name: string;
+  /** Known up front for `hash`; for remote models, learnt from the first answer. */
+  readonly dimensions: number | null;
+  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
+  close?(): Promise<void>;
+}

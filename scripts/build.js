@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Build: compile TypeScript into dist/, then copy what Node-RED loads beside each
+// node's .js (the editor .html and the locales/ catalogs). No dependencies beyond tsc.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const dist = path.join(root, 'dist');
+
+fs.rmSync(dist, { recursive: true, force: true });
+execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], {
+  stdio: 'inherit',
+});
+
+const srcNodes = path.join(root, 'nodes');
+const outNodes = path.join(dist, 'nodes');
+for (const entry of fs.readdirSync(srcNodes, { withFileTypes: true })) {
+  if (entry.isFile() && entry.name.endsWith('.html')) {
+    fs.copyFileSync(path.join(srcNodes, entry.name), path.join(outNodes, entry.name));
+  }
+}
+fs.cpSync(path.join(srcNodes, 'locales'), path.join(outNodes, 'locales'), { recursive: true });
