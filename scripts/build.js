@@ -22,3 +22,5 @@ for (const entry of fs.readdirSync(srcNodes, { withFileTypes: true })) {
   }
 }
 fs.cpSync(path.join(srcNodes, 'locales'), path.join(outNodes, 'locales'), { recursive: true });
+// Node-RED looks for a node's icons in icons/ beside its .js, not at the package root.
+fs.cpSync(path.join(root, 'icons'), path.join(outNodes, 'icons'), { recursive: true });
