@@ -1,0 +1,363 @@
+/**
+ * An embedder for any OpenAI-compatible `POST {baseUrl}/embeddings` endpoint
+ * (OpenAI, Azure-style proxies, Ollama, vLLM, LocalAI, text-embeddings-inference...).
+ *
+ * Texts are sent in batches of `batchSize`, one batch at a time, in order.
+ * A batch that meets a rate limit (429), a server error (5xx, 408), a network
+ * error or a timeout is retried up to `maxRetries` times with exponential
+ * backoff and jitter, or after the server's `Retry-After`; then the call fails
+ * with a transient UNAVAILABLE error so the caller can retry later. A refused
+ * key (401/403) or a refused request (other 4xx) fails at once: retrying would
+ * not help. The API key is sent as a bearer token and never appears in a
+ * message.
+ */
+import { VectorStoreError, messageOf } from '../errors';
+import type { Embedder } from '../types';
+
+export interface OpenAIEmbedderOptions {
+  /** The API base, e.g. "https://api.openai.com/v1"; "/embeddings" is appended. */
+  baseUrl: string;
+  model: string;
+  apiKey?: string;
+  /** Texts per request (default 64). */
+  batchSize?: number;
+  /** Per request, including reading the answer (default 30000). */
+  timeoutMs?: number;
+  /** Retries of one batch after the first attempt (default 4). */
+  maxRetries?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  fetch?: typeof globalThis.fetch;
+  /** Waits between retries; must reject when `signal` aborts. For tests. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** What one attempt ended with, when it is worth another try. */
+interface RetryableFailure {
+  reason: string;
+  retryAfterMs?: number;
+}
+
+export class OpenAIEmbedder implements Embedder {
+  readonly name = 'openai';
+  private learntDimensions: number | null = null;
+  private closed = false;
+  /** One controller per running `embed` call, so `close()` can stop them all. */
+  private readonly running = new Set<AbortController>();
+
+  private readonly endpoint: string;
+  /** The endpoint without credentials or query, safe to put in messages. */
+  private readonly where: string;
+  private readonly model: string;
+  private readonly apiKey: string | undefined;
+  private readonly batchSize: number;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly fetch: typeof globalThis.fetch;
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+
+  constructor(options: OpenAIEmbedderOptions) {
+    const endpoint = parseBaseUrl(options.baseUrl);
+    // Keep any query (e.g. an api-version) but put "/embeddings" on the path.
+    endpoint.pathname = endpoint.pathname.replace(/\/+$/, '') + '/embeddings';
+    this.endpoint = endpoint.href;
+    this.where = safeUrl(this.endpoint);
+    if (typeof options.model !== 'string' || options.model.trim() === '') {
+      throw new VectorStoreError('INVALID_INPUT', 'embedModel must name the embedding model, e.g. text-embedding-3-small');
+    }
+    this.model = options.model.trim();
+    this.apiKey = options.apiKey ? options.apiKey : undefined;
+    this.batchSize = checkedOption('batchSize', options.batchSize ?? 64, 1, true);
+    this.timeoutMs = checkedOption('timeoutMs', options.timeoutMs ?? 30_000, 1, false);
+    this.maxRetries = checkedOption('maxRetries', options.maxRetries ?? 4, 0, true);
+    this.minBackoffMs = checkedOption('minBackoffMs', options.minBackoffMs ?? 500, 0, false);
+    this.maxBackoffMs = checkedOption('maxBackoffMs', options.maxBackoffMs ?? 20_000, this.minBackoffMs, false);
+    this.fetch = options.fetch ?? globalThis.fetch;
+    this.sleep = options.sleep ?? abortableSleep;
+  }
+
+  /** null until the first answer; then every answer must have this size. */
+  get dimensions(): number | null {
+    return this.learntDimensions;
+  }
+
+  async embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (this.closed) throw new VectorStoreError('INTERNAL', `the embedder for ${this.where} is closed`);
+    if (texts.length === 0) return [];
+    // One signal for this call: aborted by the caller's signal or by close().
+    const call = new AbortController();
+    const forward = () => call.abort(signal?.reason);
+    if (signal?.aborted) forward();
+    signal?.addEventListener('abort', forward, { once: true });
+    this.running.add(call);
+    try {
+      const vectors: Float32Array[] = [];
+      for (let start = 0; start < texts.length; start += this.batchSize) {
+        vectors.push(...(await this.embedBatch(texts.slice(start, start + this.batchSize), call.signal)));
+      }
+      return vectors;
+    } finally {
+      signal?.removeEventListener('abort', forward);
+      this.running.delete(call);
+    }
+  }
+
+  /** Stops running calls (they reject) and refuses new ones. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const call of this.running) call.abort();
+    this.running.clear();
+  }
+
+  private async embedBatch(batch: string[], signal: AbortSignal): Promise<Float32Array[]> {
+    for (let attempt = 0; ; attempt++) {
+      this.throwIfCancelled(signal);
+      const outcome = await this.attempt(batch, signal);
+      if (Array.isArray(outcome)) return outcome;
+      if (attempt >= this.maxRetries) {
+        const tries = attempt + 1;
+        throw new VectorStoreError(
+          'UNAVAILABLE',
+          `the embedding service at ${this.where} failed ${tries} time${tries === 1 ? '' : 's'} in a row ` +
+            `(last: ${outcome.reason}): check that it is running and reachable; retry later`,
+        );
+      }
+      try {
+        await this.sleep(outcome.retryAfterMs ?? this.backoff(attempt), signal);
+      } catch (err) {
+        this.throwIfCancelled(signal);
+        throw err;
+      }
+    }
+  }
+
+  /** One request. Returns the vectors, or a failure worth retrying; throws permanent failures. */
+  private async attempt(batch: string[], signal: AbortSignal): Promise<Float32Array[] | RetryableFailure> {
+    const request = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      request.abort();
+    }, this.timeoutMs);
+    const forward = () => request.abort();
+    signal.addEventListener('abort', forward, { once: true });
+    let status: number;
+    let body: string;
+    let retryAfter: string | null;
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+      if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
+      const response = await this.fetch(this.endpoint, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ model: this.model, input: batch }),
+        signal: request.signal,
+      });
+      status = response.status;
+      retryAfter = response.headers.get('retry-after');
+      body = await response.text(); // still under the timeout
+    } catch (err) {
+      this.throwIfCancelled(signal);
+      if (timedOut) return { reason: `no answer within ${this.timeoutMs} ms` };
+      return { reason: `network error: ${networkErrorText(err).split(this.endpoint).join(this.where)}` };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', forward);
+    }
+
+    if (status >= 200 && status < 300) return this.readVectors(body, batch.length, status);
+    const serverSays = this.serverMessage(body);
+    const httpStatus = `HTTP ${status}${serverSays ? `: "${serverSays}"` : ''}`;
+    if (status === 429 || status === 408 || status >= 500) {
+      return { reason: httpStatus, retryAfterMs: this.retryAfterMs(retryAfter) };
+    }
+    if (status === 401 || status === 403) {
+      // The server's text is not quoted: some echo part of the key.
+      throw new VectorStoreError(
+        'AUTH',
+        this.apiKey
+          ? `the embedding service at ${this.where} rejected the API key (HTTP ${status}): set the embedApiKey credential of the vector-store config node to a valid key`
+          : `the embedding service at ${this.where} requires an API key (HTTP ${status}): set the embedApiKey credential of the vector-store config node`,
+        { transient: false },
+      );
+    }
+    const hint =
+      status === 404
+        ? 'check embedUrl (the API base, e.g. https://api.openai.com/v1) and embedModel'
+        : 'check embedModel and the texts sent';
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `the embedding service at ${this.where} refused the request for model "${this.model}" (${httpStatus}): ${hint}`,
+      { transient: false },
+    );
+  }
+
+  /** The vectors of a 2xx answer, in input order, checked for shape and size. */
+  private readVectors(body: string, expected: number, status: number): Float32Array[] {
+    const malformed = (what: string) =>
+      new VectorStoreError(
+        'INTERNAL',
+        `the embedding service at ${this.where} answered HTTP ${status} with ${what}, not an OpenAI-style embeddings response: check that embedUrl is the API base (e.g. https://api.openai.com/v1)`,
+        { transient: false },
+      );
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      throw malformed(body.trim() === '' ? 'an empty body' : 'a body that is not JSON');
+    }
+    const data = (parsed as { data?: unknown } | null)?.data;
+    if (!Array.isArray(data)) throw malformed('no "data" array');
+    if (data.length !== expected) throw malformed(`${data.length} embeddings for ${expected} texts`);
+
+    const vectors = new Array<Float32Array | undefined>(expected);
+    const indexed = data.every((item) => Number.isInteger((item as { index?: unknown } | null)?.index));
+    for (let i = 0; i < data.length; i++) {
+      const item = data[i] as { index?: number; embedding?: unknown } | null;
+      const position = indexed ? (item?.index as number) : i;
+      if (position < 0 || position >= expected || vectors[position] !== undefined) {
+        throw malformed(`a wrong or repeated "index" (${position})`);
+      }
+      const embedding = item?.embedding;
+      if (!Array.isArray(embedding) || embedding.length === 0) throw malformed(`no "embedding" array in data[${i}]`);
+      const vector = new Float32Array(embedding.length);
+      for (let k = 0; k < embedding.length; k++) {
+        const x: unknown = embedding[k];
+        if (typeof x !== 'number' || !Number.isFinite(x)) throw malformed(`a non-number in data[${i}].embedding[${k}]`);
+        vector[k] = x;
+      }
+      this.checkDimensions(vector.length);
+      vectors[position] = vector;
+    }
+    return vectors as Float32Array[];
+  }
+
+  private checkDimensions(size: number): void {
+    if (this.learntDimensions === null) {
+      this.learntDimensions = size;
+    } else if (size !== this.learntDimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `the embedding model "${this.model}" at ${this.where} returned a vector of ${size} dimensions after earlier ones of ${this.learntDimensions}: a model must always give vectors of one size; check that embedModel names one fixed model`,
+        { transient: false },
+      );
+    }
+  }
+
+  /** Full jitter on the upper half: between base/2 and base, base = min * 2^attempt, capped. */
+  private backoff(attempt: number): number {
+    const base = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** attempt);
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  /** Retry-After as seconds or an HTTP date, capped at maxBackoffMs; undefined when absent or unreadable. */
+  private retryAfterMs(header: string | null): number | undefined {
+    if (header === null || header.trim() === '') return undefined;
+    const value = header.trim();
+    let ms: number;
+    if (/^\d+(\.\d+)?$/.test(value)) ms = Number(value) * 1000;
+    else {
+      const date = Date.parse(value);
+      if (Number.isNaN(date)) return undefined;
+      ms = date - Date.now();
+    }
+    return Math.min(this.maxBackoffMs, Math.max(0, ms));
+  }
+
+  /** The error text of a failed answer (OpenAI, FastAPI and plain styles), short and without the key. */
+  private serverMessage(body: string): string {
+    let text = '';
+    try {
+      const parsed = JSON.parse(body) as Record<string, unknown> | null;
+      const error = parsed?.error as { message?: unknown } | string | undefined;
+      const detail = parsed?.detail as Array<{ msg?: unknown }> | string | undefined;
+      if (typeof error === 'string') text = error;
+      else if (typeof error?.message === 'string') text = error.message;
+      else if (typeof parsed?.message === 'string') text = parsed.message;
+      else if (typeof detail === 'string') text = detail;
+      else if (Array.isArray(detail) && typeof detail[0]?.msg === 'string') text = detail[0].msg;
+    } catch {
+      if (!body.trimStart().startsWith('<')) text = body; // skip HTML error pages
+    }
+    text = text.replace(/\s+/g, ' ').trim();
+    if (this.apiKey) text = text.split(this.apiKey).join('***');
+    return text.length > 200 ? text.slice(0, 197) + '...' : text;
+  }
+
+  private throwIfCancelled(signal: AbortSignal): void {
+    if (!signal.aborted) return;
+    if (this.closed) throw new VectorStoreError('INTERNAL', `the embedder for ${this.where} was closed during the request`);
+    throw new VectorStoreError('UNAVAILABLE', `the request to the embedding service at ${this.where} was cancelled`, {
+      cause: signal.reason,
+    });
+  }
+}
+
+function parseBaseUrl(baseUrl: string): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(String(baseUrl).trim());
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `embedUrl must be an http(s) URL such as https://api.openai.com/v1 (got ${JSON.stringify(safeUrl(String(baseUrl)))})`,
+    );
+  }
+  if (url.username || url.password) {
+    // fetch refuses such URLs, and a password does not belong in a plain property.
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `embedUrl must not contain a user name or password (${safeUrl(url.href)}): put the key in the embedApiKey credential`,
+    );
+  }
+  url.hash = '';
+  return url;
+}
+
+/** A URL without user, password, query or fragment, for messages. */
+function safeUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    return url.origin + url.pathname;
+  } catch {
+    return value.length > 60 ? value.slice(0, 57) + '...' : value;
+  }
+}
+
+function checkedOption(name: string, value: number, min: number, integer: boolean): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `${name} of the openai embedder must be ${integer ? 'an integer' : 'a number'} of at least ${min} (got ${value})`,
+    );
+  }
+  return value;
+}
+
+/** fetch wraps the real reason ("ECONNREFUSED") in `cause`. */
+function networkErrorText(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string') return cause.message;
+  return messageOf(err);
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

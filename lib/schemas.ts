@@ -1,0 +1,650 @@
+/**
+ * Validation of node configurations and message inputs (zod 4).
+ *
+ * Node-RED hands us config properties as the editor saved them: numbers may be
+ * strings ("100"), booleans may be "true"/"false", and an unset field is often
+ * an empty string. The schemas accept those, apply the defaults and produce
+ * typed objects. Every failure becomes one `VectorStoreError('INVALID_INPUT')`
+ * whose message names the field the way a Node-RED user sees it
+ * (`batchSize`, `msg.payload[3].vector[2]`), says what is expected and what was
+ * received. zod's own wording is never shown.
+ */
+import { z } from 'zod';
+import { VectorStoreError } from './errors';
+
+// ---------------------------------------------------------------------------
+// Public types
+
+export const BACKEND_NAMES = ['memory', 'lancedb', 'pgvector', 'chroma'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+export const EMBEDDER_NAMES = ['hash', 'openai'] as const;
+export type EmbedderName = (typeof EMBEDDER_NAMES)[number];
+
+/** The `vector-store` config node. */
+export interface StoreConfig {
+  backend: BackendName;
+  embedder: EmbedderName;
+  /** Vector size of the hash embedder. */
+  dimensions: number;
+  /** openai embedder: base URL of the API (".../v1"); '' for hash. */
+  embedUrl: string;
+  /** openai embedder: model name; '' for hash. */
+  embedModel: string;
+  /** memory backend: documents indexed per second. */
+  indexingRate: number;
+  /** memory backend: seconds before indexing of a write starts. */
+  indexingDelay: number;
+  /** memory backend: keep collections on disk. */
+  persist: boolean;
+  url: string;
+  path: string;
+  tenant: string;
+  database: string;
+  ssl: boolean;
+}
+
+export interface IngestConfig {
+  /** '' when every message brings `msg.collection`. */
+  collection: string;
+  batchSize: number;
+  createCollection: boolean;
+  buildIndex: boolean;
+}
+
+export interface SensorConfig {
+  collection: string;
+  /** 0: take msg.expectedCount, else wait for "ready" alone. */
+  expectedCount: number;
+  /** Seconds. */
+  pollInterval: number;
+  /** Seconds; when unset, the larger of 60 and pollInterval. */
+  maxPollInterval: number;
+  /** Seconds. */
+  timeout: number;
+  deferrable: boolean;
+}
+
+export type CountMode = 'atLeast' | 'exact';
+
+export interface HealthConfig {
+  collection: string;
+  expectedCount: number;
+  countMode: CountMode;
+  /** 0: not checked. */
+  dimensions: number;
+}
+
+export interface QueryConfig {
+  collection: string;
+  query: string;
+  topK: number;
+  failOnEmpty: boolean;
+}
+
+/** One document of an ingest payload, validated. */
+export interface IngestItem {
+  id?: string;
+  text?: string;
+  vector?: number[];
+  metadata?: Record<string, unknown>;
+}
+
+export interface SimulateOption {
+  fail: string;
+}
+
+export interface QuerySpec {
+  text?: string;
+  vector?: number[];
+  topK: number;
+  filter?: Record<string, unknown>;
+}
+
+export interface QueryInput {
+  queries: QuerySpec[];
+  /** True when msg.payload was an array: answer with an array of result lists. */
+  batch: boolean;
+}
+
+// ---------------------------------------------------------------------------
+// Turning zod issues into one readable message
+
+/** Issues flagged with this param are not followed by "(got ...)". */
+const NO_GOT = { noGot: true };
+/** Separates what is expected from advice, so "(got ...)" goes between them. */
+const HINT_SEPARATOR = '\n';
+const withHint = (expected: string, hint: string) => `${expected}${HINT_SEPARATOR}${hint}`;
+const MAX_ISSUES_IN_MESSAGE = 3;
+
+/**
+ * Validates `value` and returns the typed result, or throws
+ * `VectorStoreError('INVALID_INPUT')`. `label` is how the value is called in
+ * Node-RED terms ("msg.payload", "msg.collection"); '' for a node's config,
+ * whose fields are then named alone ("batchSize").
+ */
+export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, label: string): T {
+  // Issues whose schema set no message get ours, never zod's default wording.
+  const result = schema.safeParse(value, { error: fallbackMessage });
+  if (result.success) return result.data;
+  throw new VectorStoreError('INVALID_INPUT', describeIssues(result.error.issues, value, label));
+}
+
+function describeIssues(issues: readonly z.core.$ZodIssue[], root: unknown, label: string): string {
+  const parts = issues.slice(0, MAX_ISSUES_IN_MESSAGE).map((issue) => describeIssue(issue, root, label));
+  const more = issues.length - parts.length;
+  if (more > 0) parts.push(`and ${more} more problem${more === 1 ? '' : 's'}`);
+  return parts.join('; ');
+}
+
+function describeIssue(issue: z.core.$ZodIssue, root: unknown, label: string): string {
+  const where = fieldPath(label, issue.path);
+  const [expected, hint] = issue.message.split(HINT_SEPARATOR);
+  const original = valueAt(root, issue.path);
+  const showGot =
+    original !== undefined && issue.code !== 'unrecognized_keys' && !(issue.code === 'custom' && issue.params?.noGot);
+  const got = showGot ? ` (got ${describeValue(original)})` : '';
+  return `${where} ${expected}${got}${hint ? `: ${hint}` : ''}`;
+}
+
+/** For the few issues whose schema did not set a message of its own. */
+function fallbackMessage(issue: z.core.$ZodRawIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${issue.expected === 'array' || issue.expected === 'object' ? 'an' : 'a'} ${issue.expected}`;
+    case 'unrecognized_keys':
+      return `has unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      return `must be at least ${issue.minimum}${issue.origin === 'array' ? ' items long' : ''}`;
+    case 'too_big':
+      return `must be at most ${issue.maximum}${issue.origin === 'array' ? ' items long' : ''}`;
+    default:
+      return 'is not valid';
+  }
+}
+
+/** "msg.payload" + [3, "vector", 2] -> "msg.payload[3].vector[2]". */
+function fieldPath(label: string, path: readonly PropertyKey[]): string {
+  let out = label;
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === '' ? key : `.${key}`;
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out === '' ? 'the value' : out;
+}
+
+/** The original (pre-coercion) value at a path, so messages quote what the user sent. */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let current: unknown = root;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+/** A short, safe description of a received value. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (typeof value === 'string') {
+    return JSON.stringify(value.length > 40 ? value.slice(0, 37) + '...' : value);
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Array.isArray(value)) {
+    return value.length === 0 ? 'an empty array' : `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  }
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (typeof value === 'object') return 'an object';
+  return `a ${typeof value}`;
+}
+
+// ---------------------------------------------------------------------------
+// Field builders: lenient about how Node-RED stores values, strict about meaning
+
+function isBlank(value: unknown): boolean {
+  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Numbers may arrive as strings; blank means "use the default" (or unset). */
+function toNumberOrBlank(value: unknown): unknown {
+  if (isBlank(value)) return undefined;
+  if (typeof value === 'string') return Number(value.trim());
+  return value;
+}
+
+interface NumberRule {
+  integer?: boolean;
+  /** Inclusive lower bound. */
+  min?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  /** Inclusive upper bound. */
+  max?: number;
+}
+
+/** "must be an integer between 1 and 10000", "must be a number greater than 0", ... */
+function numberExpectation(rule: NumberRule): string {
+  const kind = rule.integer ? 'an integer' : 'a number';
+  if (rule.min !== undefined && rule.max !== undefined) return `must be ${kind} between ${rule.min} and ${rule.max}`;
+  if (rule.above !== undefined) return `must be ${kind} greater than ${rule.above}`;
+  if (rule.min !== undefined) return `must be ${kind} of at least ${rule.min}`;
+  return `must be ${kind}`;
+}
+
+function numberSchema(rule: NumberRule, message = numberExpectation(rule)) {
+  const error = { error: message };
+  let schema = z.number(error); // zod 4 rejects NaN and Infinity here
+  if (rule.integer) schema = schema.int(error);
+  if (rule.min !== undefined) schema = schema.gte(rule.min, error);
+  if (rule.above !== undefined) schema = schema.gt(rule.above, error);
+  if (rule.max !== undefined) schema = schema.lte(rule.max, error);
+  return schema;
+}
+
+function numberField(rule: NumberRule, defaultValue: number) {
+  return z.preprocess((v) => toNumberOrBlank(v) ?? defaultValue, numberSchema(rule));
+}
+
+function optionalNumberField(rule: NumberRule) {
+  return z.preprocess(toNumberOrBlank, numberSchema(rule).optional());
+}
+
+function booleanField(defaultValue: boolean) {
+  return z.preprocess(
+    (v) => {
+      if (isBlank(v)) return defaultValue;
+      if (v === 'true') return true;
+      if (v === 'false') return false;
+      return v;
+    },
+    z.boolean({ error: 'must be true or false' }),
+  );
+}
+
+function enumField<const T extends readonly [string, ...string[]]>(values: T, defaultValue: T[number]) {
+  const message = `must be one of ${values.map((v) => `"${v}"`).join(', ')}`;
+  return z.preprocess((v) => (isBlank(v) ? defaultValue : v), z.enum(values, { error: message }));
+}
+
+/** A plain string property; unset means ''. Surrounding spaces are never meant, so they go. */
+function stringField() {
+  return z.preprocess(
+    (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v.trim() : v),
+    z.string({ error: 'must be a string' }),
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Node configurations
+
+export const collectionSchema: z.ZodType<string> = z.preprocess(
+  (v) => (typeof v === 'string' ? v.trim() : v),
+  z
+    .string({ error: 'must be a collection name (a non-empty string)' })
+    .min(1, { error: 'must be a collection name (a non-empty string)' }),
+);
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+function hasUserInfo(value: string): boolean {
+  const url = new URL(value);
+  return url.username !== '' || url.password !== '';
+}
+
+export const storeConfigSchema: z.ZodType<StoreConfig> = z
+  .object({
+    backend: enumField(BACKEND_NAMES, 'memory'),
+    embedder: enumField(EMBEDDER_NAMES, 'hash'),
+    dimensions: numberField({ integer: true, min: 1, max: 8192 }, 384),
+    embedUrl: stringField(),
+    embedModel: stringField(),
+    indexingRate: numberField({ above: 0 }, 200),
+    indexingDelay: numberField({ min: 0 }, 1),
+    persist: booleanField(true),
+    url: stringField(),
+    path: stringField(),
+    tenant: stringField(),
+    database: stringField(),
+    ssl: booleanField(false),
+  })
+  .superRefine((config, ctx) => {
+    if (config.embedder !== 'openai') return;
+    if (config.embedUrl === '') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embedUrl'],
+        params: NO_GOT,
+        message:
+          'is required when embedder is "openai": set the base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1',
+      });
+    } else if (!isHttpUrl(config.embedUrl)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embedUrl'],
+        message: 'must be an http(s) URL such as https://api.openai.com/v1',
+      });
+    } else if (hasUserInfo(config.embedUrl)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embedUrl'],
+        params: NO_GOT, // the value holds a password
+        message: 'must not contain a user name or password: put the key in the embedApiKey credential',
+      });
+    }
+    if (config.embedModel === '') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embedModel'],
+        params: NO_GOT,
+        message: 'is required when embedder is "openai": set the model name, e.g. text-embedding-3-small',
+      });
+    }
+  });
+
+export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
+  collection: stringField(),
+  batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
+  createCollection: booleanField(true),
+  buildIndex: booleanField(true),
+});
+
+/** The default upper bound of the poll interval, in seconds. */
+const DEFAULT_MAX_POLL_INTERVAL = 60;
+
+export const sensorConfigSchema: z.ZodType<SensorConfig> = z
+  .object({
+    collection: stringField(),
+    expectedCount: numberField({ integer: true, min: 0 }, 0),
+    pollInterval: numberField({ above: 0 }, 5),
+    maxPollInterval: optionalNumberField({ above: 0 }),
+    timeout: numberField({ above: 0 }, 3600),
+    deferrable: booleanField(true),
+  })
+  .superRefine((config, ctx) => {
+    if (config.maxPollInterval !== undefined && config.maxPollInterval < config.pollInterval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxPollInterval'],
+        message: `must be at least pollInterval (${config.pollInterval} s)`,
+      });
+    }
+  })
+  // An unset maxPollInterval must not contradict a long pollInterval.
+  .transform((config) => ({
+    ...config,
+    maxPollInterval: config.maxPollInterval ?? Math.max(DEFAULT_MAX_POLL_INTERVAL, config.pollInterval),
+  }));
+
+export const healthConfigSchema: z.ZodType<HealthConfig> = z.object({
+  collection: stringField(),
+  expectedCount: numberField({ integer: true, min: 0 }, 0),
+  countMode: enumField(['atLeast', 'exact'] as const, 'atLeast'),
+  dimensions: numberField({ integer: true, min: 0 }, 0),
+});
+
+export const queryConfigSchema: z.ZodType<QueryConfig> = z.object({
+  collection: stringField(),
+  // The query text is kept as typed; only a missing one becomes ''.
+  query: z.preprocess((v) => (v === undefined || v === null ? '' : v), z.string({ error: 'must be a string' })),
+  topK: numberField({ integer: true, min: 1, max: 1000 }, 3),
+  failOnEmpty: booleanField(true),
+});
+
+/** Each node's `def` (its saved properties) to a typed config; names the field on error. */
+export const parseStoreConfig = (def: unknown): StoreConfig => parseOrThrow(storeConfigSchema, def, '');
+export const parseIngestConfig = (def: unknown): IngestConfig => parseOrThrow(ingestConfigSchema, def, '');
+export const parseSensorConfig = (def: unknown): SensorConfig => parseOrThrow(sensorConfigSchema, def, '');
+export const parseHealthConfig = (def: unknown): HealthConfig => parseOrThrow(healthConfigSchema, def, '');
+export const parseQueryConfig = (def: unknown): QueryConfig => parseOrThrow(queryConfigSchema, def, '');
+
+/**
+ * The collection a message works on: `msg.collection` when it is set, else the
+ * node's `collection` property. Throws when neither names one.
+ */
+export function resolveCollection(msgCollection: unknown, configured: string): string {
+  if (!isBlank(msgCollection)) return parseOrThrow(collectionSchema, msgCollection, 'msg.collection');
+  if (configured.trim() !== '') return configured.trim();
+  throw new VectorStoreError(
+    'INVALID_INPUT',
+    'no collection given: set the node\'s collection property or send msg.collection',
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Message inputs
+
+/** null means "not given" for optional fields of message objects (JSON often has nulls). */
+function optional<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.optional());
+}
+
+const idSchema = z.preprocess(
+  (v) => (typeof v === 'number' && Number.isSafeInteger(v) ? String(v) : v),
+  z
+    .string({ error: 'must be a non-empty string or an integer' })
+    .min(1, { error: 'must be a non-empty string or an integer' }),
+);
+
+const nonEmptyText = z
+  .string({ error: 'must be a string' })
+  .refine((s) => s.trim() !== '', { error: 'must not be empty' });
+
+/**
+ * A vector: a non-empty array (or typed array) of finite numbers. Checked with
+ * a plain loop, not one zod schema per element: payloads can hold millions.
+ */
+const vectorSchema = z.unknown().transform((value, ctx): number[] => {
+  const vector = ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as Float32Array) : value;
+  if (!Array.isArray(vector)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an array of numbers' });
+    return z.NEVER;
+  }
+  if (vector.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'must not be an empty array', params: NO_GOT });
+    return z.NEVER;
+  }
+  for (let i = 0; i < vector.length; i++) {
+    const x: unknown = vector[i];
+    if (typeof x !== 'number' || !Number.isFinite(x)) {
+      ctx.addIssue({ code: 'custom', path: [i], message: 'must be a finite number' });
+      return z.NEVER;
+    }
+  }
+  return vector as number[];
+});
+
+const plainObjectSchema = z.custom<Record<string, unknown>>(isPlainObject, { error: 'must be an object' });
+
+const INGEST_ITEM_SHAPE = '{id?, text?, vector?, metadata?}';
+
+const ingestItemSchema: z.ZodType<IngestItem> = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() !== '' ? { text: v } : v),
+  z
+    .strictObject(
+      {
+        id: optional(idSchema),
+        text: optional(nonEmptyText),
+        vector: optional(vectorSchema),
+        metadata: optional(plainObjectSchema),
+      },
+      {
+        error: (issue) => {
+          if (issue.code === 'unrecognized_keys') {
+            const keys = issue.keys.map((k) => JSON.stringify(k)).join(', ');
+            return withHint(
+              `has unknown field${issue.keys.length === 1 ? '' : 's'} ${keys}`,
+              'a document has only id, text, vector and metadata (put other fields inside metadata)',
+            );
+          }
+          if (typeof issue.input === 'string') return 'must not be an empty string';
+          return `must be a text or an object ${INGEST_ITEM_SHAPE}`;
+        },
+      },
+    )
+    .superRefine((item, ctx) => {
+      if (item.text === undefined && item.vector === undefined) {
+        ctx.addIssue({ code: 'custom', params: NO_GOT, message: 'needs a text or a vector' });
+      }
+    })
+    .transform((item) => {
+      // Drop absent keys so results compare and serialise cleanly.
+      const out: IngestItem = {};
+      if (item.id !== undefined) out.id = item.id;
+      if (item.text !== undefined) out.text = item.text;
+      if (item.vector !== undefined) out.vector = item.vector;
+      if (item.metadata !== undefined) out.metadata = item.metadata;
+      return out;
+    }),
+);
+
+const INGEST_PAYLOAD_SHAPE = `a text, or an array of texts or ${INGEST_ITEM_SHAPE} objects`;
+
+/**
+ * Validates an ingest `msg.payload`: a string, a non-empty array of strings or
+ * {id?, text?, vector?, metadata?} objects, or one such object. Each object
+ * needs a non-empty `text` or a non-empty `vector` of finite numbers; integer
+ * ids become strings ("7"); `metadata` is a plain object; `null` fields count as
+ * absent; unknown fields are rejected (extra data belongs in `metadata`).
+ * Duplicate ids are not rejected: as writes are upserts, the last one wins.
+ */
+export function parseIngestPayload(payload: unknown): IngestItem[] {
+  const invalid = (message: string) => new VectorStoreError('INVALID_INPUT', message);
+  if (payload === undefined || payload === null) {
+    throw invalid(`msg.payload is missing: send ${INGEST_PAYLOAD_SHAPE}`);
+  }
+  if (typeof payload === 'string') {
+    if (payload.trim() === '') throw invalid('msg.payload must not be an empty string: send the text to ingest');
+    return [{ text: payload }];
+  }
+  if (Array.isArray(payload)) {
+    if (payload.length === 0) throw invalid('msg.payload must not be an empty array: send at least one document');
+    return parseOrThrow(z.array(ingestItemSchema), payload, 'msg.payload');
+  }
+  if (isPlainObject(payload)) return [parseOrThrow(ingestItemSchema, payload, 'msg.payload')];
+  throw invalid(`msg.payload must be ${INGEST_PAYLOAD_SHAPE} (got ${describeValue(payload)})`);
+}
+
+const FAIL_REASON = withHint('must be a non-empty string', 'the reason indexing should fail');
+
+const simulateSchema: z.ZodType<SimulateOption> = z.strictObject(
+  {
+    fail: z
+      .string({ error: FAIL_REASON })
+      .refine((s) => s.trim() !== '', { error: FAIL_REASON }),
+  },
+  {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? 'must be {fail: "reason"} and nothing else'
+        : 'must be an object {fail: "reason"} (memory backend only)',
+  },
+);
+
+/** `msg.simulate`: absent, or `{fail: "reason"}` (memory backend only). */
+export function parseSimulate(value: unknown): SimulateOption | undefined {
+  if (value === undefined) return undefined;
+  return parseOrThrow(simulateSchema, value, 'msg.simulate');
+}
+
+const QUERY_SHAPE = 'a query text, an array of them, or an object {text | vector, topK?, filter?}';
+
+const topKSchema = z.preprocess(toNumberOrBlank, numberSchema({ integer: true, min: 1, max: 1000 }).optional());
+
+const queryObjectSchema = z
+  .strictObject(
+    {
+      text: optional(nonEmptyText),
+      vector: optional(vectorSchema),
+      topK: topKSchema,
+      filter: optional(plainObjectSchema),
+    },
+    {
+      error: (issue) => {
+        if (issue.code === 'unrecognized_keys') {
+          const keys = issue.keys.map((k) => JSON.stringify(k)).join(', ');
+          return withHint(
+            `has unknown field${issue.keys.length === 1 ? '' : 's'} ${keys}`,
+            'a query has only text, vector, topK and filter',
+          );
+        }
+        if (typeof issue.input === 'string') return 'must not be an empty string';
+        if (typeof issue.input === 'number') {
+          return withHint('must be a query text or an object {text | vector, topK?, filter?}', 'to query by vector, send {vector: [...]}');
+        }
+        return 'must be a query text or an object {text | vector, topK?, filter?}';
+      },
+    },
+  )
+  .superRefine((query, ctx) => {
+    if (query.text === undefined && query.vector === undefined) {
+      ctx.addIssue({ code: 'custom', params: NO_GOT, message: 'needs a text or a vector' });
+    } else if (query.text !== undefined && query.vector !== undefined) {
+      ctx.addIssue({ code: 'custom', params: NO_GOT, message: 'must have a text or a vector, not both' });
+    }
+  });
+
+const queryItemSchema = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() !== '' ? { text: v } : v),
+  queryObjectSchema,
+);
+
+/** Is this payload meant as a query, rather than the output of an upstream node? */
+function looksLikeQuery(payload: unknown): boolean {
+  if (typeof payload === 'string') return payload.trim() !== '';
+  if (Array.isArray(payload)) return true;
+  return isPlainObject(payload) && ('text' in payload || 'vector' in payload);
+}
+
+/**
+ * Validates a sample-query `msg.payload`: a string, a non-empty array of
+ * strings (or query objects), or `{text | vector, topK?, filter?}`.
+ *
+ * When the payload is not a query (missing, empty, a number such as an inject
+ * timestamp, or an object with neither text nor vector, such as the output of
+ * index-health), the node's `query` property is used; with no such property,
+ * that is an error.
+ */
+export function parseQueryInput(payload: unknown, defaultQuery: string, defaultTopK: number): QueryInput {
+  if (!looksLikeQuery(payload)) {
+    if (defaultQuery.trim() !== '') return { queries: [{ text: defaultQuery, topK: defaultTopK }], batch: false };
+    const got = isBlank(payload)
+      ? ''
+      : isPlainObject(payload)
+        ? ' (got an object without text or vector)'
+        : ` (got ${describeValue(payload)})`;
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.payload must be ${QUERY_SHAPE}${got}; or set the node's query property`,
+    );
+  }
+  const toSpec = (q: z.output<typeof queryObjectSchema>): QuerySpec => {
+    const spec: QuerySpec = { topK: q.topK ?? defaultTopK };
+    if (q.text !== undefined) spec.text = q.text;
+    if (q.vector !== undefined) spec.vector = q.vector;
+    if (q.filter !== undefined) spec.filter = q.filter;
+    return spec;
+  };
+  if (Array.isArray(payload)) {
+    if (payload.length === 0) {
+      throw new VectorStoreError('INVALID_INPUT', 'msg.payload must not be an empty array: send at least one query');
+    }
+    return { queries: parseOrThrow(z.array(queryItemSchema), payload, 'msg.payload').map(toSpec), batch: true };
+  }
+  return { queries: [toSpec(parseOrThrow(queryItemSchema, payload, 'msg.payload'))], batch: false };
+}
