@@ -1,0 +1,283 @@
+/**
+ * One timer for any number of wake-ups.
+ *
+ * The triggerer may hold 100,000 sleeping waits; a timer each would be 100,000
+ * timers. Instead, wake-up times go into a min-heap and one timer is armed for
+ * the earliest. When it fires, the due tasks are woken in slices of
+ * `sliceSize` with a `setImmediate` between slices, so a crowd of due waits
+ * never blocks the event loop for long. Work that is ready without a delay
+ * (e.g. many waits whose shared status call has answered) goes through the
+ * same slices, queued by `wakeSoon`.
+ *
+ * Cancelling is lazy (the entry is marked and skipped when it surfaces); the heap
+ * is rebuilt when cancelled entries outnumber live ones.
+ */
+
+/** Timer functions, injectable so tests can drive time by hand. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Something to wake at its time. An object rather than a closure: no allocation per wait. */
+export interface Wakeable {
+  wake(): void;
+}
+
+export interface ScheduledTask {
+  readonly at: number;
+  cancel(): void;
+}
+
+export interface SchedulerOptions {
+  now?: () => number;
+  timers?: Timers;
+  /** Tasks woken per event-loop turn. */
+  sliceSize?: number;
+  /** A task's `wake` threw (a bug): report it, keep going. */
+  onError?: (err: unknown) => void;
+}
+
+/** Longest delay setTimeout accepts; later wake-ups re-arm when it fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Placeholder for a queue slot already worked off (releases the target). */
+const DONE: Wakeable = { wake: () => undefined };
+
+class Entry implements ScheduledTask {
+  cancelled = false;
+  constructor(
+    readonly at: number,
+    readonly seq: number,
+    readonly target: Wakeable,
+    private readonly owner: Scheduler,
+  ) {}
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.owner.onCancelled();
+  }
+}
+
+export class Scheduler {
+  /** Timer firings that woke at least one task. */
+  ticks = 0;
+  /** Tasks woken so far. */
+  woken = 0;
+  private readonly now: () => number;
+  private readonly timers: Timers;
+  private readonly sliceSize: number;
+  private readonly onError: (err: unknown) => void;
+  private heap: Entry[] = [];
+  private live = 0;
+  private seq = 0;
+  private timer: unknown = null;
+  private timerAt = Infinity;
+  private immediate: NodeJS.Immediate | null = null;
+  /** Tasks to wake as soon as possible, worked off in slices; `queueHead` is the next one. */
+  private queue: Wakeable[] = [];
+  private queueHead = 0;
+  /** Slices are being worked off; the timer is re-armed when nothing is left to do now. */
+  private draining = false;
+  private closed = false;
+
+  constructor(options: SchedulerOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.timers = options.timers ?? { setTimeout: (cb, ms) => setTimeout(cb, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
+    this.sliceSize = Math.max(1, options.sliceSize ?? 1000);
+    this.onError = options.onError ?? (() => undefined);
+  }
+
+  /** Tasks waiting to be woken. */
+  get size(): number {
+    return this.live;
+  }
+
+  /** Wake `target` at epoch ms `at` (at once if already past). */
+  schedule(at: number, target: Wakeable): ScheduledTask {
+    if (this.closed) throw new Error('The scheduler is closed.');
+    const entry = new Entry(at, this.seq++, target, this);
+    this.push(entry);
+    this.live += 1;
+    // While draining, due entries are picked up by the slices; the timer waits.
+    if (!this.draining && at < this.timerAt) this.arm();
+    return entry;
+  }
+
+  /** Wake `target` as soon as possible, in turn with other ready tasks (never synchronously). */
+  wakeSoon(target: Wakeable): void {
+    if (this.closed) return;
+    this.queue.push(target);
+    this.startDraining();
+  }
+
+  /** Drop every task and release the timer. Pending tasks are never woken. */
+  close(): void {
+    this.closed = true;
+    this.disarm();
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = null;
+    for (const entry of this.heap) entry.cancelled = true;
+    this.heap = [];
+    this.live = 0;
+    this.queue = [];
+    this.queueHead = 0;
+  }
+
+  /** @internal called by an entry when cancelled. */
+  onCancelled(): void {
+    this.live -= 1;
+    if (this.heap.length > 2 * this.live + 1000) this.rebuild();
+    // The timer may now point at a cancelled entry: harmless, it re-arms on firing.
+  }
+
+  private arm(): void {
+    if (this.closed) return;
+    this.dropCancelledTop();
+    const next = this.heap[0];
+    if (!next) {
+      this.disarm();
+      return;
+    }
+    if (this.timer !== null && next.at === this.timerAt) return;
+    this.disarm();
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, next.at - this.now()));
+    this.timerAt = next.at;
+    this.timer = this.timers.setTimeout(() => this.fire(), delay);
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+
+  private fire(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.dropCancelledTop();
+    if (this.hasDue(this.now())) {
+      this.ticks += 1;
+      this.startDraining();
+    } else {
+      this.arm(); // fired a little early, or only cancelled entries were due
+    }
+  }
+
+  private startDraining(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.disarm();
+    this.immediate = setImmediate(() => this.drainSlice());
+  }
+
+  /** Wake up to `sliceSize` tasks: ready ones first, then due ones from the heap. */
+  private drainSlice(): void {
+    this.immediate = null;
+    if (this.closed) return;
+    let budget = this.sliceSize;
+    while (budget > 0 && this.queueHead < this.queue.length) {
+      const target = this.queue[this.queueHead];
+      this.queue[this.queueHead++] = DONE;
+      budget -= 1;
+      this.wakeOne(target);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 4096 && this.queueHead * 2 > this.queue.length) {
+      // Drop the part already done, so the array does not grow without end.
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    const now = this.now();
+    while (budget > 0 && this.hasDue(now)) {
+      const entry = this.popMin();
+      if (entry.cancelled) continue;
+      entry.cancelled = true; // spent: a later cancel() is a no-op
+      this.live -= 1;
+      budget -= 1;
+      this.wakeOne(entry.target);
+    }
+    if (this.queueHead < this.queue.length || this.hasDue(now)) {
+      this.immediate = setImmediate(() => this.drainSlice());
+      return;
+    }
+    this.draining = false;
+    this.arm();
+  }
+
+  private wakeOne(target: Wakeable): void {
+    this.woken += 1;
+    try {
+      target.wake();
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+
+  private hasDue(now: number): boolean {
+    this.dropCancelledTop();
+    return this.heap.length > 0 && this.heap[0].at <= now;
+  }
+
+  // --- binary min-heap on (at, seq) ---------------------------------------
+
+  private dropCancelledTop(): void {
+    while (this.heap.length > 0 && this.heap[0].cancelled) this.popMin();
+  }
+
+  private rebuild(): void {
+    this.heap = this.heap.filter((e) => !e.cancelled);
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  private push(entry: Entry): void {
+    this.heap.push(entry);
+    this.siftUp(this.heap.length - 1);
+  }
+
+  private popMin(): Entry {
+    const heap = this.heap;
+    const top = heap[0];
+    const last = heap.pop() as Entry;
+    if (heap.length > 0) {
+      heap[0] = last;
+      this.siftDown(0);
+    }
+    return top;
+  }
+
+  private siftUp(index: number): void {
+    const heap = this.heap;
+    const entry = heap[index];
+    while (index > 0) {
+      const parent = (index - 1) >> 1;
+      if (!before(entry, heap[parent])) break;
+      heap[index] = heap[parent];
+      index = parent;
+    }
+    heap[index] = entry;
+  }
+
+  private siftDown(index: number): void {
+    const heap = this.heap;
+    const entry = heap[index];
+    const length = heap.length;
+    while (true) {
+      const left = 2 * index + 1;
+      if (left >= length) break;
+      const right = left + 1;
+      const child = right < length && before(heap[right], heap[left]) ? right : left;
+      if (!before(heap[child], entry)) break;
+      heap[index] = heap[child];
+      index = child;
+    }
+    heap[index] = entry;
+  }
+}
+
+function before(a: Entry, b: Entry): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}

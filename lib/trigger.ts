@@ -1,0 +1,595 @@
+/**
+ * The trigger: a small, serializable description of one wait ("until collection
+ * X is indexed"), and the loop that polls for it.
+ *
+ * Like Airflow's BaseTrigger, a trigger is data plus an `async *run()` that
+ * yields events. Unlike Airflow's, ours resumes where it stopped: the spec
+ * carries the original start time, the poll count and the last progress, so a
+ * wait moved to another process (a restart, a redeploy) keeps its deadline and
+ * its history.
+ *
+ * One poll is three steps, `beginPoll` (deadline check), the status call, then
+ * `onStatus` or `onError` (which give the event and the delay before the next
+ * poll). `run()` is the plain loop over these steps, used by the sensor's
+ * in-node mode (`deferrable: false`, see `timerContext`) and by tests; the
+ * triggerer drives the very same steps for many waits at once without keeping
+ * a suspended generator per wait. The readiness rule is shared with the
+ * sensor's quick check through `checkOnce`.
+ */
+import { z } from 'zod';
+import { VectorStoreError, isTransient, messageOf } from './errors';
+import { newWaitId } from './ids';
+import type { CollectionStatus } from './types';
+
+/**
+ * Everything needed to rebuild a wait anywhere. Invariants a reader can trust:
+ * - It is plain JSON (no class instances, no functions): assume it is persisted
+ *   at any moment and reloaded in another process.
+ * - `v` is the format version; `parseTriggerSpec` is the one place that migrates
+ *   old versions or rejects unknown ones.
+ * - `startedAt` and `deadline` are fixed when the wait is created and never
+ *   change, so resuming never extends the timeout.
+ * - `polls`, `consecutiveErrors` and `lastProgress` only move forward while the
+ *   trigger runs; a resumed trigger continues from them.
+ * - `waitId` is the same wherever the trigger runs: a consumer that sees two
+ *   final events with the same waitId (possible across a crash) drops one.
+ */
+export interface TriggerSpec {
+  /** Format version; a loader must migrate or reject others. */
+  v: 1;
+  waitId: string;
+  collection: string;
+  /** Documents that must be indexed; 0: wait for the "ready" state alone. */
+  expectedCount: number;
+  pollIntervalMs: number;
+  maxPollIntervalMs: number;
+  /** Epoch ms when the wait began; never reset on resume. */
+  startedAt: number;
+  /** Epoch ms; startedAt + timeout. */
+  deadline: number;
+  /** Status calls made so far (survives resume). */
+  polls: number;
+  consecutiveErrors: number;
+  lastProgress: ProgressPayload | null;
+}
+
+/** Output 2 of the sensor while waiting. */
+export interface ProgressPayload {
+  status: 'indexing';
+  collection: string;
+  indexedCount: number;
+  expectedCount: number;
+  /** 0..1, or null when neither the store nor an expected count tells. */
+  progress: number | null;
+  etaSeconds: number | null;
+  elapsedMs: number;
+  polls: number;
+}
+
+/** Output 1 of the sensor. */
+export interface SuccessPayload {
+  status: 'success';
+  collection: string;
+  documentCount: number;
+  indexedCount: number;
+  expectedCount: number;
+  elapsedMs: number;
+  polls: number;
+  /** True when the wait went through polling, false for the sensor's quick check. */
+  deferred: boolean;
+}
+
+/** `msg.payload` of a failed wait; `message` is also the error's message. */
+export interface FailurePayload {
+  status: 'failed' | 'timeout' | 'error';
+  collection: string;
+  message: string;
+  elapsedMs: number;
+  polls: number;
+  lastProgress: ProgressPayload | null;
+}
+
+export type FinalPayload = SuccessPayload | FailurePayload;
+
+/**
+ * What `run` yields. Any number of progress and warning events, then exactly one
+ * final event, after which the generator returns. A run that is cancelled
+ * (`sleep` resolved false) returns without a final event.
+ */
+export type TriggerEvent = ProgressEvent | WarningEvent | FinalEvent;
+export interface ProgressEvent {
+  type: 'progress';
+  payload: ProgressPayload;
+}
+/** A transient error: logged, counted, and the wait goes on. */
+export interface WarningEvent {
+  type: 'warning';
+  message: string;
+  error: unknown;
+}
+export interface FinalEvent {
+  type: 'final';
+  payload: FinalPayload;
+}
+
+/** The outcome of one poll: its event and, unless final, the wait before the next poll. */
+export type PollStep = { event: FinalEvent; delayMs: null } | { event: ProgressEvent | WarningEvent; delayMs: number };
+
+/** What the trigger's steps need: a clock, randomness and limits (no I/O). */
+export interface StepContext {
+  now(): number;
+  /** 0..1, for jitter. */
+  random(): number;
+  /** Transient errors in a row before the wait fails. */
+  maxConsecutiveErrors: number;
+  /** Backend name for messages ("memory"); "vector" when unknown. */
+  storeName?: string;
+  /** `deferred` of the success payload; true unless said otherwise. */
+  deferred?: boolean;
+}
+
+/** What `run()` needs from whoever runs it. */
+export interface TriggerContext extends StepContext {
+  /** The collection's status; the caller may share one call among many waits. */
+  status(collection: string): Promise<CollectionStatus>;
+  /** Resolves true after `ms`, or false when the wait is cancelled: then stop quietly. */
+  sleep(ms: number): Promise<boolean>;
+}
+
+/** Growth of the poll interval per poll without progress. */
+const BACKOFF_FACTOR = 1.5;
+/** +-10% randomness so waits started together drift apart instead of polling in bursts. */
+const JITTER = 0.1;
+
+// ---------------------------------------------------------------------------
+// Building and loading specs
+
+export interface NewTriggerSpec {
+  waitId?: string;
+  collection: string;
+  expectedCount?: number;
+  pollIntervalMs: number;
+  maxPollIntervalMs: number;
+  timeoutMs: number;
+  /** Epoch ms when the wait begins (its `startedAt`); default Date.now(). */
+  now?: number;
+  /** Status calls already made (e.g. the sensor's quick check). */
+  polls?: number;
+  lastProgress?: ProgressPayload | null;
+}
+
+/** Build a valid spec, or throw an INVALID_INPUT error naming the bad field. */
+export function createTriggerSpec(input: NewTriggerSpec): TriggerSpec {
+  const { collection, pollIntervalMs, maxPollIntervalMs, timeoutMs } = input;
+  const expectedCount = input.expectedCount ?? 0;
+  if (typeof collection !== 'string' || collection.length === 0) {
+    throw invalid('The collection to wait for is empty: give a collection name.');
+  }
+  if (!Number.isInteger(expectedCount) || expectedCount < 0) {
+    throw invalid(`The expected count for collection "${collection}" must be a whole number of documents (0 or more), not ${String(expectedCount)}.`);
+  }
+  if (!(Number.isFinite(pollIntervalMs) && pollIntervalMs > 0)) {
+    throw invalid(`The poll interval for collection "${collection}" must be a positive duration, not ${String(pollIntervalMs)} ms.`);
+  }
+  if (!(Number.isFinite(maxPollIntervalMs) && maxPollIntervalMs >= pollIntervalMs)) {
+    throw invalid(
+      `The maximum poll interval for collection "${collection}" (${String(maxPollIntervalMs)} ms) must be at least the poll interval (${pollIntervalMs} ms).`,
+    );
+  }
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw invalid(`The timeout for collection "${collection}" must be a positive duration, not ${String(timeoutMs)} ms.`);
+  }
+  const startedAt = input.now ?? Date.now();
+  return {
+    v: 1,
+    waitId: input.waitId ?? newWaitId(),
+    collection,
+    expectedCount,
+    pollIntervalMs,
+    maxPollIntervalMs,
+    startedAt,
+    deadline: startedAt + timeoutMs,
+    polls: input.polls ?? 0,
+    consecutiveErrors: 0,
+    lastProgress: input.lastProgress ?? null,
+  };
+}
+
+const count = z.number().int().nonnegative();
+const progressSchema = z.object({
+  status: z.literal('indexing'),
+  collection: z.string(),
+  indexedCount: count,
+  expectedCount: count,
+  progress: z.number().nullable(),
+  etaSeconds: z.number().nullable(),
+  elapsedMs: z.number(),
+  polls: count,
+});
+const specV1Schema = z.object({
+  v: z.literal(1),
+  waitId: z.string().min(1),
+  collection: z.string().min(1),
+  expectedCount: count,
+  pollIntervalMs: z.number().positive(),
+  maxPollIntervalMs: z.number().positive(),
+  startedAt: z.number(),
+  deadline: z.number(),
+  polls: count,
+  consecutiveErrors: count,
+  lastProgress: progressSchema.nullable(),
+});
+
+/**
+ * Check a spec read from disk (or from another version of this package) and
+ * bring it to the current format. The one place where spec versions migrate;
+ * there is only version 1 so far. Throws INVALID_INPUT for anything else.
+ */
+export function parseTriggerSpec(value: unknown): TriggerSpec {
+  const version = (value as { v?: unknown } | null)?.v;
+  if (version !== 1) {
+    throw invalid(
+      `This wait was saved in format version ${JSON.stringify(version)}, which this version of the package does not know (it reads version 1). Upgrade the package to resume it.`,
+    );
+  }
+  const parsed = specV1Schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalid(`This saved wait is damaged: field "${issue?.path.join('.')}" ${issue?.message ?? 'is invalid'}.`);
+  }
+  return parsed.data as TriggerSpec;
+}
+
+// ---------------------------------------------------------------------------
+// Readiness: one rule for the trigger and the sensor's quick check
+
+/** Ready means the store says "ready" and, when a count is expected, that many are indexed. */
+export function isReady(status: CollectionStatus, expectedCount: number): boolean {
+  return status.state === 'ready' && (expectedCount === 0 || status.indexedCount >= expectedCount);
+}
+
+/**
+ * The sensor's quick check, with the trigger's rules: a success payload
+ * (`deferred: false`) when the collection is already ready, a "failed" payload
+ * when its indexing already failed, else null (then defer). Counts as one poll.
+ */
+export function checkOnce(spec: TriggerSpec, status: CollectionStatus, now: number = Date.now()): FinalPayload | null {
+  if (status.state === 'failed') {
+    return { ...failedPayload(spec, status, now), polls: spec.polls + 1 };
+  }
+  if (!isReady(status, spec.expectedCount)) return null;
+  return successPayload(spec, status, now, spec.polls + 1, false);
+}
+
+function failedPayload(spec: TriggerSpec, status: CollectionStatus, now: number): FailurePayload {
+  const reason = status.detail?.trim() || 'the store gave no reason';
+  return {
+    status: 'failed',
+    collection: spec.collection,
+    message: `Indexing of collection "${spec.collection}" failed: ${withoutFinalPeriod(reason)}.`,
+    elapsedMs: Math.max(0, now - spec.startedAt),
+    polls: spec.polls,
+    lastProgress: spec.lastProgress,
+  };
+}
+
+function successPayload(spec: TriggerSpec, status: CollectionStatus, now: number, polls: number, deferred: boolean): SuccessPayload {
+  return {
+    status: 'success',
+    collection: spec.collection,
+    documentCount: status.documentCount,
+    indexedCount: status.indexedCount,
+    expectedCount: spec.expectedCount,
+    elapsedMs: Math.max(0, now - spec.startedAt),
+    polls,
+    deferred,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The trigger
+
+export class CollectionReadyTrigger {
+  /** The live spec: the poll steps advance polls, errors and lastProgress in place. */
+  private readonly spec: TriggerSpec;
+  /**
+   * Polls in a row without progress: drives the backoff. Not persisted: a
+   * resumed wait starts by watching closely.
+   */
+  private stalePolls = 0;
+
+  /**
+   * `spec` must be valid: built by `createTriggerSpec` or read through
+   * `parseTriggerSpec`. Only the version is checked here, so that resuming many
+   * waits stays cheap.
+   */
+  constructor(spec: TriggerSpec) {
+    if (spec?.v !== 1) parseTriggerSpec(spec); // throws the explanation
+    this.spec = { ...spec };
+  }
+
+  get waitId(): string {
+    return this.spec.waitId;
+  }
+
+  /** A plain copy of the current state: what to persist, and what to resume from. */
+  serialize(): TriggerSpec {
+    // lastProgress objects are never mutated once created, so sharing is safe.
+    return { ...this.spec };
+  }
+
+  /**
+   * Poll until the wait ends: progress and warning events, then one final
+   * event. Returns quietly, without a final event, when `ctx.sleep` says the
+   * wait was cancelled.
+   */
+  async *run(ctx: TriggerContext): AsyncGenerator<TriggerEvent, void, undefined> {
+    while (true) {
+      const timeout = this.beginPoll(ctx);
+      if (timeout) {
+        yield timeout;
+        return;
+      }
+      const step = await askStatus(ctx, this.spec.collection).then(
+        (status) => this.onStatus(status, ctx),
+        (err: unknown) => this.onError(err, ctx),
+      );
+      yield step.event;
+      if (step.delayMs === null) return;
+      // A zero delay means the deadline is reached: straight to the timeout.
+      if (step.delayMs > 0 && !(await ctx.sleep(step.delayMs))) return;
+    }
+  }
+
+  /**
+   * Call before each poll. The timeout event when the deadline has passed (so a
+   * timeout fires on time, not a poll later), else null and the poll is counted.
+   */
+  beginPoll(ctx: StepContext): FinalEvent | null {
+    if (ctx.now() >= this.spec.deadline) return { type: 'final', payload: this.timeout(ctx) };
+    this.spec.polls += 1;
+    return null;
+  }
+
+  /** The status answered by the poll begun last. */
+  onStatus(status: CollectionStatus, ctx: StepContext): PollStep {
+    const spec = this.spec;
+    const now = ctx.now();
+    spec.consecutiveErrors = 0;
+    if (status.state === 'failed') {
+      return { event: { type: 'final', payload: failedPayload(spec, status, now) }, delayMs: null };
+    }
+    if (isReady(status, spec.expectedCount)) {
+      return { event: { type: 'final', payload: successPayload(spec, status, now, spec.polls, ctx.deferred ?? true) }, delayMs: null };
+    }
+    const progress = this.progressPayload(status, now);
+    this.stalePolls = advanced(spec.lastProgress, progress) ? 0 : this.stalePolls + 1;
+    spec.lastProgress = progress;
+    return { event: { type: 'progress', payload: progress }, delayMs: this.nextDelay(ctx) };
+  }
+
+  /** The error thrown by the poll begun last: a warning (retry later) or the final error. */
+  onError(err: unknown, ctx: StepContext): PollStep {
+    const spec = this.spec;
+    const store = storeLabel(ctx);
+    if (!isTransient(err)) {
+      const message = `Stopped waiting for collection "${spec.collection}" after ${formatDuration(ctx.now() - spec.startedAt)}: the ${store} store reported an error that retrying will not fix: ${sentence(messageOf(err))}`;
+      return { event: { type: 'final', payload: this.failure('error', message, ctx.now()) }, delayMs: null };
+    }
+    spec.consecutiveErrors += 1;
+    if (spec.consecutiveErrors >= ctx.maxConsecutiveErrors) {
+      const message = `Gave up on collection "${spec.collection}" after ${spec.consecutiveErrors} consecutive errors from the ${store} store: ${sentence(messageOf(err))}`;
+      return { event: { type: 'final', payload: this.failure('error', message, ctx.now()) }, delayMs: null };
+    }
+    this.stalePolls += 1;
+    const delayMs = this.nextDelay(ctx);
+    return { event: { type: 'warning', message: this.warningMessage(err, delayMs, ctx), error: err }, delayMs };
+  }
+
+  /**
+   * The wait before the next poll: pollInterval * 1.5^k (k: polls in a row
+   * without progress, 0 after one with progress), +-10% jitter, kept within
+   * [pollInterval, maxPollInterval] and never past the deadline. A moving
+   * index is watched closely, a stalled one less and less.
+   */
+  private nextDelay(ctx: StepContext): number {
+    const { pollIntervalMs, maxPollIntervalMs, deadline } = this.spec;
+    const base = Math.min(maxPollIntervalMs, pollIntervalMs * BACKOFF_FACTOR ** this.stalePolls);
+    const jittered = base * (1 + (ctx.random() * 2 - 1) * JITTER);
+    const delay = Math.min(maxPollIntervalMs, Math.max(pollIntervalMs, jittered));
+    return Math.max(0, Math.min(delay, deadline - ctx.now()));
+  }
+
+  private warningMessage(err: unknown, delay: number, ctx: StepContext): string {
+    const spec = this.spec;
+    return (
+      `Could not get the status of collection "${spec.collection}" from the ${storeLabel(ctx)} store ` +
+      `(error ${spec.consecutiveErrors} of ${ctx.maxConsecutiveErrors} allowed in a row); retrying in ${formatDuration(delay)}: ${sentence(messageOf(err))}`
+    );
+  }
+
+  private timeout(ctx: StepContext): FailurePayload {
+    const spec = this.spec;
+    const now = ctx.now();
+    return this.failure(
+      'timeout',
+      `Timed out after ${formatDuration(now - spec.startedAt)} waiting for collection "${spec.collection}" to be indexed: ${this.describeLastState()}. Increase the timeout or check the store.`,
+      now,
+    );
+  }
+
+  private describeLastState(): string {
+    const { lastProgress: last, polls, consecutiveErrors } = this.spec;
+    if (!last) {
+      if (consecutiveErrors > 0) return `the store did not answer (${consecutiveErrors} errors in a row)`;
+      return polls === 0 ? 'it was never checked before the deadline' : 'no progress was reported';
+    }
+    const percent = last.progress === null ? '' : ` (${Math.floor(last.progress * 100)}%)`;
+    if (last.expectedCount > 0) return `${last.indexedCount} of ${last.expectedCount} documents indexed${percent}`;
+    return `${last.indexedCount} documents indexed so far${percent}`;
+  }
+
+  private failure(kind: FailurePayload['status'], message: string, now: number): FailurePayload {
+    const spec = this.spec;
+    return {
+      status: kind,
+      collection: spec.collection,
+      message,
+      elapsedMs: Math.max(0, now - spec.startedAt),
+      polls: spec.polls,
+      lastProgress: spec.lastProgress,
+    };
+  }
+
+  private progressPayload(status: CollectionStatus, now: number): ProgressPayload {
+    const spec = this.spec;
+    const elapsedMs = Math.max(0, now - spec.startedAt);
+    return {
+      status: 'indexing',
+      collection: spec.collection,
+      indexedCount: status.indexedCount,
+      expectedCount: spec.expectedCount,
+      progress: progressOf(status, spec.expectedCount),
+      etaSeconds: status.etaSeconds ?? estimateEta(spec.lastProgress, status.indexedCount, spec.expectedCount, elapsedMs),
+      elapsedMs,
+      polls: spec.polls,
+    };
+  }
+}
+
+/**
+ * The store's own fraction while it is indexing; indexed/expected when the store
+ * gives none, or when it says "ready" but fewer than expected are indexed (more
+ * documents are on their way); else null.
+ */
+export function progressOf(status: CollectionStatus, expectedCount: number): number | null {
+  let value: number | null = null;
+  if (status.progress !== null && status.state !== 'ready') value = status.progress;
+  else if (expectedCount > 0) value = status.indexedCount / expectedCount;
+  if (value === null || !Number.isFinite(value)) return null;
+  return Math.round(Math.min(1, Math.max(0, value)) * 10000) / 10000;
+}
+
+/** From the indexing rate since the previous poll, when the store gives no ETA. */
+function estimateEta(previous: ProgressPayload | null, indexedCount: number, expectedCount: number, elapsedMs: number): number | null {
+  if (!previous || expectedCount === 0 || indexedCount >= expectedCount) return null;
+  const gained = indexedCount - previous.indexedCount;
+  const spentMs = elapsedMs - previous.elapsedMs;
+  if (gained <= 0 || spentMs <= 0) return null;
+  return Math.ceil(((expectedCount - indexedCount) * spentMs) / gained / 1000);
+}
+
+/**
+ * Did indexing move since the last poll (more documents indexed, or a higher
+ * store progress)? The first poll of a new wait counts as movement; a resumed
+ * wait compares with its saved last progress.
+ */
+function advanced(previous: ProgressPayload | null, current: ProgressPayload): boolean {
+  if (!previous) return true;
+  if (current.indexedCount > previous.indexedCount) return true;
+  return current.progress !== null && previous.progress !== null && current.progress > previous.progress;
+}
+
+/** ctx.status as a promise, even if it throws synchronously. */
+function askStatus(ctx: TriggerContext, collection: string): Promise<CollectionStatus> {
+  try {
+    return ctx.status(collection);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Running a trigger without the triggerer (the sensor's `deferrable: false` mode)
+
+export interface TimerContextOptions {
+  status(collection: string): Promise<CollectionStatus>;
+  maxConsecutiveErrors?: number;
+  storeName?: string;
+  /** Aborting it ends the wait quietly (node closed, msg.reset). */
+  signal?: AbortSignal;
+  deferred?: boolean;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** A context of plain timers: one setTimeout per sleep, cleared on abort. */
+export function timerContext(options: TimerContextOptions): TriggerContext {
+  const { signal } = options;
+  return {
+    now: options.now ?? Date.now,
+    random: options.random ?? Math.random,
+    status: options.status,
+    maxConsecutiveErrors: options.maxConsecutiveErrors ?? 5,
+    storeName: options.storeName,
+    deferred: options.deferred ?? false,
+    sleep(ms: number): Promise<boolean> {
+      if (signal?.aborted) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        const onAbort = (): void => {
+          clearTimeout(timer);
+          resolve(false);
+        };
+        const timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(true);
+        }, ms);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    },
+  };
+}
+
+/**
+ * Drive a trigger to its end, handing every event to `onEvent`. Resolves with the
+ * final payload, or null when the run was cancelled.
+ */
+export async function runToCompletion(
+  trigger: CollectionReadyTrigger,
+  ctx: TriggerContext,
+  onEvent: (event: TriggerEvent) => void = () => undefined,
+): Promise<FinalPayload | null> {
+  for await (const event of trigger.run(ctx)) {
+    onEvent(event);
+    if (event.type === 'final') return event.payload;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------
+// Words
+
+/** "850 ms", "2.5 s", "42 s", "3 min 20 s", "2 h 5 min". */
+export function formatDuration(ms: number): string {
+  const value = Math.max(0, ms);
+  if (value < 1000) return `${Math.round(value)} ms`;
+  const seconds = value / 1000;
+  if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  const totalSeconds = Math.round(seconds);
+  if (totalSeconds < 3600) {
+    const rest = totalSeconds % 60;
+    return `${Math.floor(totalSeconds / 60)} min${rest ? ` ${rest} s` : ''}`;
+  }
+  const totalMinutes = Math.round(totalSeconds / 60);
+  const rest = totalMinutes % 60;
+  return `${Math.floor(totalMinutes / 60)} h${rest ? ` ${rest} min` : ''}`;
+}
+
+function storeLabel(ctx: StepContext): string {
+  return ctx.storeName || 'vector';
+}
+
+/** End a quoted message with exactly one sentence mark. */
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+function withoutFinalPeriod(text: string): string {
+  return text.replace(/\.+$/, '');
+}
+
+function invalid(message: string): VectorStoreError {
+  return new VectorStoreError('INVALID_INPUT', message);
+}

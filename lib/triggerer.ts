@@ -1,0 +1,503 @@
+/**
+ * The triggerer: one per Node-RED runtime, it runs every deferred wait.
+ *
+ * Built for very many waits in one process:
+ * - one scheduler (one timer, a heap of wake-up times) for every sleep, woken in
+ *   slices so that a crowd of due waits never blocks the event loop;
+ * - status calls coalesced per store and collection: waits that poll the same
+ *   collection at about the same time share one `backend.status` call (one in
+ *   flight, or a recent answer younger than half their poll interval);
+ * - per wait, only its record, its trigger and a scheduler entry: the triggerer
+ *   drives the trigger's poll steps itself instead of keeping a suspended
+ *   `run()` generator per wait (half the memory, measured with 100,000 waits);
+ * - progress written to disk lazily (WaitStore checkpoints), never per poll.
+ *
+ * Lifecycle of a wait: `defer` persists it, then runs it while its owner (a
+ * sensor node) is attached. `detach` (node closed: redeploy, shutdown) stops
+ * it quietly and keeps it on disk; the next `attach` of that owner id resumes it
+ * from its saved spec (same start time and deadline, same poll count). After a
+ * restart, waits loaded by `start` stay dormant until their owner attaches;
+ * `dropOrphans` removes those whose owner no longer exists.
+ *
+ * Delivery: the final event of a wait is delivered exactly once per process,
+ * after which the wait is forgotten and its removal written to disk. Across a
+ * crash it is at least once: if the process dies after `onEvent` got the final
+ * event but before the removal is on disk, the wait resumes on restart and ends
+ * again. Every event of a wait carries the same `spec.waitId` (the sensor puts
+ * it in `msg.waitId`), so a consumer can drop the duplicate.
+ */
+import { VectorStoreError, messageOf } from './errors';
+import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
+import { CollectionReadyTrigger, parseTriggerSpec, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
+import type { Backend, CollectionStatus } from './types';
+import type { WaitRecord, WaitStore, WaitStoreStats } from './wait-store';
+
+export type { WaitRecord } from './wait-store';
+
+/** A deferrable-sensor node, attached while it runs. */
+export interface WaitOwner {
+  /** What to poll. */
+  backend: Backend;
+  /** Identifies the backend (the config node id); part of the coalescing key. */
+  storeKey: string;
+  /** Progress, warning and final events of the owner's waits. `wait` is the triggerer's: do not modify it. */
+  onEvent(wait: WaitRecord, event: TriggerEvent): void;
+}
+
+export interface TriggererOptions {
+  /** Where waits are persisted (closed by `close()`); null or absent: in memory only, nothing survives a restart. */
+  waitStore?: WaitStore | null;
+  now?: () => number;
+  random?: () => number;
+  /** Transient errors in a row before a wait fails. */
+  maxConsecutiveErrors?: number;
+  log?: { warn(message: string): void };
+  /** Timer functions (tests drive time by hand). */
+  timers?: Timers;
+  /** Waits woken per event-loop turn. */
+  sliceSize?: number;
+  /** Longest time a status answer is shared with other waits (also capped at half their poll interval). */
+  statusReuseMs?: number;
+}
+
+export interface TriggererStats {
+  /** Pending waits (running or dormant). */
+  waits: number;
+  /** Waits being polled now (their owner is attached). */
+  running: number;
+  owners: number;
+  /** Sleeping waits in the scheduler. */
+  scheduled: number;
+  /** Calls made to `backend.status`. */
+  statusCalls: number;
+  /** Status requests answered by a shared call instead. */
+  sharedStatus: number;
+  /** Scheduler timer firings that woke waits. */
+  ticks: number;
+  finals: number;
+  warnings: number;
+  store: WaitStoreStats | null;
+}
+
+/** A pending wait as the triggerer holds it. */
+interface WaitState {
+  record: WaitRecord;
+  /** The current run, while the owner is attached. */
+  run: WaitRun | null;
+  /** On disk (or no store): may run. */
+  durable: boolean;
+}
+
+/** An attached owner and the step context its waits share. */
+interface OwnerSlot {
+  owner: WaitOwner;
+  ctx: StepContext;
+}
+
+type Answer = { status: CollectionStatus } | { error: unknown };
+
+/** What every run shares: the scheduler, the status pool and the steps. */
+interface RunHost {
+  scheduler: Scheduler;
+  poll(run: WaitRun): void;
+  apply(run: WaitRun, answer: Answer): void;
+}
+
+/**
+ * One run of one wait: its trigger and where it is in its poll cycle. It is the
+ * scheduler's wake-up target for both halves of a poll: "time to poll" (after a
+ * sleep) and "your status has arrived" (after a shared call answered). No
+ * generator and no promise per wait: the per-wait footprint stays small.
+ */
+class WaitRun implements Wakeable {
+  readonly trigger: CollectionReadyTrigger;
+  stopped = false;
+  private task: ScheduledTask | null = null;
+  private answer: Answer | null = null;
+
+  constructor(
+    private readonly host: RunHost,
+    readonly wait: WaitState,
+    readonly slot: OwnerSlot,
+  ) {
+    this.trigger = new CollectionReadyTrigger(wait.record.spec);
+  }
+
+  /** Poll at `at` (epoch ms). */
+  pollAt(at: number): void {
+    if (this.stopped) return;
+    this.task = this.host.scheduler.schedule(at, this);
+  }
+
+  /** The shared status call answered: handle it in turn with the other ready waits. */
+  receive(answer: Answer): void {
+    if (this.stopped) return;
+    this.answer = answer;
+    this.host.scheduler.wakeSoon(this);
+  }
+
+  wake(): void {
+    this.task = null;
+    if (this.stopped) return;
+    const answer = this.answer;
+    this.answer = null;
+    if (answer) this.host.apply(this, answer);
+    else this.host.poll(this);
+  }
+
+  /** Stop quietly: nothing more is polled or delivered. */
+  stop(): void {
+    this.stopped = true;
+    this.answer = null;
+    this.task?.cancel();
+    this.task = null;
+  }
+}
+
+/**
+ * Shares `backend.status` calls among waits on the same store and collection:
+ * while a call is in flight, later askers join it; after it answered, its answer
+ * is reused while younger than `reuseMs` and half the asker's poll interval.
+ */
+class StatusPool {
+  calls = 0;
+  shared = 0;
+  private readonly entries = new Map<string, PoolEntry>();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly reuseMs: number,
+  ) {}
+
+  request(run: WaitRun, collection: string, maxAgeMs: number): void {
+    const { owner } = run.slot;
+    const key = `${owner.storeKey}\u0000${collection}`;
+    const entry = this.entries.get(key);
+    if (entry?.answer === null) {
+      this.shared += 1;
+      entry.waiters.push(run);
+      return;
+    }
+    if (entry?.answer && this.now() - entry.answeredAt <= Math.min(this.reuseMs, maxAgeMs)) {
+      this.shared += 1;
+      run.receive(entry.answer);
+      return;
+    }
+    this.calls += 1;
+    const fresh: PoolEntry = { answer: null, answeredAt: 0, waiters: [run] };
+    this.entries.set(key, fresh);
+    if (this.entries.size > 1000) this.prune();
+    const settle = (answer: Answer): void => {
+      fresh.answer = answer;
+      fresh.answeredAt = this.now();
+      const waiters = fresh.waiters;
+      fresh.waiters = [];
+      for (const waiter of waiters) waiter.receive(answer);
+    };
+    callStatus(owner.backend, collection).then(
+      (status) => settle({ status }),
+      (error: unknown) => settle({ error }),
+    );
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private prune(): void {
+    const now = this.now();
+    for (const [key, entry] of this.entries) {
+      if (entry.answer !== null && now - entry.answeredAt > this.reuseMs) this.entries.delete(key);
+    }
+  }
+}
+
+interface PoolEntry {
+  /** null while the call is in flight. */
+  answer: Answer | null;
+  answeredAt: number;
+  waiters: WaitRun[];
+}
+
+function callStatus(backend: Backend, collection: string): Promise<CollectionStatus> {
+  try {
+    return Promise.resolve(backend.status(collection));
+  } catch (err) {
+    return Promise.reject(err); // a backend that throws synchronously is still just an error
+  }
+}
+
+export class Triggerer {
+  private readonly store: WaitStore | null;
+  private readonly now: () => number;
+  private readonly log: { warn(message: string): void };
+  private readonly scheduler: Scheduler;
+  private readonly pool: StatusPool;
+  private readonly host: RunHost;
+  private readonly random: () => number;
+  private readonly maxConsecutiveErrors: number;
+  private readonly waits = new Map<string, WaitState>();
+  private readonly byOwner = new Map<string, Set<WaitState>>();
+  private readonly owners = new Map<string, OwnerSlot>();
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private finals = 0;
+  private warnings = 0;
+
+  constructor(options: TriggererOptions = {}) {
+    this.store = options.waitStore ?? null;
+    this.now = options.now ?? Date.now;
+    this.log = options.log ?? { warn: () => undefined };
+    this.scheduler = new Scheduler({
+      now: this.now,
+      timers: options.timers,
+      sliceSize: options.sliceSize,
+      onError: (err) => this.log.warn(`A pending wait failed to wake up: ${messageOf(err)}`),
+    });
+    this.pool = new StatusPool(this.now, options.statusReuseMs ?? 1000);
+    this.random = options.random ?? Math.random;
+    this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 5;
+    this.host = {
+      scheduler: this.scheduler,
+      poll: (run) => this.poll(run),
+      apply: (run, answer) => this.apply(run, answer),
+    };
+  }
+
+  /** Load persisted waits. They stay dormant until their owner attaches. Idempotent. */
+  start(): Promise<void> {
+    this.starting ??= this.load();
+    return this.starting;
+  }
+
+  /** Attach a sensor node: every durable wait it owns starts (or resumes) polling. */
+  attach(ownerId: string, owner: WaitOwner): void {
+    if (this.closing) return;
+    if (this.owners.has(ownerId)) this.detach(ownerId);
+    const slot: OwnerSlot = {
+      owner,
+      ctx: { now: this.now, random: this.random, maxConsecutiveErrors: this.maxConsecutiveErrors, storeName: owner.backend.name, deferred: true },
+    };
+    this.owners.set(ownerId, slot);
+    for (const wait of this.byOwner.get(ownerId) ?? []) {
+      if (wait.durable && !wait.run) this.startRun(wait, slot);
+    }
+  }
+
+  /** Stop polling the owner's waits (node closed). They stay persisted, ready to resume. */
+  detach(ownerId: string): void {
+    this.owners.delete(ownerId);
+    for (const wait of this.byOwner.get(ownerId) ?? []) this.stopRun(wait);
+  }
+
+  /**
+   * Hand over a wait. Resolves once it is durable (on disk when there is a
+   * store); it then runs as soon as its owner is attached. Rejects when the
+   * record is invalid, its id is already pending, or it cannot be saved.
+   */
+  async defer(record: WaitRecord): Promise<void> {
+    this.assertOpen();
+    const spec = parseTriggerSpec(record.spec);
+    if (typeof record.ownerId !== 'string' || record.ownerId.length === 0) {
+      throw new VectorStoreError('INVALID_INPUT', `The wait for collection "${spec.collection}" has no owner id; give the id of the sensor node that waits.`);
+    }
+    if (this.waits.has(spec.waitId)) {
+      throw new VectorStoreError('INVALID_INPUT', `A wait with id ${spec.waitId} is already pending; give each wait its own id.`);
+    }
+    const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} }, run: null, durable: false };
+    // Indexed at once, before it is durable, so that a cancel arriving meanwhile finds it.
+    this.index(wait);
+    try {
+      await this.start();
+      this.assertOpen();
+      await this.store?.put(wait.record);
+    } catch (err) {
+      if (this.waits.get(spec.waitId) === wait) this.unindex(wait);
+      throw err;
+    }
+    if (this.waits.get(spec.waitId) !== wait) {
+      // Cancelled while being saved (before the store knew it): take it back off the disk.
+      await this.store?.remove(spec.waitId);
+      return;
+    }
+    if (this.closing) return; // stays on disk: resumes after the restart
+    wait.durable = true;
+    const slot = this.owners.get(wait.record.ownerId);
+    if (slot) this.startRun(wait, slot);
+  }
+
+  /** Remove the matching waits (msg.reset, node deleted): no further event. Returns them. */
+  cancel(predicate: (wait: WaitRecord) => boolean): WaitRecord[] {
+    const removed: WaitRecord[] = [];
+    for (const wait of this.waits.values()) {
+      if (predicate(wait.record)) removed.push(wait.record);
+    }
+    for (const record of removed) this.forget(this.waits.get(record.spec.waitId) as WaitState);
+    return removed;
+  }
+
+  /** Remove the waits whose owner is not live (a node deleted while the runtime was down). */
+  dropOrphans(liveOwnerIds: ReadonlySet<string> | ((ownerId: string) => boolean)): WaitRecord[] {
+    const isLive = typeof liveOwnerIds === 'function' ? liveOwnerIds : (id: string) => liveOwnerIds.has(id);
+    return this.cancel((wait) => !isLive(wait.ownerId));
+  }
+
+  /** Number of pending waits, of one owner or in all. */
+  pending(ownerId?: string): number {
+    if (ownerId === undefined) return this.waits.size;
+    return this.byOwner.get(ownerId)?.size ?? 0;
+  }
+
+  /** The pending waits (latest spec), of one owner or all, oldest first. Read only. */
+  list(ownerId?: string): WaitRecord[] {
+    const waits = ownerId === undefined ? this.waits.values() : (this.byOwner.get(ownerId) ?? []);
+    return [...waits].map((w) => w.record);
+  }
+
+  stats(): TriggererStats {
+    let running = 0;
+    for (const wait of this.waits.values()) if (wait.run) running += 1;
+    return {
+      waits: this.waits.size,
+      running,
+      owners: this.owners.size,
+      scheduled: this.scheduler.size,
+      statusCalls: this.pool.calls,
+      sharedStatus: this.pool.shared,
+      ticks: this.scheduler.ticks,
+      finals: this.finals,
+      warnings: this.warnings,
+      store: this.store?.stats ?? null,
+    };
+  }
+
+  /** Stop every wait quietly, write their latest state, release the timer and the file. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.starting?.catch(() => undefined);
+      for (const wait of this.waits.values()) this.stopRun(wait);
+      this.owners.clear();
+      this.scheduler.close();
+      this.pool.clear();
+      await this.store?.close();
+    })();
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------
+
+  private async load(): Promise<void> {
+    if (!this.store) return;
+    const records = await this.store.load();
+    for (const record of records) {
+      if (this.waits.has(record.spec.waitId)) continue;
+      const wait: WaitState = { record, run: null, durable: true };
+      this.index(wait);
+      const slot = this.owners.get(record.ownerId);
+      if (slot && !this.closing) this.startRun(wait, slot);
+    }
+  }
+
+  private startRun(wait: WaitState, slot: OwnerSlot): void {
+    const run = new WaitRun(this.host, wait, slot);
+    wait.run = run;
+    // First poll on the next tick: a mass resume is sliced like any wake-up.
+    run.pollAt(this.now());
+  }
+
+  private stopRun(wait: WaitState): void {
+    if (!wait.run) return;
+    wait.run.stop();
+    wait.run = null;
+    // Make sure the latest poll count reaches the disk, for the next resume.
+    this.store?.update(wait.record);
+  }
+
+  /** First half of a poll: the deadline check, then the (shared) status call. */
+  private poll(run: WaitRun): void {
+    const timeout = run.trigger.beginPoll(run.slot.ctx);
+    if (timeout) {
+      this.deliver(run, timeout);
+      return;
+    }
+    const { spec } = run.wait.record;
+    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2);
+  }
+
+  /** Second half: the trigger turns the answer into an event and the next delay. */
+  private apply(run: WaitRun, answer: Answer): void {
+    const { ctx } = run.slot;
+    const step = 'status' in answer ? run.trigger.onStatus(answer.status, ctx) : run.trigger.onError(answer.error, ctx);
+    this.deliver(run, step.event);
+    if (step.delayMs !== null) run.pollAt(this.now() + step.delayMs);
+  }
+
+  private deliver(run: WaitRun, event: TriggerEvent): void {
+    const wait = run.wait;
+    const before = wait.record.spec;
+    wait.record.spec = run.trigger.serialize();
+    if (event.type === 'final') {
+      run.stop();
+      wait.run = null;
+      this.unindex(wait);
+      this.finals += 1;
+      this.notify(run.slot.owner, wait.record, event);
+      // Removed only after delivery: a crash in between repeats the final (at least once).
+      this.store?.remove(wait.record.spec.waitId).catch((err) => this.log.warn(`Could not remove the finished wait ${wait.record.spec.waitId} from disk: ${messageOf(err)}`));
+      return;
+    }
+    if (event.type === 'warning') {
+      this.warnings += 1;
+      this.log.warn(event.message);
+    }
+    if (changedState(before, wait.record.spec)) this.store?.update(wait.record);
+    this.notify(run.slot.owner, wait.record, event);
+  }
+
+  private notify(owner: WaitOwner, record: WaitRecord, event: TriggerEvent): void {
+    try {
+      owner.onEvent(record, event);
+    } catch (err) {
+      this.log.warn(`The handler of wait ${record.spec.waitId} (collection "${record.spec.collection}") threw on a ${event.type} event: ${messageOf(err)}`);
+    }
+  }
+
+  /** Cancel: stop, unindex, remove from disk. */
+  private forget(wait: WaitState): void {
+    wait.run?.stop();
+    wait.run = null;
+    this.unindex(wait);
+    this.store?.remove(wait.record.spec.waitId).catch((err) => this.log.warn(`Could not remove the cancelled wait ${wait.record.spec.waitId} from disk: ${messageOf(err)}`));
+  }
+
+  private index(wait: WaitState): void {
+    this.waits.set(wait.record.spec.waitId, wait);
+    let set = this.byOwner.get(wait.record.ownerId);
+    if (!set) this.byOwner.set(wait.record.ownerId, (set = new Set()));
+    set.add(wait);
+  }
+
+  private unindex(wait: WaitState): void {
+    this.waits.delete(wait.record.spec.waitId);
+    const set = this.byOwner.get(wait.record.ownerId);
+    set?.delete(wait);
+    if (set?.size === 0) this.byOwner.delete(wait.record.ownerId);
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new Error('The triggerer is closed (Node-RED is stopping); the wait was not deferred. Send the message again once it runs.');
+  }
+}
+
+/**
+ * Worth a checkpoint: the indexing moved, or the error count changed. A poll
+ * that only bumps `polls` is not (a crash then under-counts polls a little).
+ */
+function changedState(before: TriggerSpec, after: TriggerSpec): boolean {
+  if (before.consecutiveErrors !== after.consecutiveErrors) return true;
+  const a = before.lastProgress;
+  const b = after.lastProgress;
+  if (a === b) return false;
+  if (!a || !b) return true;
+  return a.indexedCount !== b.indexedCount || a.progress !== b.progress || a.etaSeconds !== b.etaSeconds;
+}
