@@ -1,0 +1,286 @@
+/**
+ * What the ingest, health and query nodes do, without Node-RED: each function
+ * takes a store (backend + embedder) and already-validated input, and returns
+ * the payload the node sends. Keeping them here lets tests and benchmarks call
+ * exactly what the nodes call.
+ */
+import { createHash } from 'node:crypto';
+import type { Backend, CollectionStats, Embedder, QueryHit, VectorDocument } from './types';
+import { VectorStoreError, messageOf } from './errors';
+import { stableId } from './ids';
+import type { IngestItem, QuerySpec } from './schemas';
+
+/** A configured store: what a `vector-store` config node hands to the other nodes. */
+export interface Store {
+  backend: Backend;
+  embedder: Embedder;
+}
+
+// ---------------------------------------------------------------- ingest
+
+export interface IngestOptions {
+  collection: string;
+  batchSize: number;
+  createCollection: boolean;
+  buildIndex: boolean;
+  /** Memory backend only: make this collection's indexing fail with this reason. */
+  simulateFailure?: string;
+}
+
+export interface IngestResult {
+  collection: string;
+  ingested: number;
+  ids: string[];
+  totalCount: number;
+  batches: number;
+  durationMs: number;
+}
+
+/**
+ * Embed, validate and write documents. Everything that can be checked is checked
+ * before the first write (ids, vectors, dimensions, the collection), so bad input
+ * writes nothing.
+ */
+export async function ingestDocuments(store: Store, items: IngestItem[], options: IngestOptions): Promise<IngestResult> {
+  const started = performance.now();
+  const { backend } = store;
+  const { collection } = options;
+  if (options.simulateFailure !== undefined && backend.name !== 'memory') {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.simulate only works with the memory backend; the store of collection "${collection}" is ${backend.name}. Remove msg.simulate.`,
+    );
+  }
+
+  const docs = lastOfEachId(await toDocuments(store.embedder, items));
+  const dimensions = docs[0].vector.length;
+  docs.forEach((doc, i) => {
+    if (doc.vector.length !== dimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `msg.payload[${i}] has a vector of ${doc.vector.length} dimensions but msg.payload[0] has ${dimensions}: all documents of one message must have vectors of the same size.`,
+      );
+    }
+  });
+
+  if (await backend.collectionExists(collection)) {
+    const stats = await backend.stats(collection);
+    if (stats.dimensions !== dimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `Collection "${collection}" holds vectors of ${stats.dimensions} dimensions, but these documents have ${dimensions}. Use the same embedder settings as when the collection was created, or another collection.`,
+      );
+    }
+  } else if (options.createCollection) {
+    await backend.ensureCollection(collection, { dimensions, metric: 'cosine' });
+  } else {
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `Collection "${collection}" does not exist in the ${backend.name} store, and "create collection" is off. Create it first, or turn the option on.`,
+    );
+  }
+
+  let totalCount = 0;
+  let batches = 0;
+  for (let start = 0; start < docs.length; start += options.batchSize) {
+    const batch = docs.slice(start, start + options.batchSize);
+    const result = await backend.upsert(collection, batch, {
+      buildIndex: options.buildIndex,
+      simulateFailure: options.simulateFailure,
+    });
+    totalCount = result.totalCount;
+    batches += 1;
+  }
+  return {
+    collection,
+    ingested: docs.length,
+    ids: docs.map((d) => d.id),
+    totalCount,
+    batches,
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+/** Give every item an id and a vector; texts are embedded in one call. */
+async function toDocuments(embedder: Embedder, items: IngestItem[]): Promise<VectorDocument[]> {
+  const toEmbed: number[] = [];
+  items.forEach((item, i) => {
+    if (!item.vector) toEmbed.push(i);
+  });
+  const embedded = toEmbed.length > 0 ? await embedder.embed(toEmbed.map((i) => items[i].text as string)) : [];
+  const vectors: Array<Float32Array | number[]> = items.map((item) => item.vector ?? []);
+  toEmbed.forEach((itemIndex, k) => {
+    vectors[itemIndex] = embedded[k];
+  });
+  return items.map((item, i) => ({
+    id: item.id ?? (item.text !== undefined ? stableId(item.text) : vectorId(vectors[i])),
+    vector: vectors[i],
+    text: item.text,
+    metadata: item.metadata,
+  }));
+}
+
+/**
+ * One document per id, the last one winning (as if written in order). Stores
+ * such as Postgres reject one upsert statement that touches a row twice.
+ */
+function lastOfEachId(docs: VectorDocument[]): VectorDocument[] {
+  const byId = new Map<string, VectorDocument>();
+  for (const doc of docs) {
+    byId.delete(doc.id);
+    byId.set(doc.id, doc);
+  }
+  return byId.size === docs.length ? docs : [...byId.values()];
+}
+
+/** A stable id for a document given only as a vector. */
+function vectorId(vector: Float32Array | number[]): string {
+  const bytes = Buffer.from(Float32Array.from(vector).buffer);
+  return 'vec-' + createHash('sha256').update(bytes).digest('hex').slice(0, 32);
+}
+
+// ---------------------------------------------------------------- health
+
+export interface HealthOptions {
+  collection: string;
+  /** 0: not checked. */
+  expectedCount: number;
+  countMode: 'atLeast' | 'exact';
+  /** 0: not checked. */
+  dimensions: number;
+}
+
+export interface HealthCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface HealthReport {
+  collection: string;
+  healthy: boolean;
+  documentCount: number | null;
+  indexedCount: number | null;
+  dimensions: number | null;
+  metric: string | null;
+  indexType: string | null;
+  queryable: boolean;
+  queryLatencyMs: number | null;
+  checks: HealthCheck[];
+}
+
+/**
+ * Prove the index answers queries, holds the expected documents, and is fully
+ * indexed. Never throws for an unhealthy index: the report says why. Throws only
+ * when the store itself cannot be asked (then the triggerer-style retry is the
+ * caller's business).
+ */
+export async function checkHealth(store: Store, options: HealthOptions): Promise<HealthReport> {
+  const { backend } = store;
+  const { collection } = options;
+  const report: HealthReport = {
+    collection,
+    healthy: false,
+    documentCount: null,
+    indexedCount: null,
+    dimensions: null,
+    metric: null,
+    indexType: null,
+    queryable: false,
+    queryLatencyMs: null,
+    checks: [],
+  };
+  const check = (name: string, ok: boolean, detail: string) => report.checks.push({ name, ok, detail });
+
+  if (!(await backend.collectionExists(collection))) {
+    check('exists', false, `collection "${collection}" does not exist in the ${backend.name} store`);
+    return report;
+  }
+  check('exists', true, `collection "${collection}" exists`);
+
+  const stats: CollectionStats = await backend.stats(collection);
+  const status = await backend.status(collection);
+  Object.assign(report, {
+    documentCount: stats.documentCount,
+    indexedCount: status.indexedCount,
+    dimensions: stats.dimensions,
+    metric: stats.metric,
+    indexType: stats.indexType,
+  });
+
+  const indexed = status.state === 'ready' && status.indexedCount >= status.documentCount;
+  check(
+    'indexed',
+    indexed,
+    status.state === 'failed'
+      ? `indexing failed: ${status.detail ?? 'no reason given'}`
+      : `${status.indexedCount} of ${status.documentCount} documents indexed (${status.state})`,
+  );
+
+  if (options.expectedCount > 0) {
+    const n = stats.documentCount;
+    const want = options.expectedCount;
+    const ok = options.countMode === 'exact' ? n === want : n >= want;
+    check('count', ok, `${n} documents, expected ${options.countMode === 'exact' ? 'exactly' : 'at least'} ${want}`);
+  }
+
+  if (options.dimensions > 0) {
+    check(
+      'dimensions',
+      stats.dimensions === options.dimensions,
+      `${stats.dimensions} dimensions, expected ${options.dimensions}`,
+    );
+  }
+
+  // A query with a fixed probe vector proves the index answers, and times it.
+  const probe = new Float32Array(stats.dimensions);
+  probe[0] = 1;
+  const t0 = performance.now();
+  try {
+    const hits = await backend.query(collection, { vector: probe, topK: 1 });
+    report.queryLatencyMs = Math.round((performance.now() - t0) * 100) / 100;
+    report.queryable = stats.documentCount === 0 || hits.length > 0;
+    check(
+      'queryable',
+      report.queryable,
+      report.queryable
+        ? `a probe query answered in ${report.queryLatencyMs} ms`
+        : `a probe query returned nothing although the collection holds ${stats.documentCount} documents`,
+    );
+  } catch (err) {
+    check('queryable', false, `a probe query failed: ${messageOf(err)}`);
+  }
+
+  report.healthy = report.checks.every((c) => c.ok);
+  return report;
+}
+
+/** One sentence naming what is wrong with an unhealthy report. */
+export function describeUnhealthy(report: HealthReport): string {
+  const failed = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+  return `Collection "${report.collection}" is not healthy (${failed.join('; ')}).`;
+}
+
+// ---------------------------------------------------------------- query
+
+/** Run queries (texts embedded in one call); one hit list per query, best first. */
+export async function queryCollection(store: Store, collection: string, queries: QuerySpec[]): Promise<QueryHit[][]> {
+  const { backend } = store;
+  if (!(await backend.collectionExists(collection))) {
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `Collection "${collection}" does not exist in the ${backend.name} store. Check the collection name, or ingest documents into it first.`,
+    );
+  }
+  const textIndexes = queries.flatMap((q, i) => (q.vector ? [] : [i]));
+  const embedded = textIndexes.length > 0 ? await store.embedder.embed(textIndexes.map((i) => queries[i].text as string)) : [];
+  const vectors: Array<Float32Array | number[]> = queries.map((q) => q.vector ?? []);
+  textIndexes.forEach((queryIndex, k) => {
+    vectors[queryIndex] = embedded[k];
+  });
+  const results: QueryHit[][] = [];
+  for (let i = 0; i < queries.length; i++) {
+    results.push(await backend.query(collection, { vector: vectors[i], topK: queries[i].topK, filter: queries[i].filter }));
+  }
+  return results;
+}

@@ -1,0 +1,65 @@
+/**
+ * Small helpers shared by the nodes for reading messages and reporting errors.
+ */
+import { VectorStoreError, messageOf } from '../../lib/errors';
+import { validateCollectionName } from '../../lib/backends/collection-name';
+
+/** `msg.collection` wins over the configured collection; one of them must be set. */
+export function collectionOf(msg: { collection?: unknown }, configured: string, backend: string): string {
+  const fromMsg = msg.collection;
+  if (fromMsg !== undefined && fromMsg !== null && fromMsg !== '') {
+    if (typeof fromMsg !== 'string') {
+      throw new VectorStoreError('INVALID_INPUT', `msg.collection must be a string (got ${typeof fromMsg}).`);
+    }
+    return validateCollectionName(fromMsg, backend);
+  }
+  if (!configured) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      'No collection given: set the Collection property of the node, or send msg.collection.',
+    );
+  }
+  return validateCollectionName(configured, backend);
+}
+
+/** The structured payload a failed ingest or query leaves in msg.payload. */
+export interface ErrorPayload {
+  status: 'error';
+  collection: string | null;
+  code: string;
+  message: string;
+}
+
+export function errorPayload(collection: string | null, err: unknown): ErrorPayload {
+  return {
+    status: 'error',
+    collection,
+    code: err instanceof VectorStoreError ? err.code : 'INTERNAL',
+    message: messageOf(err),
+  };
+}
+
+/**
+ * The Error handed to done(err): a plain Error whose message is the sentence a
+ * person reads (Catch nodes show it as "Error: ..."), with the engine's `code`
+ * kept so flows can branch on msg.error.code.
+ */
+export function toError(err: unknown): Error {
+  const plain = new Error(messageOf(err));
+  if (err instanceof VectorStoreError) Object.assign(plain, { code: err.code });
+  return plain;
+}
+
+/** `msg.expectedCount`, used when the node's own expected count is 0; absent means 0. */
+export function expectedCountOf(msg: { expectedCount?: unknown }): number {
+  const value = msg.expectedCount;
+  if (value === undefined || value === null || value === '') return 0;
+  const n = typeof value === 'string' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.expectedCount must be a whole number of documents, 0 or more (got ${JSON.stringify(value)}).`,
+    );
+  }
+  return n;
+}

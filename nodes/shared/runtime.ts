@@ -1,0 +1,76 @@
+/**
+ * One triggerer per Node-RED runtime (per user directory), shared by every
+ * deferrable-sensor node, with its durable wait store in the user directory.
+ *
+ * Waits are keyed by the sensor node's id. After every (re)deploy or start,
+ * waits whose node no longer exists are dropped: that is what makes "deleting
+ * the node cancels its waits" true even for waits that were on disk while the
+ * node was deleted.
+ */
+import * as path from 'node:path';
+import type { NodeAPI } from 'node-red';
+import { Triggerer } from '../../lib/triggerer';
+import { WaitStore } from '../../lib/wait-store';
+import { dataRoot } from '../../lib/backends';
+import { messageOf } from '../../lib/errors';
+
+const NO_USER_DIR = '(no user directory)';
+const triggerers = new Map<string, Promise<Triggerer>>();
+const listeners = new WeakMap<object, { RED: NodeAPI }>();
+
+/** Where pending waits are kept. */
+export function waitStoreFile(userDir: string): string {
+  return path.join(dataRoot(userDir), 'waits.jsonl');
+}
+
+export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
+  const userDir: string | undefined = RED.settings.userDir;
+  const key = userDir ?? NO_USER_DIR;
+  let triggerer = triggerers.get(key);
+  if (!triggerer) {
+    if (!userDir) {
+      RED.log.warn('deferrable-sensor: Node-RED has no user directory, so pending waits will not survive a restart.');
+    }
+    const waitStore = userDir ? new WaitStore(waitStoreFile(userDir)) : null;
+    const created = new Triggerer({ waitStore, log: { warn: (text: string) => RED.log.warn(text) } });
+    triggerer = created.start().then(() => created);
+    triggerers.set(key, triggerer);
+    triggerer.catch(() => triggerers.delete(key));
+  }
+  return triggerer;
+}
+
+/**
+ * Drop the waits of deleted sensor nodes once flows have (re)started. Registered
+ * once per runtime, when the node type is registered.
+ */
+export function dropWaitsOfDeletedNodes(RED: NodeAPI): void {
+  const events = RED.events as unknown as NodeJS.EventEmitter;
+  // The node API object can be rebuilt on each registration (as the test helper
+  // does); listen once per event bus and always use the newest API object.
+  const known = listeners.get(events);
+  if (known) {
+    known.RED = RED;
+    return;
+  }
+  const listener = { RED };
+  listeners.set(events, listener);
+  events.on('flows:started', () => {
+    const api = listener.RED;
+    triggererFor(api)
+      .then((triggerer) => {
+        const dropped = triggerer.dropOrphans((ownerId: string) => api.nodes.getNode(ownerId) != null);
+        if (dropped.length > 0) {
+          api.log.info(`deferrable-sensor: dropped ${dropped.length} pending wait(s) of deleted sensor nodes`);
+        }
+      })
+      .catch((err) => api.log.error(`deferrable-sensor: cannot read pending waits: ${messageOf(err)}`));
+  });
+}
+
+/** Close every triggerer of this process (tests and benchmarks; the runtime never needs it). */
+export async function closeAllTriggerers(): Promise<void> {
+  const all = [...triggerers.values()];
+  triggerers.clear();
+  await Promise.all(all.map((p) => p.then((t) => t.close()).catch(() => undefined)));
+}

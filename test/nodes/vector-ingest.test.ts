@@ -1,0 +1,118 @@
+import should from 'should';
+import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
+
+function flow(ingest: Record<string, unknown> = {}): FlowNode[] {
+  return [
+    storeConfig(),
+    { id: 'ingest', type: 'vector-ingest', store: 'store', collection: 'docs', batchSize: 100, createCollection: true, buildIndex: true, wires: [['out']], ...ingest },
+    { id: 'out', type: 'helper' },
+    ...catchAll(),
+  ];
+}
+
+describe('vector-ingest node', function () {
+  afterEach(unloadFlow);
+
+  it('writes an array of documents and reports the write', async function () {
+    await loadFlow(flow());
+    const out = nextMessage('out');
+    helper.getNode('ingest').receive({
+      payload: ['the sensor waits for indexing', { text: 'lancedb is embedded', metadata: { topic: 'stores' } }, { id: 'v1', vector: new Array(64).fill(0.5) }],
+    });
+    const msg = await out;
+    should(msg.payload).match({ collection: 'docs', ingested: 3, totalCount: 3, batches: 1 });
+    should(msg.payload.ids).have.length(3);
+    should(msg.payload.ids[2]).equal('v1');
+    should(msg.payload.durationMs).be.a.Number();
+    should(msg.collection).equal('docs');
+    should(msg.expectedCount).equal(3);
+  });
+
+  it('gives a missing id a stable hash of the text, so re-ingesting is an upsert', async function () {
+    await loadFlow(flow());
+    const ingest = helper.getNode('ingest');
+    const first = nextMessage('out');
+    ingest.receive({ payload: 'same text' });
+    const a = await first;
+    const second = nextMessage('out');
+    ingest.receive({ payload: ['same text'] });
+    const b = await second;
+    should(b.payload.ids).eql(a.payload.ids);
+    should(b.payload.totalCount).equal(1);
+  });
+
+  it('writes in batches of batchSize and takes msg.collection over the property', async function () {
+    await loadFlow(flow({ batchSize: 2 }));
+    const out = nextMessage('out');
+    helper.getNode('ingest').receive({ collection: 'other', payload: ['a one', 'b two', 'c three', 'd four', 'e five'] });
+    const msg = await out;
+    should(msg.payload).match({ collection: 'other', ingested: 5, batches: 3, totalCount: 5 });
+    should(await backendOf().collectionExists('docs')).be.false();
+  });
+
+  const badInputs: Array<[string, unknown, RegExp]> = [
+    ['a number', 42, /msg\.payload/],
+    ['an empty array', [], /empty/],
+    ['an object without text or vector', [{ metadata: {} }], /msg\.payload\[0\]/],
+    ['NaN in a vector', [{ vector: [1, Number.NaN, 3] }], /msg\.payload\[0\]\.vector\[1\]/],
+    ['a non-string text', [{ text: 12 }], /msg\.payload\[0\]\.text/],
+  ];
+  for (const [what, payload, message] of badInputs) {
+    it(`rejects ${what} through done(err) and writes nothing`, async function () {
+      await loadFlow(flow());
+      const errors = nextMessage('errors');
+      helper.getNode('ingest').receive({ payload });
+      const err = await errors;
+      should(err.error.message).match(message);
+      should(err.payload).match({ status: 'error', collection: 'docs', code: 'INVALID_INPUT' });
+      should(await backendOf().collectionExists('docs')).be.false();
+    });
+  }
+
+  it('rejects a whole message when one vector has the wrong dimension, writing nothing', async function () {
+    await loadFlow(flow());
+    const ingest = helper.getNode('ingest');
+    const ok = nextMessage('out');
+    ingest.receive({ payload: ['first document'] });
+    await ok;
+    const errors = nextMessage('errors');
+    ingest.receive({ payload: [{ text: 'fine' }, { id: 'bad', vector: [1, 2, 3] }] });
+    const err = await errors;
+    should(err.error.message).match(/dimensions/);
+    should((await backendOf().stats('docs')).documentCount).equal(1);
+  });
+
+  it('rejects a malformed msg.simulate before writing', async function () {
+    await loadFlow(flow());
+    const errors = nextMessage('errors');
+    helper.getNode('ingest').receive({ payload: ['text'], simulate: 'fail please' });
+    const err = await errors;
+    should(err.error.message).match(/msg\.simulate/);
+    should(await backendOf().collectionExists('docs')).be.false();
+  });
+
+  it('rejects a bad collection name', async function () {
+    await loadFlow(flow());
+    const errors = nextMessage('errors');
+    helper.getNode('ingest').receive({ payload: ['text'], collection: '../etc/passwd' });
+    const err = await errors;
+    should(err.error.message).match(/collection/);
+  });
+
+  it('fails clearly when no store is configured', async function () {
+    await loadFlow([{ id: 'ingest', type: 'vector-ingest', collection: 'docs', wires: [['out']] }, { id: 'out', type: 'helper' }, ...catchAll()]);
+    const errors = nextMessage('errors');
+    helper.getNode('ingest').receive({ payload: ['text'] });
+    const err = await errors;
+    should(err.error.message).match(/vector-store/);
+  });
+
+  it('does not send anything for a rejected message', async function () {
+    await loadFlow(flow());
+    const seen = collect('out');
+    helper.getNode('ingest').receive({ payload: null });
+    await delay(200);
+    should(seen).have.length(0);
+  });
+});
+

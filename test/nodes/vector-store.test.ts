@@ -1,0 +1,96 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import should from 'should';
+import { catchAll, helper, loadFlow, nextMessage, redeploy, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
+
+const SECRET = 'sk-test-never-show-me';
+
+/** A local OpenAI-compatible /embeddings endpoint that records the auth header. */
+function startEmbeddingServer(status = 200): Promise<{ url: string; headers: string[]; close(): Promise<void> }> {
+  const headers: string[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      headers.push(String(req.headers.authorization));
+      if (status !== 200) {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'Incorrect API key provided' } }));
+        return;
+      }
+      const { input } = JSON.parse(body) as { input: string[] };
+      const data = input.map((text, index) => ({ index, embedding: [text.length, 1, 0, 0] }));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ data, model: 'test' }));
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}/v1`,
+        headers,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
+    });
+  });
+}
+
+function flow(store: Record<string, unknown>): FlowNode[] {
+  return [
+    storeConfig(store),
+    { id: 'ingest', type: 'vector-ingest', store: 'store', collection: 'docs', wires: [['out']] },
+    { id: 'out', type: 'helper' },
+    ...catchAll(),
+  ];
+}
+
+describe('vector-store config node', function () {
+  afterEach(unloadFlow);
+
+  it('uses the embedApiKey credential for an OpenAI-compatible embedder, and never shows it', async function () {
+    const server = await startEmbeddingServer();
+    try {
+      await loadFlow(flow({ embedder: 'openai', embedUrl: server.url, embedModel: 'test-model' }), { store: { embedApiKey: SECRET } });
+      const out = nextMessage('out');
+      helper.getNode('ingest').receive({ payload: ['one', 'three'] });
+      const msg = await out;
+      should(msg.payload).match({ ingested: 2, totalCount: 2 });
+      should(server.headers[0]).equal(`Bearer ${SECRET}`);
+      should(JSON.stringify(msg)).not.containEql(SECRET);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reports a rejected key without revealing it', async function () {
+    const server = await startEmbeddingServer(401);
+    try {
+      await loadFlow(flow({ embedder: 'openai', embedUrl: server.url, embedModel: 'test-model' }), { store: { embedApiKey: SECRET } });
+      const errors = nextMessage('errors');
+      helper.getNode('ingest').receive({ payload: ['one'] });
+      const err = await errors;
+      should(err.error.message).match(/embedApiKey/);
+      should(JSON.stringify(err)).not.containEql(SECRET);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('turns an invalid configuration into a clear error on use', async function () {
+    await loadFlow(flow({ dimensions: 'lots' }));
+    const errors = nextMessage('errors');
+    helper.getNode('ingest').receive({ payload: ['one'] });
+    const err = await errors;
+    should(err.error.message).match(/dimensions/);
+  });
+
+  it('keeps in-process collections across a redeploy when persist is off', async function () {
+    await loadFlow(flow({ persist: false }));
+    const first = nextMessage('out');
+    helper.getNode('ingest').receive({ payload: ['kept across redeploys'] });
+    await first;
+    await redeploy(flow({ persist: false }));
+    should(await helper.getNode('store').getStore().backend.collectionExists('docs')).be.true();
+  });
+});
