@@ -169,22 +169,28 @@ class StatusPool {
     private readonly reuseMs: number,
   ) {}
 
-  request(run: WaitRun, collection: string, maxAgeMs: number): void {
+  /**
+   * `notBefore`: only a call started at or after this time may answer (the
+   * wait's start): an older answer may predate the write the wait is about.
+   */
+  request(run: WaitRun, collection: string, maxAgeMs: number, notBefore: number): void {
     const { owner } = run.slot;
     const key = `${owner.storeKey}\u0000${collection}`;
     const entry = this.entries.get(key);
-    if (entry?.answer === null) {
-      this.shared += 1;
-      entry.waiters.push(run);
-      return;
-    }
-    if (entry?.answer && this.now() - entry.answeredAt <= Math.min(this.reuseMs, maxAgeMs)) {
-      this.shared += 1;
-      run.receive(entry.answer);
-      return;
+    if (entry && entry.requestedAt >= notBefore) {
+      if (entry.answer === null) {
+        this.shared += 1;
+        entry.waiters.push(run);
+        return;
+      }
+      if (this.now() - entry.answeredAt <= Math.min(this.reuseMs, maxAgeMs)) {
+        this.shared += 1;
+        run.receive(entry.answer);
+        return;
+      }
     }
     this.calls += 1;
-    const fresh: PoolEntry = { answer: null, answeredAt: 0, waiters: [run] };
+    const fresh: PoolEntry = { answer: null, requestedAt: this.now(), answeredAt: 0, waiters: [run] };
     this.entries.set(key, fresh);
     if (this.entries.size > 1000) this.prune();
     const settle = (answer: Answer): void => {
@@ -215,6 +221,7 @@ class StatusPool {
 interface PoolEntry {
   /** null while the call is in flight. */
   answer: Answer | null;
+  requestedAt: number;
   answeredAt: number;
   waiters: WaitRun[];
 }
@@ -421,7 +428,7 @@ export class Triggerer {
       return;
     }
     const { spec } = run.wait.record;
-    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2);
+    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2, spec.startedAt);
   }
 
   /** Second half: the trigger turns the answer into an event and the next delay. */

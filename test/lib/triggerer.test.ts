@@ -172,6 +172,26 @@ describe('Triggerer (scripted status double)', () => {
       should(stats.statusCalls).be.belowOrEqual(3 * stats.ticks);
     });
 
+    it('never answers a wait with a status read before the wait began', async () => {
+      // A status answer cached for an earlier wait may predate the write the new
+      // wait is about (ingest, then sensor): the new wait must ask again.
+      const store = scriptedBackend();
+      const t = triggerer();
+      const { owner, events } = recordingOwner(store.backend);
+      t.attach('sensor-1', owner);
+      store.set('docs', ready(100));
+      await t.defer(waitRecord('early', { expectedCount: 0 }));
+      await clock.advance(0);
+      should(store.calls).have.length(1);
+      await clock.advance(100);
+      store.set('docs', indexing(0)); // re-ingested: indexing again
+      await t.defer(waitRecord('late', { expectedCount: 0, now: clock.now() }));
+      await clock.advance(0);
+      should(store.calls).have.length(2);
+      should(ofType(events, 'final').map((e) => e.waitId)).eql(['early']);
+      should(ofType(events, 'progress').map((e) => e.waitId)).eql(['late']);
+    });
+
     it('does not share status calls between different stores', async () => {
       const one = scriptedBackend();
       const two = scriptedBackend();
