@@ -51,7 +51,7 @@ export function toError(err: unknown): Error {
 }
 
 /** `msg.expectedCount`, used when the node's own expected count is 0; absent means 0. */
-export function expectedCountOf(msg: { expectedCount?: unknown }): number {
+export function expectedCountOf(msg: object & { expectedCount?: unknown }): number {
   const value = msg.expectedCount;
   if (value === undefined || value === null || value === '') return 0;
   const n = typeof value === 'string' ? Number(value) : value;

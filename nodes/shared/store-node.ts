@@ -1,0 +1,78 @@
+/**
+ * The shape shared by the ingest, health and query nodes: parse the node's
+ * configuration once, then for each message resolve the store and collection,
+ * run one engine operation, and report through the status and `done`.
+ * A node only supplies what differs: its config parser and its operation.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { messageOf } from '../../lib/errors';
+import { NodeStatus } from './status';
+import { resolveStore, type ResolvedStore } from './store';
+import { collectionOf, errorPayload, toError } from './messages';
+
+export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record<string, unknown>;
+
+/** What an operation ended with; `msg.payload` is already set either way. */
+export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: false; reason: string };
+
+export interface OperationContext<C> {
+  RED: NodeAPI;
+  config: C;
+  store: ResolvedStore;
+  collection: string;
+  msg: StoreMessage;
+  status: NodeStatus;
+}
+
+export function registerStoreNode<C extends { collection: string }>(
+  RED: NodeAPI,
+  type: string,
+  parseConfig: (def: unknown) => C,
+  operation: (ctx: OperationContext<C>) => Promise<Outcome>,
+): void {
+  function StoreNode(this: Node, def: NodeDef & Record<string, unknown>): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const status = new NodeStatus(node);
+    const storeId = def.store as string | undefined;
+
+    let config: C | null = null;
+    let configError: Error | null = null;
+    try {
+      config = parseConfig(def);
+    } catch (err) {
+      configError = toError(err);
+      status.fail(messageOf(err));
+    }
+
+    node.on('input', (msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void) => {
+      void handle(msg, send, done);
+    });
+
+    async function handle(msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void): Promise<void> {
+      let collection: string | null = null;
+      try {
+        if (configError || !config) throw configError;
+        const store = resolveStore(RED, storeId);
+        collection = collectionOf(msg, config.collection, store.backend.name);
+        const outcome = await operation({ RED, config, store, collection, msg, status });
+        msg.collection = collection;
+        if (!outcome.ok) {
+          status.fail(outcome.reason);
+          done(new Error(outcome.reason));
+          return;
+        }
+        if (outcome.empty) status.warn(outcome.statusText);
+        else status.ok(outcome.statusText);
+        send(msg);
+        done();
+      } catch (err) {
+        msg.payload = errorPayload(collection, err);
+        status.fail(messageOf(err));
+        done(toError(err));
+      }
+    }
+  }
+
+  RED.nodes.registerType(type, StoreNode as never);
+}
