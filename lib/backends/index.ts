@@ -31,10 +31,32 @@ export function createBackend(config: StoreConfig, env: BackendEnvironment): Bac
         indexingRate: config.indexingRate,
         indexingDelay: config.indexingDelay,
       });
+    case 'pgvector': {
+      // Loaded on demand: only users of this backend load its client.
+      const { PgVectorBackend } = require('./pgvector') as typeof import('./pgvector');
+      return new PgVectorBackend({ connectionString: config.url, password: env.credentials.password, ssl: config.ssl });
+    }
+    case 'lancedb': {
+      const { LanceDbBackend } = require('./lancedb') as typeof import('./lancedb');
+      const defaultPath = env.userDir ? path.join(dataRoot(env.userDir), 'lancedb') : null;
+      if (!config.path && !defaultPath) {
+        throw new VectorStoreError('INVALID_INPUT', 'The LanceDB backend needs a directory: set Path in the vector-store configuration.');
+      }
+      return new LanceDbBackend({ path: config.path || (defaultPath as string) });
+    }
+    case 'chroma': {
+      const { ChromaBackend } = require('./chroma') as typeof import('./chroma');
+      return new ChromaBackend({
+        url: config.url,
+        tenant: config.tenant || undefined,
+        database: config.database || undefined,
+        apiKey: env.credentials.apiKey,
+      });
+    }
     default:
       throw new VectorStoreError(
         'INVALID_INPUT',
-        `The "${config.backend}" backend is not available in this version: choose "memory" in the vector-store configuration.`,
+        `Unknown backend "${String(config.backend)}": choose memory, lancedb, pgvector or chroma in the vector-store configuration.`,
       );
   }
 }

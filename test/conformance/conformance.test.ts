@@ -1,0 +1,251 @@
+/**
+ * One set of tests, run against every backend through the `Backend` interface
+ * alone. A backend is done when it passes all of it. Each backend's fixture
+ * (test/conformance/fixtures/) starts the real store and stops it.
+ */
+import should from 'should';
+import type { Backend, CollectionStatus } from '../../lib/types';
+import { VectorStoreError } from '../../lib/errors';
+import type { BackendFixture } from './fixture';
+import { fixtures } from './fixtures';
+
+const DIM = 8;
+
+/** A unit vector along axis `i`, optionally mixed with axis `j`. */
+function axis(i: number, j?: number): number[] {
+  const v = new Array(DIM).fill(0);
+  if (j === undefined) {
+    v[i] = 1;
+  } else {
+    v[i] = Math.SQRT1_2;
+    v[j] = Math.SQRT1_2;
+  }
+  return v;
+}
+
+/** `n` distinct deterministic vectors. */
+function vectors(n: number, seed = 1): number[][] {
+  let x = seed;
+  const next = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  return Array.from({ length: n }, () => Array.from({ length: DIM }, next));
+}
+
+async function expectError(promise: Promise<unknown>, code: string, transient?: boolean): Promise<VectorStoreError> {
+  try {
+    await promise;
+  } catch (err) {
+    should(err).be.instanceOf(VectorStoreError);
+    const e = err as VectorStoreError;
+    should(e.code).equal(code, `expected ${code}, got ${e.code}: ${e.message}`);
+    if (transient !== undefined) should(e.transient).equal(transient);
+    should(e.message.length).be.above(20);
+    return e;
+  }
+  throw new Error(`expected a ${code} error, but the call succeeded`);
+}
+
+let counter = 0;
+/** A fresh, valid collection name per test. */
+function freshName(prefix = 'conf'): string {
+  counter += 1;
+  return `${prefix}_${Date.now().toString(36)}_${counter}`;
+}
+
+async function waitUntilReady(backend: Backend, collection: string, budgetSeconds: number): Promise<CollectionStatus[]> {
+  const seen: CollectionStatus[] = [];
+  const deadline = Date.now() + budgetSeconds * 1000;
+  while (Date.now() < deadline) {
+    const status = await backend.status(collection);
+    seen.push(status);
+    if (status.state !== 'indexing') return seen;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`collection ${collection} not ready within ${budgetSeconds} s; last status ${JSON.stringify(seen[seen.length - 1])}`);
+}
+
+function conformance(fixture: BackendFixture): void {
+  describe(`backend conformance: ${fixture.name}`, function () {
+    this.timeout(Math.max(30_000, fixture.indexingBudgetSeconds * 2000));
+    let backend: Backend;
+
+    before(async function () {
+      this.timeout(120_000);
+      await fixture.start();
+      backend = fixture.create();
+    });
+
+    after(async function () {
+      this.timeout(60_000);
+      await backend?.close();
+      await fixture.stop();
+    });
+
+    it('names itself', () => {
+      should(backend.name).equal(fixture.name);
+    });
+
+    it('creates a collection once, and tells whether it exists', async () => {
+      const name = freshName();
+      should(await backend.collectionExists(name)).be.false();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      should(await backend.collectionExists(name)).be.true();
+      await backend.ensureCollection(name, { dimensions: DIM }); // idempotent
+      should(await backend.collectionExists(name)).be.true();
+    });
+
+    it('refuses to re-create a collection with another dimension', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      await expectError(backend.ensureCollection(name, { dimensions: DIM + 1 }), 'DIMENSION_MISMATCH', false);
+    });
+
+    it('upserts new ids, and replaces re-ingested ids without duplicating them', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      const first = await backend.upsert(name, [
+        { id: 'a', vector: axis(0), text: 'alpha', metadata: { n: 1 } },
+        { id: 'b', vector: axis(1), text: 'beta', metadata: { n: 2 } },
+      ]);
+      should(first).match({ written: 2, totalCount: 2 });
+      const second = await backend.upsert(name, [
+        { id: 'b', vector: axis(2), text: 'beta v2', metadata: { n: 3 } },
+        { id: 'c', vector: axis(3), text: 'gamma' },
+      ]);
+      should(second).match({ written: 2, totalCount: 3 });
+      await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      const hits = await backend.query(name, { vector: axis(2), topK: 1 });
+      should(hits[0]).match({ id: 'b', text: 'beta v2', metadata: { n: 3 } });
+      should((await backend.stats(name)).documentCount).equal(3);
+    });
+
+    it('goes through a whole indexing cycle: indexing with sane counts, then ready with everything indexed', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      const docs = vectors(300).map((vector, i) => ({ id: `d${i}`, vector, text: `doc ${i}` }));
+      for (let i = 0; i < docs.length; i += 100) {
+        await backend.upsert(name, docs.slice(i, i + 100), { buildIndex: true });
+      }
+      const seen = await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      for (const status of seen) {
+        should(['indexing', 'ready']).containEql(status.state);
+        should(status.documentCount).equal(300);
+        should(status.indexedCount).be.within(0, 300);
+        if (status.progress !== null) should(status.progress).be.within(0, 1);
+        if (status.etaSeconds !== null) should(status.etaSeconds).be.aboveOrEqual(0);
+      }
+      const last = seen[seen.length - 1];
+      should(last).match({ state: 'ready', documentCount: 300, indexedCount: 300 });
+    });
+
+    it('reports statistics', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      await backend.upsert(name, vectors(20).map((vector, i) => ({ id: `s${i}`, vector })));
+      await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      const stats = await backend.stats(name);
+      should(stats).match({ documentCount: 20, indexedCount: 20, dimensions: DIM, metric: 'cosine' });
+      should(stats.indexType).be.a.String().and.not.be.empty();
+    });
+
+    it('answers top-k best first, with cosine scores', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      await backend.upsert(name, [
+        { id: 'x', vector: axis(0), text: 'x' },
+        { id: 'xy', vector: axis(0, 1), text: 'xy' },
+        { id: 'y', vector: axis(1), text: 'y' },
+        { id: 'z', vector: axis(2).map((v) => v * 5), text: 'z (not unit length)' },
+      ]);
+      await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      const hits = await backend.query(name, { vector: axis(0), topK: 3 });
+      should(hits.map((h) => h.id)).eql(['x', 'xy', hits[2].id]);
+      should(hits[0].score).be.approximately(1, 1e-3);
+      should(hits[1].score).be.approximately(Math.SQRT1_2, 1e-3);
+      should(hits[2].score).be.approximately(0, 1e-3);
+      const scaled = await backend.query(name, { vector: axis(2).map((v) => v * 0.1), topK: 1 });
+      should(scaled[0]).match({ id: 'z' });
+      should(scaled[0].score).be.approximately(1, 1e-3);
+      should(await backend.query(name, { vector: axis(0), topK: 10 })).have.length(4);
+    });
+
+    it('round-trips text and metadata, and filters on metadata', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      const metadata = { source: 'manual', page: 7, draft: false, tags: ['a', 'b'], nested: { k: 'v' } };
+      await backend.upsert(name, [
+        { id: 'm1', vector: axis(0), text: 'with metadata: ünïcödé ✓', metadata },
+        { id: 'm2', vector: axis(0, 1), text: 'other', metadata: { source: 'web', page: 1 } },
+        { id: 'm3', vector: axis(1) },
+      ]);
+      await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      const [hit] = await backend.query(name, { vector: axis(0), topK: 1 });
+      should(hit).match({ id: 'm1', text: 'with metadata: ünïcödé ✓' });
+      should(hit.metadata).eql(metadata);
+      const bare = (await backend.query(name, { vector: axis(1), topK: 1 }))[0];
+      should(bare).match({ id: 'm3', text: null });
+      should(bare.metadata).eql({});
+      const filtered = await backend.query(name, { vector: axis(0), topK: 3, filter: { source: 'web' } });
+      should(filtered.map((h) => h.id)).eql(['m2']);
+    });
+
+    for (const bad of ['', 'has space', '../escape', 'semi;colon', 'x'.repeat(64), 'Robert"); DROP TABLE x;--']) {
+      it(`rejects the collection name ${JSON.stringify(bad.length > 20 ? bad.slice(0, 20) + '…' : bad)}`, async () => {
+        await expectError(backend.ensureCollection(bad, { dimensions: DIM }), 'INVALID_INPUT', false);
+        await expectError(backend.collectionExists(bad), 'INVALID_INPUT', false);
+      });
+    }
+
+    it('rejects vectors of the wrong dimension, writing nothing', async () => {
+      const name = freshName();
+      await backend.ensureCollection(name, { dimensions: DIM });
+      await backend.upsert(name, [{ id: 'ok', vector: axis(0) }]);
+      await expectError(
+        backend.upsert(name, [
+          { id: 'fine', vector: axis(1) },
+          { id: 'short', vector: [1, 2, 3] },
+        ]),
+        'DIMENSION_MISMATCH',
+        false,
+      );
+      await expectError(backend.query(name, { vector: [1, 2, 3], topK: 1 }), 'DIMENSION_MISMATCH', false);
+      await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+      should((await backend.stats(name)).documentCount).equal(1);
+    });
+
+    it('says NOT_FOUND, permanently, for a collection that does not exist', async () => {
+      const name = freshName('missing');
+      await expectError(backend.status(name), 'NOT_FOUND', false);
+      await expectError(backend.stats(name), 'NOT_FOUND', false);
+      await expectError(backend.query(name, { vector: axis(0), topK: 1 }), 'NOT_FOUND', false);
+      await expectError(backend.upsert(name, [{ id: 'a', vector: axis(0) }]), 'NOT_FOUND', false);
+    });
+
+    if (fixture.unreachable) {
+      const unreachable = fixture.unreachable;
+      it('says UNAVAILABLE, transient, when the store cannot be reached', async () => {
+        const lost = unreachable();
+        try {
+          const err = await expectError(lost.status('anything'), 'UNAVAILABLE', true);
+          should(err.message).match(new RegExp(fixture.name, 'i'));
+        } finally {
+          await lost.close();
+        }
+      });
+    }
+
+    if (fixture.badCredentials) {
+      const { how, create } = fixture.badCredentials;
+      it(`says AUTH, permanent, when the store rejects the credentials (${how})`, async () => {
+        const { backend: rejected, close } = await create();
+        try {
+          await expectError(rejected.collectionExists('anything'), 'AUTH', false);
+        } finally {
+          await rejected.close();
+          await close();
+        }
+      });
+    }
+  });
+}
+
+for (const fixture of fixtures) conformance(fixture);
