@@ -1,0 +1,140 @@
+// The shipped example "Chroma pipeline" on a real Node-RED against a real local Chroma
+// server (`chroma run`): ingest, the sensor's wait, a healthy index, sensible answers.
+// A local Chroma indexes as it writes, so the sensor finds the collection ready at once;
+// the second test puts a recording proxy in front of the server that reports unindexed
+// operations for a few polls (a test double for servers that index in the background,
+// such as Chroma Cloud), to show the deferred wait with progress.
+import should from 'should';
+import path from 'node:path';
+import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type CollectedMessage, type FlowNode } from './harness';
+import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
+import { startChromaServer, startRecordingProxy, type ChromaServer } from '../support/chroma-server';
+
+const EXAMPLE = path.join(repoRoot, 'examples', 'Chroma pipeline.json');
+
+function summarise(messages: CollectedMessage[]): string {
+  return messages.map((m) => `  ${m.label} ${JSON.stringify(m.msg.payload).slice(0, 240)}`).join('\n');
+}
+
+/** The example with its vector-store pointed at `url` (and, optionally, another collection). */
+function pointedAt(example: FlowNode[], url: string, collection?: string): FlowNode[] {
+  const flows: FlowNode[] = JSON.parse(JSON.stringify(example));
+  const store = flows.find((n) => n.type === 'vector-store');
+  should.exist(store, 'the example has no vector-store node');
+  should(store!.backend).equal('chroma');
+  store!.url = url;
+  if (collection) {
+    for (const n of flows) if (typeof n.collection === 'string' && n.collection !== '') n.collection = collection;
+  }
+  return flows;
+}
+
+describe('e2e: example "Chroma pipeline"', function () {
+  this.timeout(60_000);
+  let chroma: ChromaServer;
+  let example: FlowNode[];
+
+  before(async () => {
+    example = await readFlowFile(EXAMPLE);
+    chroma = await startChromaServer();
+  });
+  after(async () => {
+    await cleanupAll();
+    await chroma?.stop();
+  });
+
+  it('ingests into a real Chroma, waits, finds the index healthy, and answers sensibly', async () => {
+    const collector = await Collector.start();
+    const parts = analysePipeline(example);
+    const flows = collector.tap(pointedAt(example, chroma.url), parts.taps);
+    // The example's inject fires once when the flows start.
+    const nodeRed = await startNodeRed({ flows });
+    const run = await waitForRun(collector, parts.queryIds.length);
+
+    const [ready] = only(run, 'ready');
+    should(ready.msg.payload).containEql({ status: 'success', collection: 'docs', expectedCount: 40, indexedCount: 40 });
+    checkRun(run, example);
+
+    // Again through the inject node: the same texts replace themselves, the count stays 40.
+    collector.clear();
+    await nodeRed.inject(parts.startInjectId);
+    const again = await waitForRun(collector, parts.queryIds.length);
+    should(only(again, 'ready')[0].msg.payload).containEql({ status: 'success', indexedCount: 40 });
+    checkRun(again, example);
+    const count = await fetchJson(`${chroma.url}/api/v2/tenants/default_tenant/databases/default_database/collections/docs`);
+    should(await fetchJson(`${chroma.url}/api/v2/tenants/default_tenant/databases/default_database/collections/${count.id}/count`)).equal(40);
+
+    should(nodeRed.log.errors()).eql([]);
+    await nodeRed.stop();
+  });
+
+  it('defers the wait and reports progress while the server reports unindexed operations (indexing_status from a proxy: test double)', async () => {
+    let statusPolls = 0;
+    const proxy = await startRecordingProxy(chroma.url, (r) => {
+      if (!r.path.endsWith('/indexing_status')) return null;
+      statusPolls += 1;
+      const unindexed = statusPolls <= 3 ? 40 - 10 * statusPolls : 0;
+      return { status: 200, body: { num_indexed_ops: 40 - unindexed, num_unindexed_ops: unindexed, total_ops: 40, op_indexing_progress: (40 - unindexed) / 40 } };
+    });
+    try {
+      const collector = await Collector.start();
+      const parts = analysePipeline(example);
+      const flows = collector.tap(pointedAt(example, proxy.url, 'docs-deferred'), parts.taps);
+      const nodeRed = await startNodeRed({ flows });
+      const run = await waitForRun(collector, parts.queryIds.length);
+
+      const [ready] = only(run, 'ready');
+      should(ready.msg.payload).containEql({ status: 'success', collection: 'docs-deferred', deferred: true, indexedCount: 40 });
+      const progress = run.filter((m) => m.label === 'progress');
+      should(progress.length).be.above(0, 'no progress message on output 2');
+      for (const m of progress) {
+        should(m.msg.payload).containEql({ status: 'indexing', collection: 'docs-deferred' });
+        should(m.msg.payload.indexedCount).be.within(0, 40);
+      }
+      checkRun(run, example);
+      should(nodeRed.log.errors()).eql([]);
+      await nodeRed.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+async function fetchJson(url: string): Promise<any> {
+  const res = await fetch(url);
+  should(res.status).equal(200, `GET ${url}`);
+  return res.json();
+}
+
+function only(run: CollectedMessage[], label: string): CollectedMessage[] {
+  const found = run.filter((m) => m.label === label);
+  should(found).have.length(1, `expected one "${label}" message:\n${summarise(run)}`);
+  return found;
+}
+
+/** Wait for the answers of every sample-query node; a caught failure ends the wait with its message. */
+function waitForRun(collector: Collector, queryNodes: number): Promise<CollectedMessage[]> {
+  return collector.waitFor(
+    (all) => {
+      const failed = all.find((m) => m.label === 'caught');
+      if (failed) {
+        throw new Error(`The pipeline failed: ${failed.msg.error?.message} (from ${failed.msg.error?.source?.type}).\n${summarise(all)}`);
+      }
+      return all.filter((m) => m.label.startsWith('answers')).length >= queryNodes ? [...all] : null;
+    },
+    30_000,
+    'the sample query answers',
+  );
+}
+
+function checkRun(run: CollectedMessage[], example: FlowNode[]): void {
+  const health = run.filter((m) => m.label === 'health');
+  should(health.length).be.above(0, 'no index-health result');
+  for (const m of health) should(m.msg.payload).containEql({ healthy: true });
+  for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
+    const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
+    const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
+    checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
+  }
+  should(run.filter((m) => m.label === 'caught')).eql([]);
+}
