@@ -208,10 +208,15 @@ function isBlank(value: unknown): boolean {
   return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
 }
 
+/**
+ * An object literal (or `Object.create(null)`), from any realm: objects built in a
+ * Node-RED function node come from its own VM context, whose Object.prototype is
+ * not ours, so compare shapes, not identities.
+ */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object') return false;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  return proto === null || Object.getPrototypeOf(proto) === null;
 }
 
 /** Numbers may arrive as strings; blank means "use the default" (or unset). */

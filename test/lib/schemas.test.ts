@@ -1,4 +1,5 @@
 import should from 'should';
+import { runInNewContext } from 'node:vm';
 import { z } from 'zod';
 import {
   collectionSchema,
@@ -292,6 +293,12 @@ describe('schemas', () => {
   });
 
   describe('parseIngestPayload', () => {
+    it('accepts documents built in another realm (a Node-RED function node runs in its own VM context)', () => {
+      const payload = runInNewContext('[{ text: "from a function node", metadata: { source: "fn", tags: ["a"] } }]');
+      const items = parseIngestPayload(payload);
+      should(items[0]).match({ text: 'from a function node', metadata: { source: 'fn' } });
+    });
+
     it('takes a string as one document', () => {
       should(parseIngestPayload('hello world')).eql([{ text: 'hello world' }]);
     });
