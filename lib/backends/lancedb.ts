@@ -1,23 +1,335 @@
-// Placeholder while the lancedb backend is written (issue 3): replaced whole.
-import type { Backend } from '../types';
+/**
+ * The `lancedb` backend: an embedded LanceDB database in a directory, one table
+ * per collection (see lancedb/database.ts for the layout and the sharing).
+ *
+ * Indexing: a table is searched exactly (flat) until it holds `indexThreshold`
+ * rows (256); the first write with `buildIndex` after that creates an IVF_FLAT
+ * vector index in the background. Rows written later are "unindexed" (LanceDB
+ * still finds them, by scanning them beside the index) until `optimize()` folds
+ * them in: it runs in the background after writes with `buildIndex`, and when
+ * `status` finds unindexed rows with nothing running (after a restart, say).
+ * IVF_FLAT keeps whole vectors, so scores are exact cosine similarities; it
+ * builds and catches up quickly, where quantized indexes (IVF_PQ, HNSW_SQ)
+ * trade recall and exact scores for memory.
+ *
+ * `status` maps LanceDB's own counters (numIndexedRows / numUnindexedRows of the
+ * vector index) onto indexing / ready / failed; see `LanceDbBackend.status`.
+ *
+ * `@lancedb/lancedb` is an optional peer dependency, loaded at first use.
+ */
 import { VectorStoreError } from '../errors';
+import type {
+  Backend,
+  CollectionSpec,
+  CollectionStats,
+  CollectionStatus,
+  Metric,
+  QueryHit,
+  QueryRequest,
+  UpsertOptions,
+  UpsertResult,
+  VectorDocument,
+} from '../types';
+import { validateCollectionName } from './collection-name';
+import { type CollectionTable, type SharedDatabase, acquireDatabase, releaseDatabase } from './lancedb/database';
+import {
+  BACKEND_NAME,
+  type FoundRow,
+  describeValue,
+  isPlainObject,
+  matchesFilter,
+  normaliseFilter,
+  parseMetadata,
+  toHit,
+  toRows,
+  toVector,
+} from './lancedb/documents';
+import { storeError } from './lancedb/errors';
+import { type VectorIndexInfo, findVectorIndex } from './lancedb/maintenance';
+import { type LanceDbLoader, requireLanceDb } from './lancedb/modules';
+
+export { NOT_INSTALLED_MESSAGE } from './lancedb/modules';
+export type { LanceDbLoader, LanceDbModules } from './lancedb/modules';
 
 export interface LanceDbBackendOptions {
+  /** Directory of the database (created if missing). */
   path: string;
+  /**
+   * Rows a collection needs before its vector index is created (default 256). Backends
+   * on the same directory share the setting of the first one opened.
+   */
+  indexThreshold?: number;
+  /** Epoch ms, injectable for tests (default Date.now): times index work for `etaSeconds`. */
+  now?: () => number;
+  /** Loads @lancedb/lancedb and apache-arrow (default: require); injectable to test a missing package. */
+  loadModules?: LanceDbLoader;
 }
 
-const notYet = (): never => {
-  throw new VectorStoreError('INVALID_INPUT', 'The lancedb backend is not available yet.');
-};
+/** Below this many rows a flat scan is fast and exact, and IVF training has too little data. */
+export const DEFAULT_INDEX_THRESHOLD = 256;
+const NO_INDEX = 'none (flat)';
+const MAX_DIMENSIONS = 65536;
+const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
+/** Columns a search returns (not the vector; `_distance` named so LanceDB does not warn). */
+const RESULT_COLUMNS = ['id', 'text', 'metadata', '_distance'];
+/** A filtered search first fetches this many times topK (at least FILTER_MIN_FETCH), then 8 times more each round. */
+const FILTER_OVERFETCH = 10;
+const FILTER_MIN_FETCH = 100;
+const FILTER_GROWTH = 8;
+
+/** "IvfFlat" -> "ivf_flat". */
+function snakeCase(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+}
 
 export class LanceDbBackend implements Backend {
-  readonly name = 'lancedb';
-  constructor(readonly options: LanceDbBackendOptions) {}
-  ensureCollection = notYet;
-  collectionExists = notYet;
-  upsert = notYet;
-  status = notYet;
-  stats = notYet;
-  query = notYet;
-  close = async (): Promise<void> => undefined;
+  readonly name = BACKEND_NAME;
+  private readonly database: SharedDatabase;
+  private closing: Promise<void> | null = null;
+  /** Calls in progress: close lets them finish first. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(options: LanceDbBackendOptions) {
+    if (typeof options?.path !== 'string' || options.path.trim() === '') {
+      throw new VectorStoreError('INVALID_INPUT', 'The LanceDB backend needs a directory: set Path in the vector-store configuration.');
+    }
+    const threshold = options.indexThreshold ?? DEFAULT_INDEX_THRESHOLD;
+    if (!Number.isInteger(threshold) || threshold < 1) {
+      throw new VectorStoreError('INVALID_INPUT', `The LanceDB index threshold must be a whole number of 1 or more, but got ${describeValue(threshold)}.`);
+    }
+    this.database = acquireDatabase(options.path, {
+      loader: options.loadModules ?? requireLanceDb,
+      indexThreshold: threshold,
+      now: options.now ?? Date.now,
+    });
+  }
+
+  ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
+    return this.track(async () => {
+      const name = this.open(collection);
+      const dimensions = spec?.dimensions;
+      if (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions < 1 || dimensions > MAX_DIMENSIONS) {
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `Cannot create LanceDB collection "${name}": dimensions must be a whole number from 1 to ${MAX_DIMENSIONS}, ` +
+            `but got ${describeValue(dimensions)}.`,
+        );
+      }
+      if (spec.metric !== undefined && !METRICS.includes(spec.metric)) {
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `Cannot create LanceDB collection "${name}": metric must be one of ${METRICS.join(', ')}, but got ${describeValue(spec.metric)}.`,
+        );
+      }
+      const found = await this.database.create(name, dimensions, spec.metric ?? 'cosine');
+      if (found.dimensions !== dimensions) {
+        throw new VectorStoreError(
+          'DIMENSION_MISMATCH',
+          `LanceDB collection "${name}" holds vectors of ${found.dimensions} dimensions, but ${dimensions} were given. ` +
+            'Use the same embedder and dimensions as when the collection was created, or use another collection name.',
+        );
+      }
+      if (spec.metric !== undefined && found.metric !== spec.metric) {
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `LanceDB collection "${name}" uses the ${found.metric} metric, not ${spec.metric}. Use another collection name for ${spec.metric}.`,
+        );
+      }
+    });
+  }
+
+  collectionExists(collection: string): Promise<boolean> {
+    return this.track(async () => (await this.database.get(this.open(collection))) !== null);
+  }
+
+  /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing. */
+  upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
+    return this.track(async () => {
+      const name = this.open(collection);
+      if (options?.simulateFailure !== undefined) {
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `Simulated failures (msg.simulate) only work with the memory backend, not with LanceDB collection "${name}". Remove msg.simulate.`,
+        );
+      }
+      const target = await this.require(name);
+      const rows = toRows(docs, target.dimensions, name);
+      const totalCount = await target.queue.run(async () => {
+        try {
+          if (rows.length > 0) {
+            await target.table.mergeInsert('id').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(rows);
+          }
+          return await target.table.countRows();
+        } catch (err) {
+          throw storeError(err, `write ${rows.length} document(s) to collection "${name}" (retry the write)`, this.database.dir);
+        }
+      });
+      if (options?.buildIndex && rows.length > 0) target.maintenance.request(true);
+      return { written: rows.length, totalCount };
+    });
+  }
+
+  /**
+   * - failed: the last background index creation or optimize() failed (detail says
+   *   why); a later write with buildIndex retries it.
+   * - no vector index yet: ready, everything counts as indexed (searches are exact
+   *   flat scans) - unless the index is being created: indexing at 0.
+   * - an index: indexing while it reports unindexed rows, with progress = indexed /
+   *   all rows and an ETA from the speed of the last run; ready when none remain.
+   */
+  status(collection: string): Promise<CollectionStatus> {
+    return this.track(async () => (await this.observe(await this.require(this.open(collection)))).status);
+  }
+
+  stats(collection: string): Promise<CollectionStats> {
+    return this.track(async () => {
+      const target = await this.require(this.open(collection));
+      const { status, index } = await this.observe(target);
+      return {
+        documentCount: status.documentCount,
+        indexedCount: status.indexedCount,
+        dimensions: target.dimensions,
+        metric: target.metric,
+        indexType: index ? snakeCase(index.indexType) : NO_INDEX,
+      };
+    });
+  }
+
+  /**
+   * Nearest documents, best first. A filter is matched in JavaScript on the
+   * metadata JSON: the search then scans exactly (bypassing the index) and
+   * fetches more candidates until topK match or the collection is exhausted.
+   */
+  query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
+    return this.track(async () => {
+      const name = this.open(collection);
+      const target = await this.require(name);
+      if (!isPlainObject(request)) {
+        throw new VectorStoreError('INVALID_INPUT', `A query on LanceDB collection "${name}" must be an object {vector, topK, filter?}.`);
+      }
+      const { topK } = request;
+      if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) {
+        throw new VectorStoreError('INVALID_INPUT', `topK must be a whole number of 1 or more, but got ${describeValue(topK)}.`);
+      }
+      const filter = normaliseFilter(request.filter, name);
+      const vector = toVector(request.vector, target.dimensions, 'The query vector', name);
+      try {
+        if (!filter) return (await this.search(target, vector, topK, false)).map((row) => toHit(row, target.metric));
+        for (let fetch = Math.max(topK * FILTER_OVERFETCH, FILTER_MIN_FETCH); ; fetch *= FILTER_GROWTH) {
+          const rows = await this.search(target, vector, fetch, true);
+          const matching = rows.filter((row) => matchesFilter(parseMetadata(row.metadata), filter));
+          if (matching.length >= topK || rows.length < fetch) {
+            return matching.slice(0, topK).map((row) => toHit(row, target.metric));
+          }
+        }
+      } catch (err) {
+        throw storeError(err, `search collection "${name}"`, this.database.dir);
+      }
+    });
+  }
+
+  /**
+   * Release this instance's use of the shared database once its calls in progress
+   * are done; the last user waits for background index work, then closes the
+   * tables and the connection. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      const calls = [...this.inFlight];
+      this.closing = Promise.allSettled(calls).then(() => releaseDatabase(this.database));
+    }
+    return this.closing;
+  }
+
+  private async search(target: CollectionTable, vector: Float32Array, limit: number, exact: boolean): Promise<FoundRow[]> {
+    let search = target.table.vectorSearch(vector).distanceType(target.metric).select(RESULT_COLUMNS).limit(limit);
+    if (exact) search = search.bypassVectorIndex();
+    return (await search.toArray()) as FoundRow[];
+  }
+
+  /** The collection's status (see `status`) and its vector index, if any. */
+  private async observe(target: CollectionTable): Promise<{ status: CollectionStatus; index: VectorIndexInfo | null }> {
+    let documentCount: number;
+    let index: VectorIndexInfo | null;
+    try {
+      [documentCount, index] = await Promise.all([target.table.countRows(), findVectorIndex(target.table)]);
+    } catch (err) {
+      throw storeError(err, `read the index status of collection "${target.name}"`, this.database.dir);
+    }
+    const { maintenance } = target;
+    const unindexed = index ? Math.min(index.numUnindexedRows, documentCount) : 0;
+    const indexedCount = index ? documentCount - unindexed : documentCount;
+    const fraction = documentCount > 0 ? indexedCount / documentCount : null;
+
+    const ready = (): CollectionStatus => ({ state: 'ready', documentCount, indexedCount, progress: 1, etaSeconds: 0 });
+
+    if (maintenance.failure) {
+      const { kind, reason } = maintenance.failure;
+      const work = kind === 'create' ? 'creation of the vector index' : 'index catch-up (optimize)';
+      const status: CollectionStatus = {
+        state: 'failed',
+        documentCount,
+        indexedCount: index ? indexedCount : 0,
+        progress: index ? fraction : 0,
+        etaSeconds: null,
+        detail:
+          `The background ${work} of LanceDB collection "${target.name}" failed: ${reason}. ` +
+          'Ingest again with "build index" on to retry.',
+      };
+      return { status, index };
+    }
+    if (!index) {
+      if (!maintenance.busy || documentCount < this.database.indexThreshold) return { status: ready(), index };
+      const status: CollectionStatus = {
+        state: 'indexing',
+        documentCount,
+        indexedCount: 0,
+        progress: 0,
+        etaSeconds: maintenance.etaSeconds('create', documentCount),
+        detail: 'creating the vector index',
+      };
+      return { status, index };
+    }
+    if (unindexed === 0) return { status: ready(), index };
+    // Rows are waiting and nothing folds them in (a write without buildIndex, or a restart): do it now.
+    if (!maintenance.busy) maintenance.request(false);
+    const status: CollectionStatus = {
+      state: 'indexing',
+      documentCount,
+      indexedCount,
+      progress: fraction,
+      etaSeconds: maintenance.etaSeconds('optimize', unindexed),
+      detail: `${unindexed} row(s) waiting for optimize()`,
+    };
+    return { status, index };
+  }
+
+  private track<T>(call: () => Promise<T>): Promise<T> {
+    const promise = call();
+    this.inFlight.add(promise);
+    const forget = () => this.inFlight.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  /** Check the backend is open and the name valid; returns the name. */
+  private open(collection: unknown): string {
+    if (this.closing) {
+      throw new VectorStoreError(
+        'UNAVAILABLE',
+        'The LanceDB backend was closed (its vector-store configuration node stopped or was redeployed). Retry with the new one.',
+      );
+    }
+    return validateCollectionName(collection, BACKEND_NAME);
+  }
+
+  private async require(name: string): Promise<CollectionTable> {
+    const found = await this.database.get(name);
+    if (found) return found;
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `Collection "${name}" does not exist in the LanceDB store in ${this.database.dir}. Ingest documents into it first ` +
+        '(vector-ingest creates it), or check the collection name and the Path.',
+    );
+  }
 }
