@@ -50,10 +50,11 @@ describe('deferrable-sensor when the store goes away mid-wait', function () {
         const ingested = nextMessage('ingested');
         helper.getNode('ingest').receive({ payload: ['one document', 'two documents', 'three documents'] });
         await ingested;
-        const progress = nextMessage('progress');
-        const errors = nextMessage('errors', () => true, 45_000);
+        // Collectors first: Node-RED skips the next input listener when one removes itself.
         const allErrors = collect('errors');
         const allReady = collect('ready');
+        const progress = nextMessage('progress');
+        const errors = nextMessage('errors', () => true, 45_000);
         helper.getNode('sensor').receive({ collection: 'going_away', ticket: 'T-9' });
         await progress;
         await server.stop();
