@@ -80,10 +80,13 @@ export function nextMessage(nodeId: string, match: (msg: Msg) => boolean = () =>
       node.removeListener('input', listener);
       reject(new Error(`no matching message reached ${nodeId} within ${timeoutMs} ms`));
     }, timeoutMs);
+    let matched = false;
     function listener(msg: Msg): void {
-      if (!match(msg)) return;
+      if (matched || !match(msg)) return;
+      matched = true;
       clearTimeout(timer);
-      node.removeListener('input', listener);
+      // Not synchronously: Node-RED would skip the next input listener of this node.
+      setImmediate(() => node.removeListener('input', listener));
       resolve(msg);
     }
     node.on('input', listener);
