@@ -31,20 +31,22 @@ import type {
   UpsertResult,
   VectorDocument,
 } from '../types';
-import { validateCollectionName } from './collection-name';
 import { ChromaHttp, chromaErrorName } from './chroma/http';
 import {
   DIMENSIONS_KEY,
   base64Vector,
-  describeValue,
+  chromaCollection,
   hitsOf,
-  isPlainObject,
   prepareRecords,
   replacingMetadata,
-  toVector,
   whereOf,
   type ChromaRecord,
 } from './chroma/records';
+import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { refuseSimulatedFailure, toFloat32Vector } from './documents';
+import { BackendLifecycle } from './lifecycle';
+import { checkFilter, checkQuery } from './queries';
+import { describeValue, isPlainObject, wholeNumberOption } from './values';
 
 export interface ChromaBackendOptions {
   /** Server URL, e.g. http://localhost:8000 (the default when empty). */
@@ -65,7 +67,6 @@ const DEFAULT_TENANT = 'default_tenant';
 const DEFAULT_DATABASE = 'default_database';
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_BATCH = 1000;
-const MAX_DIMENSIONS = 65536;
 /** Chroma's own name rule is stricter than the shared one at both ends. */
 const CHROMA_NAME_MIN_LENGTH = 3;
 const METRIC_TO_SPACE: Record<Metric, string> = { cosine: 'cosine', l2: 'l2', dot: 'ip' };
@@ -97,34 +98,21 @@ export class ChromaBackend implements Backend {
   private limits: Promise<ServerLimits> | null = null;
   /** False once the server showed it has no indexing_status route. */
   private indexingStatusRoute = true;
-  private closed = false;
+  private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
 
   constructor(options: ChromaBackendOptions) {
     const baseUrl = checkUrl(options.url);
     this.tenant = checkName(options.tenant, DEFAULT_TENANT, 'tenant');
     this.database = checkName(options.database, DEFAULT_DATABASE, 'database');
-    const timeoutMs = checkPositiveInteger(options.timeoutMs, DEFAULT_TIMEOUT_MS, 'request timeout (ms)');
-    this.maxBatchSize = checkPositiveInteger(options.maxBatchSize, DEFAULT_MAX_BATCH, 'maximum batch size');
+    const timeoutMs = wholeNumberOption(options.timeoutMs, DEFAULT_TIMEOUT_MS, "The chroma backend's request timeout (ms)");
+    this.maxBatchSize = wholeNumberOption(options.maxBatchSize, DEFAULT_MAX_BATCH, "The chroma backend's maximum batch size");
     const apiKey = options.apiKey ? options.apiKey : undefined;
     this.http = new ChromaHttp({ baseUrl, apiKey, timeoutMs });
   }
 
   async ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
     const name = this.open(collection);
-    const dimensions = spec?.dimensions;
-    if (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions < 1 || dimensions > MAX_DIMENSIONS) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Cannot create Chroma collection "${name}": dimensions must be a whole number from 1 to ${MAX_DIMENSIONS}, but got ${describeValue(dimensions)}.`,
-      );
-    }
-    const metric = spec.metric ?? 'cosine';
-    if (!(metric in METRIC_TO_SPACE)) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Cannot create Chroma collection "${name}": metric must be one of cosine, l2, dot, but got ${describeValue(spec.metric)}.`,
-      );
-    }
+    const { dimensions, metric } = checkCollectionSpec(spec, chromaCollection(name));
     const answer = await this.http.call(
       'POST',
       this.collectionsPath(),
@@ -133,19 +121,7 @@ export class ChromaBackend implements Backend {
       `create collection "${name}" in ${this.describeDatabase()}`,
     );
     const found = this.remember(this.parseCollection(answer, name));
-    if (found.dimensions !== null && found.dimensions !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `Chroma collection "${name}" holds vectors of ${found.dimensions} dimensions, but ${dimensions} were given. ` +
-          'Use the same embedder and dimensions as when the collection was created, or use another collection name.',
-      );
-    }
-    if (spec.metric !== undefined && found.metric !== spec.metric) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Chroma collection "${name}" uses the ${found.metric} metric, not ${spec.metric}. Use another collection name for ${spec.metric}.`,
-      );
-    }
+    checkSameSpec(found, spec, chromaCollection(name));
   }
 
   async collectionExists(collection: string): Promise<boolean> {
@@ -155,12 +131,7 @@ export class ChromaBackend implements Backend {
 
   async upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
     const name = this.open(collection);
-    if (options?.simulateFailure !== undefined) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `msg.simulate only works with the memory backend; collection "${name}" is in a Chroma store. Remove msg.simulate.`,
-      );
-    }
+    refuseSimulatedFailure(options, chromaCollection(name));
     let info = await this.require(name);
     // Everything is checked before anything is written: a bad document writes nothing.
     const records = prepareRecords(docs, info.dimensions, name);
@@ -198,19 +169,13 @@ export class ChromaBackend implements Backend {
 
   async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
     const name = this.open(collection);
-    if (!isPlainObject(request)) {
-      throw new VectorStoreError('INVALID_INPUT', `A query on Chroma collection "${name}" must be an object {vector, topK, filter?}.`);
-    }
-    const { topK, filter } = request;
-    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) {
-      throw new VectorStoreError('INVALID_INPUT', `topK must be a whole number of 1 or more, but got ${describeValue(topK)}.`);
-    }
-    if (filter !== undefined && filter !== null && !isPlainObject(filter)) {
-      throw new VectorStoreError('INVALID_INPUT', `The query filter on Chroma collection "${name}" must be an object of metadata field values.`);
-    }
+    const named = chromaCollection(name);
+    checkQuery(request, named);
+    const { topK } = request;
+    const filter = checkFilter(request.filter, named);
     const where = filter ? whereOf(filter, name) : undefined;
     const info = await this.require(name);
-    const vector = toVector(request.vector, info.dimensions, 'The query vector', name);
+    const vector = toFloat32Vector(request.vector, info.dimensions, 'The query vector', named);
     const body: Record<string, unknown> = {
       query_embeddings: [Array.from(vector)],
       n_results: topK,
@@ -219,16 +184,15 @@ export class ChromaBackend implements Backend {
     if (where) body.where = where;
     return this.withCollection(info, async (current) => {
       const answer = await this.http.call('POST', `${this.collectionPath(current)}/query`, body, `query collection "${name}"`);
-      const hits = hitsOf(answer, current.metric, filter ?? null);
+      const hits = hitsOf(answer, current.metric, filter);
       if (!hits) throw this.notChroma(`query collection "${name}"`);
       return hits;
     });
   }
 
   /** Abort requests in flight; later calls fail with UNAVAILABLE. Idle keep-alive sockets of `fetch` close by themselves. */
-  async close(): Promise<void> {
-    this.closed = true;
-    this.http.close();
+  close(): Promise<void> {
+    return this.lifecycle.close(async () => this.http.close());
   }
 
   // ------------------------------------------------------------------ writes
@@ -342,13 +306,7 @@ export class ChromaBackend implements Backend {
 
   /** Check the backend is open and the name valid for Chroma; returns the name. */
   private open(collection: unknown): string {
-    if (this.closed) {
-      throw new VectorStoreError(
-        'UNAVAILABLE',
-        'The chroma backend was closed (its vector-store configuration node stopped or was redeployed). Retry with the new one.',
-      );
-    }
-    const name = validateCollectionName(collection, BACKEND_NAME);
+    const name = this.lifecycle.openCollection(collection);
     if (name.length < CHROMA_NAME_MIN_LENGTH || !/[A-Za-z0-9]$/.test(name)) {
       throw new VectorStoreError(
         'INVALID_INPUT',
@@ -510,12 +468,4 @@ function checkName(value: unknown, fallback: string, field: 'tenant' | 'database
     throw new VectorStoreError('INVALID_INPUT', `The Chroma ${field} must be a name (or empty for "${fallback}"), but got ${describeValue(value)}.`);
   }
   return value.trim();
-}
-
-function checkPositiveInteger(value: unknown, fallback: number, field: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new VectorStoreError('INVALID_INPUT', `The chroma backend's ${field} must be a whole number of 1 or more, but got ${describeValue(value)}.`);
-  }
-  return value;
 }

@@ -23,30 +23,22 @@ import type {
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
-  Metric,
   QueryHit,
   QueryRequest,
   UpsertOptions,
   UpsertResult,
   VectorDocument,
 } from '../types';
-import { validateCollectionName } from './collection-name';
+import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { refuseSimulatedFailure, toFloat32Vector } from './documents';
 import { type CollectionTable, type SharedDatabase, acquireDatabase, releaseDatabase } from './lancedb/database';
-import {
-  BACKEND_NAME,
-  type FoundRow,
-  describeValue,
-  isPlainObject,
-  matchesFilter,
-  normaliseFilter,
-  parseMetadata,
-  toHit,
-  toRows,
-  toVector,
-} from './lancedb/documents';
+import { BACKEND_NAME, type FoundRow, lanceCollection, parseMetadata, toHit, toRows } from './lancedb/documents';
 import { storeError } from './lancedb/errors';
 import { type VectorIndexInfo, findVectorIndex } from './lancedb/maintenance';
 import { type LanceDbLoader, requireLanceDb } from './lancedb/modules';
+import { BackendLifecycle } from './lifecycle';
+import { checkQuery, jsonFilter, matchesFilter } from './queries';
+import { wholeNumberOption } from './values';
 
 export { NOT_INSTALLED_MESSAGE } from './lancedb/modules';
 export type { LanceDbLoader, LanceDbModules } from './lancedb/modules';
@@ -68,8 +60,6 @@ export interface LanceDbBackendOptions {
 /** Below this many rows a flat scan is fast and exact, and IVF training has too little data. */
 export const DEFAULT_INDEX_THRESHOLD = 256;
 const NO_INDEX = 'none (flat)';
-const MAX_DIMENSIONS = 65536;
-const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
 /** Columns a search returns (not the vector; `_distance` named so LanceDB does not warn). */
 const RESULT_COLUMNS = ['id', 'text', 'metadata', '_distance'];
 /** A filtered search first fetches this many times topK (at least FILTER_MIN_FETCH), then 8 times more each round. */
@@ -85,18 +75,15 @@ function snakeCase(name: string): string {
 export class LanceDbBackend implements Backend {
   readonly name = BACKEND_NAME;
   private readonly database: SharedDatabase;
-  private closing: Promise<void> | null = null;
-  /** Calls in progress: close lets them finish first. */
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Tracks every call in progress: close lets them finish first. */
+  private readonly lifecycle = new BackendLifecycle(BACKEND_NAME, 'LanceDB');
 
   constructor(options: LanceDbBackendOptions) {
     if (typeof options?.path !== 'string' || options.path.trim() === '') {
       throw new VectorStoreError('INVALID_INPUT', 'The LanceDB backend needs a directory: set Path in the vector-store configuration.');
     }
-    const threshold = options.indexThreshold ?? DEFAULT_INDEX_THRESHOLD;
-    if (!Number.isInteger(threshold) || threshold < 1) {
-      throw new VectorStoreError('INVALID_INPUT', `The LanceDB index threshold must be a whole number of 1 or more, but got ${describeValue(threshold)}.`);
-    }
+    // null as well as undefined means "the default" here.
+    const threshold = wholeNumberOption(options.indexThreshold ?? undefined, DEFAULT_INDEX_THRESHOLD, 'The LanceDB index threshold');
     this.database = acquireDatabase(options.path, {
       loader: options.loadModules ?? requireLanceDb,
       indexThreshold: threshold,
@@ -105,53 +92,23 @@ export class LanceDbBackend implements Backend {
   }
 
   ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
-    return this.track(async () => {
-      const name = this.open(collection);
-      const dimensions = spec?.dimensions;
-      if (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions < 1 || dimensions > MAX_DIMENSIONS) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `Cannot create LanceDB collection "${name}": dimensions must be a whole number from 1 to ${MAX_DIMENSIONS}, ` +
-            `but got ${describeValue(dimensions)}.`,
-        );
-      }
-      if (spec.metric !== undefined && !METRICS.includes(spec.metric)) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `Cannot create LanceDB collection "${name}": metric must be one of ${METRICS.join(', ')}, but got ${describeValue(spec.metric)}.`,
-        );
-      }
-      const found = await this.database.create(name, dimensions, spec.metric ?? 'cosine');
-      if (found.dimensions !== dimensions) {
-        throw new VectorStoreError(
-          'DIMENSION_MISMATCH',
-          `LanceDB collection "${name}" holds vectors of ${found.dimensions} dimensions, but ${dimensions} were given. ` +
-            'Use the same embedder and dimensions as when the collection was created, or use another collection name.',
-        );
-      }
-      if (spec.metric !== undefined && found.metric !== spec.metric) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `LanceDB collection "${name}" uses the ${found.metric} metric, not ${spec.metric}. Use another collection name for ${spec.metric}.`,
-        );
-      }
+    return this.lifecycle.track(async () => {
+      const name = this.lifecycle.openCollection(collection);
+      const named = lanceCollection(name);
+      const { dimensions, metric } = checkCollectionSpec(spec, named);
+      checkSameSpec(await this.database.create(name, dimensions, metric), spec, named);
     });
   }
 
   collectionExists(collection: string): Promise<boolean> {
-    return this.track(async () => (await this.database.get(this.open(collection))) !== null);
+    return this.lifecycle.track(async () => (await this.database.get(this.lifecycle.openCollection(collection))) !== null);
   }
 
   /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing. */
   upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
-    return this.track(async () => {
-      const name = this.open(collection);
-      if (options?.simulateFailure !== undefined) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `Simulated failures (msg.simulate) only work with the memory backend, not with LanceDB collection "${name}". Remove msg.simulate.`,
-        );
-      }
+    return this.lifecycle.track(async () => {
+      const name = this.lifecycle.openCollection(collection);
+      refuseSimulatedFailure(options, lanceCollection(name));
       const target = await this.require(name);
       const rows = toRows(docs, target.dimensions, name);
       const totalCount = await target.queue.run(async () => {
@@ -178,12 +135,15 @@ export class LanceDbBackend implements Backend {
    *   all rows and an ETA from the speed of the last run; ready when none remain.
    */
   status(collection: string): Promise<CollectionStatus> {
-    return this.track(async () => (await this.observe(await this.require(this.open(collection)))).status);
+    return this.lifecycle.track(async () => {
+      const target = await this.require(this.lifecycle.openCollection(collection));
+      return (await this.observe(target)).status;
+    });
   }
 
   stats(collection: string): Promise<CollectionStats> {
-    return this.track(async () => {
-      const target = await this.require(this.open(collection));
+    return this.lifecycle.track(async () => {
+      const target = await this.require(this.lifecycle.openCollection(collection));
       const { status, index } = await this.observe(target);
       return {
         documentCount: status.documentCount,
@@ -201,18 +161,14 @@ export class LanceDbBackend implements Backend {
    * fetches more candidates until topK match or the collection is exhausted.
    */
   query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
-    return this.track(async () => {
-      const name = this.open(collection);
+    return this.lifecycle.track(async () => {
+      const name = this.lifecycle.openCollection(collection);
       const target = await this.require(name);
-      if (!isPlainObject(request)) {
-        throw new VectorStoreError('INVALID_INPUT', `A query on LanceDB collection "${name}" must be an object {vector, topK, filter?}.`);
-      }
+      const named = lanceCollection(name);
+      checkQuery(request, named);
       const { topK } = request;
-      if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) {
-        throw new VectorStoreError('INVALID_INPUT', `topK must be a whole number of 1 or more, but got ${describeValue(topK)}.`);
-      }
-      const filter = normaliseFilter(request.filter, name);
-      const vector = toVector(request.vector, target.dimensions, 'The query vector', name);
+      const filter = jsonFilter(request.filter, named);
+      const vector = toFloat32Vector(request.vector, target.dimensions, 'The query vector', named);
       try {
         if (!filter) return (await this.search(target, vector, topK, false)).map((row) => toHit(row, target.metric));
         for (let fetch = Math.max(topK * FILTER_OVERFETCH, FILTER_MIN_FETCH); ; fetch *= FILTER_GROWTH) {
@@ -234,11 +190,7 @@ export class LanceDbBackend implements Backend {
    * tables and the connection. Idempotent.
    */
   close(): Promise<void> {
-    if (!this.closing) {
-      const calls = [...this.inFlight];
-      this.closing = Promise.allSettled(calls).then(() => releaseDatabase(this.database));
-    }
-    return this.closing;
+    return this.lifecycle.close(() => releaseDatabase(this.database));
   }
 
   private async search(target: CollectionTable, vector: Float32Array, limit: number, exact: boolean): Promise<FoundRow[]> {
@@ -302,25 +254,6 @@ export class LanceDbBackend implements Backend {
       detail: `${unindexed} row(s) waiting for optimize()`,
     };
     return { status, index };
-  }
-
-  private track<T>(call: () => Promise<T>): Promise<T> {
-    const promise = call();
-    this.inFlight.add(promise);
-    const forget = () => this.inFlight.delete(promise);
-    promise.then(forget, forget);
-    return promise;
-  }
-
-  /** Check the backend is open and the name valid; returns the name. */
-  private open(collection: unknown): string {
-    if (this.closing) {
-      throw new VectorStoreError(
-        'UNAVAILABLE',
-        'The LanceDB backend was closed (its vector-store configuration node stopped or was redeployed). Retry with the new one.',
-      );
-    }
-    return validateCollectionName(collection, BACKEND_NAME);
   }
 
   private async require(name: string): Promise<CollectionTable> {

@@ -35,7 +35,12 @@ import type {
   UpsertResult,
   VectorDocument,
 } from '../types';
-import { COLLECTION_NAME_MAX_LENGTH, COLLECTION_NAME_PATTERN, validateCollectionName } from './collection-name';
+import { COLLECTION_NAME_MAX_LENGTH, COLLECTION_NAME_PATTERN } from './collection-name';
+import { METRICS, checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { checkDocuments, toFloat32Vector } from './documents';
+import { BackendLifecycle } from './lifecycle';
+import { checkFilter, checkQuery, jsonFilter, matchesFilter } from './queries';
+import { describeValue, isPlainObject, namedCollection } from './values';
 
 export interface MemoryBackendOptions {
   /** Directory for persisted collections (one file per collection); null = in-process only. */
@@ -56,8 +61,6 @@ export interface MemoryBackendOptions {
 
 const BACKEND_NAME = 'memory';
 const INDEX_TYPE = 'exact (flat)';
-const MAX_DIMENSIONS = 65536;
-const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
 /** Compact a log on load when it holds more superseded document versions than this (and than live ones). */
 const COMPACT_MIN_SUPERSEDED = 1000;
 /** Documents per record when a log is compacted, to keep each JSON line a reasonable size. */
@@ -190,47 +193,6 @@ interface StoredDocument {
   metadata: Record<string, unknown> | null;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Float32Array);
-}
-
-/** Copy a vector into a Float32Array, checking its size and that every value is a finite number. */
-function toVector(value: unknown, dimensions: number, what: string, collection: string): Float32Array {
-  if (!(value instanceof Float32Array) && !Array.isArray(value)) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `${what} has no vector: expected an array of ${dimensions} numbers for collection "${collection}".`,
-    );
-  }
-  if (value.length !== dimensions) {
-    throw new VectorStoreError(
-      'DIMENSION_MISMATCH',
-      `${what} has ${value.length} dimensions, but collection "${collection}" holds vectors of ${dimensions} dimensions. ` +
-        'Use the same embedder and dimensions as when the collection was created, or use another collection.',
-    );
-  }
-  const vector = new Float32Array(dimensions);
-  for (let i = 0; i < dimensions; i++) {
-    const x: unknown = value[i];
-    if (typeof x === 'number') vector[i] = x;
-    // Checked after the Float32 conversion: 1e39 is finite as a double but not as a float.
-    if (typeof x !== 'number' || !Number.isFinite(vector[i])) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `${what} has an invalid value at position ${i} (${describeValue(x)}): every vector value must be a finite ` +
-          `number that fits in 32 bits. Nothing was written to collection "${collection}".`,
-      );
-    }
-  }
-  return vector;
-}
-
-function describeValue(x: unknown): string {
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return String(x);
-  if (typeof x === 'string') return JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}...` : x);
-  return typeof x;
-}
-
 /** Scale to unit length so cosine similarity is a dot product. A zero vector stays zero (scores 0). */
 function normalise(vector: Float32Array): void {
   let sum = 0;
@@ -240,73 +202,23 @@ function normalise(vector: Float32Array): void {
   for (let i = 0; i < vector.length; i++) vector[i] /= norm;
 }
 
-/** A JSON copy, so stored metadata cannot change behind our back and persists as it reads. */
-function jsonCopy(value: Record<string, unknown>, what: string): Record<string, unknown> {
-  try {
-    return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
-  } catch (err) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON (${messageOf(err)}).`);
-  }
-}
-
+/** Check every document (a bad one writes nothing); vectors are normalised for the cosine metric. */
 function prepareDocuments(docs: unknown, collection: MemoryCollection): StoredDocument[] {
-  if (!Array.isArray(docs)) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `Documents for collection "${collection.name}" must be an array of {id, vector, text?, metadata?}.`,
-    );
-  }
-  return docs.map((doc: unknown, index) => prepareDocument(doc, index, collection));
-}
-
-function prepareDocument(doc: unknown, index: number, collection: MemoryCollection): StoredDocument {
-  let what = `Document ${index + 1}`;
-  if (!isPlainObject(doc)) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} for collection "${collection.name}" is not an object.`);
-  }
-  const { id, vector, text, metadata } = doc;
-  if (typeof id !== 'string' || id.length === 0) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `${what} for collection "${collection.name}" has no id: every document needs a non-empty string id.`,
-    );
-  }
-  what = `document ${index + 1} (id ${JSON.stringify(id)})`;
-  const stored = toVector(vector, collection.dimensions, `D${what.slice(1)}`, collection.name);
-  if (collection.metric === 'cosine') normalise(stored);
-  if (text !== undefined && text !== null && typeof text !== 'string') {
-    throw new VectorStoreError('INVALID_INPUT', `The text of ${what} is not a string.`);
-  }
-  if (metadata !== undefined && metadata !== null && !isPlainObject(metadata)) {
-    throw new VectorStoreError('INVALID_INPUT', `The metadata of ${what} is not an object.`);
-  }
-  return {
+  const named = namedCollection(collection.name);
+  const checked = checkDocuments(docs, named, {
+    vector: (value, what) => {
+      const vector = toFloat32Vector(value, collection.dimensions, what, named);
+      if (collection.metric === 'cosine') normalise(vector);
+      return vector;
+    },
+  });
+  // A JSON copy of the metadata, so it cannot change behind our back and persists as it reads.
+  return checked.map(({ id, vector, text, metadataJson }) => ({
     id,
-    vector: stored,
-    text: typeof text === 'string' ? text : null,
-    metadata: isPlainObject(metadata) ? jsonCopy(metadata, `The metadata of ${what}`) : null,
-  };
-}
-
-/** Deep equality of JSON values (metadata filter). */
-function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  return ka.every((k) => Object.prototype.hasOwnProperty.call(rb, k) && jsonEqual(ra[k], rb[k]));
-}
-
-function matchesFilter(metadata: Record<string, unknown> | null, filter: Record<string, unknown>): boolean {
-  for (const key of Object.keys(filter)) {
-    if (!metadata || !Object.prototype.hasOwnProperty.call(metadata, key)) return false;
-    if (!jsonEqual(metadata[key], filter[key])) return false;
-  }
-  return true;
+    vector,
+    text,
+    metadata: metadataJson === null ? null : (JSON.parse(metadataJson) as Record<string, unknown>),
+  }));
 }
 
 // ---------------------------------------------------------------------------
@@ -841,9 +753,8 @@ export class MemoryBackend implements Backend {
   private readonly indexingRate: number;
   private readonly indexingDelay: number;
   private readonly now: () => number;
-  private closing: Promise<void> | null = null;
-  /** Writes in progress: close lets them finish (and become durable) first. */
-  private readonly writes = new Set<Promise<unknown>>();
+  /** Tracks the writes in progress: close lets them finish (and become durable) first. */
+  private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
 
   constructor(options: MemoryBackendOptions) {
     this.indexingRate = checkPositiveNumber(options.indexingRate, 'indexing rate (documents per second)', false);
@@ -858,52 +769,26 @@ export class MemoryBackend implements Backend {
   }
 
   ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
-    return this.trackWrite(this.create(collection, spec));
+    return this.lifecycle.track(() => this.create(collection, spec));
   }
 
   private async create(collection: string, spec: CollectionSpec): Promise<void> {
-    const name = this.open(collection);
-    const dimensions = spec?.dimensions;
-    if (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions < 1 || dimensions > MAX_DIMENSIONS) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Cannot create collection "${name}": dimensions must be a whole number from 1 to ${MAX_DIMENSIONS}, ` +
-          `but got ${describeValue(dimensions)}.`,
-      );
-    }
-    if (spec.metric !== undefined && !METRICS.includes(spec.metric)) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Cannot create collection "${name}": metric must be one of ${METRICS.join(', ')}, but got ${describeValue(spec.metric)}.`,
-      );
-    }
-    const found = await this.store.create(name, dimensions, spec.metric ?? 'cosine', this.now);
-    if (found.dimensions !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `Collection "${name}" holds vectors of ${found.dimensions} dimensions, but ${dimensions} were given. ` +
-          'Use the same embedder and dimensions as when the collection was created, or use another collection name.',
-      );
-    }
-    if (spec.metric !== undefined && found.metric !== spec.metric) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Collection "${name}" uses the ${found.metric} metric, not ${spec.metric}. Use another collection name for ${spec.metric}.`,
-      );
-    }
+    const name = this.lifecycle.openCollection(collection);
+    const { dimensions, metric } = checkCollectionSpec(spec, namedCollection(name));
+    checkSameSpec(await this.store.create(name, dimensions, metric, this.now), spec, namedCollection(name));
   }
 
   async collectionExists(collection: string): Promise<boolean> {
-    const name = this.open(collection);
+    const name = this.lifecycle.openCollection(collection);
     return (await this.store.get(name, this.now)) !== null;
   }
 
   upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
-    return this.trackWrite(this.write(collection, docs, options));
+    return this.lifecycle.track(() => this.write(collection, docs, options));
   }
 
   private async write(collection: string, docs: VectorDocument[], options: UpsertOptions): Promise<UpsertResult> {
-    const name = this.open(collection);
+    const name = this.lifecycle.openCollection(collection);
     const target = await this.require(name);
     // Everything is checked before anything is written: a bad document writes nothing.
     const prepared = prepareDocuments(docs, target);
@@ -929,33 +814,25 @@ export class MemoryBackend implements Backend {
   }
 
   async status(collection: string): Promise<CollectionStatus> {
-    const target = await this.require(this.open(collection));
+    const target = await this.require(this.lifecycle.openCollection(collection));
     return target.status(this.now());
   }
 
   async stats(collection: string): Promise<CollectionStats> {
-    const target = await this.require(this.open(collection));
+    const target = await this.require(this.lifecycle.openCollection(collection));
     const { documentCount, indexedCount } = target.status(this.now());
     return { documentCount, indexedCount, dimensions: target.dimensions, metric: target.metric, indexType: INDEX_TYPE };
   }
 
   async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
-    const name = this.open(collection);
+    const name = this.lifecycle.openCollection(collection);
     const target = await this.require(name);
-    if (!isPlainObject(request)) {
-      throw new VectorStoreError('INVALID_INPUT', `A query on collection "${name}" must be an object {vector, topK, filter?}.`);
-    }
-    const { topK, filter } = request;
-    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) {
-      throw new VectorStoreError('INVALID_INPUT', `topK must be a whole number of 1 or more, but got ${describeValue(topK)}.`);
-    }
-    if (filter !== undefined && filter !== null && !isPlainObject(filter)) {
-      throw new VectorStoreError('INVALID_INPUT', `The query filter on collection "${name}" must be an object of metadata field values.`);
-    }
-    const vector = toVector(request.vector, target.dimensions, 'The query vector', name);
+    const named = namedCollection(name);
+    checkQuery(request, named);
+    const filter = checkFilter(request.filter, named);
+    const vector = toFloat32Vector(request.vector, target.dimensions, 'The query vector', named);
     if (target.metric === 'cosine') normalise(vector);
-    const normalisedFilter = filter ? jsonCopy(filter, 'The query filter') : null;
-    return target.search(vector, topK, normalisedFilter);
+    return target.search(vector, request.topK, jsonFilter(filter, named));
   }
 
   /**
@@ -963,29 +840,7 @@ export class MemoryBackend implements Backend {
    * progress are done; the last user closes the files. Idempotent.
    */
   close(): Promise<void> {
-    if (!this.closing) {
-      const writes = [...this.writes];
-      this.closing = Promise.allSettled(writes).then(() => releaseStore(this.key, this.store));
-    }
-    return this.closing;
-  }
-
-  private trackWrite<T>(write: Promise<T>): Promise<T> {
-    this.writes.add(write);
-    const forget = () => this.writes.delete(write);
-    write.then(forget, forget);
-    return write;
-  }
-
-  /** Check the backend is open and the name valid; returns the name. */
-  private open(collection: unknown): string {
-    if (this.closing) {
-      throw new VectorStoreError(
-        'UNAVAILABLE',
-        'The memory backend was closed (its vector-store configuration node stopped or was redeployed). Retry with the new one.',
-      );
-    }
-    return validateCollectionName(collection, BACKEND_NAME);
+    return this.lifecycle.close(() => releaseStore(this.key, this.store));
   }
 
   private async require(name: string): Promise<MemoryCollection> {

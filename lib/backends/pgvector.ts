@@ -31,13 +31,17 @@ import type {
   UpsertResult,
   VectorDocument,
 } from '../types';
-import { validateCollectionName } from './collection-name';
+import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { refuseSimulatedFailure } from './documents';
+import { BackendLifecycle } from './lifecycle';
 import { parseConnectionString, type ConnectionSettings } from './pgvector/connection';
 import { prepareDocuments, prepareFilter, toVectorLiteral, type PreparedDocument } from './pgvector/documents';
 import { reasonOf, sqlState, toStoreError, type ErrorContext } from './pgvector/errors';
 import { IndexBuilds, type BuildRequest } from './pgvector/index-builds';
 import { MAX_DIMENSIONS, indexTypeOf, metricFromComment, namesOf, scoreOf, sql, type CollectionNames } from './pgvector/sql';
 import { decideStatus, type BuildProgressRow } from './pgvector/status';
+import { checkQuery } from './queries';
+import { namedCollection, wholeNumberOption } from './values';
 
 export interface PgVectorBackendOptions {
   /** `postgres://user@host:port/database`, without a password. */
@@ -69,7 +73,6 @@ const ROWS_PER_STATEMENT = 1000;
 const MIN_EF_SEARCH = 40;
 const MAX_EF_SEARCH = 1000;
 const APPLICATION_NAME = 'node-red-vector-pipeline';
-const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
 
 /** What the catalog says about a collection's table. */
 interface CollectionInfo {
@@ -126,14 +129,6 @@ function loadPg(): typeof Pg {
   return pgModule;
 }
 
-function positiveInteger(value: unknown, fallback: number, field: string, allowZero = false): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
-    throw new VectorStoreError('INVALID_INPUT', `The pgvector backend's ${field} must be a whole number of ${allowZero ? 0 : 1} or more.`);
-  }
-  return value;
-}
-
 function versionAtLeast(version: string | null, major: number, minor: number): boolean {
   const [a, b] = (version ?? '0.0').split('.').map((part) => parseInt(part, 10));
   return a > major || (a === major && (b ?? 0) >= minor);
@@ -153,14 +148,15 @@ export class PgVectorBackend implements Backend {
   private readonly builds = new IndexBuilds((collection, request) => this.runBuild(collection, request));
   /** Dedicated connections of the builds in flight: ended by close(). */
   private readonly buildClients = new Set<Pg.Client>();
-  private closing: Promise<void> | null = null;
+  private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
 
   constructor(options: PgVectorBackendOptions) {
     this.settings = parseConnectionString(options?.connectionString, options?.ssl);
     this.password = typeof options.password === 'string' && options.password !== '' ? options.password : undefined;
-    this.maxConnections = positiveInteger(options.maxConnections, DEFAULT_MAX_CONNECTIONS, 'maxConnections');
-    this.connectionTimeoutMs = positiveInteger(options.connectionTimeoutMs, DEFAULT_CONNECTION_TIMEOUT_MS, 'connectionTimeoutMs');
-    this.autoIndexThreshold = positiveInteger(options.autoIndexThreshold, DEFAULT_AUTO_INDEX_THRESHOLD, 'autoIndexThreshold', true);
+    const option = (field: keyof PgVectorBackendOptions) => `The pgvector backend's ${field}`;
+    this.maxConnections = wholeNumberOption(options.maxConnections, DEFAULT_MAX_CONNECTIONS, option('maxConnections'));
+    this.connectionTimeoutMs = wholeNumberOption(options.connectionTimeoutMs, DEFAULT_CONNECTION_TIMEOUT_MS, option('connectionTimeoutMs'));
+    this.autoIndexThreshold = wholeNumberOption(options.autoIndexThreshold, DEFAULT_AUTO_INDEX_THRESHOLD, option('autoIndexThreshold'), 0);
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(this.schema)) {
       throw new VectorStoreError(
@@ -174,18 +170,8 @@ export class PgVectorBackend implements Backend {
 
   async ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
     const names = this.open(collection);
-    const dimensions = spec?.dimensions;
-    if (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions < 1 || dimensions > MAX_DIMENSIONS) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Cannot create collection "${collection}": dimensions must be a whole number from 1 to ${MAX_DIMENSIONS} (pgvector's limit), ` +
-          `but got ${String(dimensions)}.`,
-      );
-    }
-    const metric = spec.metric ?? 'cosine';
-    if (!METRICS.includes(metric)) {
-      throw new VectorStoreError('INVALID_INPUT', `Cannot create collection "${collection}": metric must be one of ${METRICS.join(', ')}.`);
-    }
+    const limit = { maxDimensions: MAX_DIMENSIONS, why: "pgvector's limit" };
+    const { dimensions, metric } = checkCollectionSpec(spec, namedCollection(collection), limit);
     const doing = `creating collection "${collection}"`;
     let found = await this.describe(names, doing);
     if (!found) {
@@ -194,19 +180,7 @@ export class PgVectorBackend implements Backend {
       found = await this.describe(names, doing);
       if (!found) throw new VectorStoreError('INTERNAL', `Collection "${collection}" was created in ${this.where()} but cannot be found.`);
     }
-    if (found.dimensions !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `Collection "${collection}" in ${this.where()} holds vectors of ${found.dimensions} dimensions, but ${dimensions} were given. ` +
-          'Use the same embedder and dimensions as when the collection was created, or use another collection name.',
-      );
-    }
-    if (spec.metric !== undefined && found.metric !== spec.metric) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Collection "${collection}" in ${this.where()} uses the ${found.metric} metric, not ${spec.metric}. Use another collection name for ${spec.metric}.`,
-      );
-    }
+    checkSameSpec(found, spec, `${namedCollection(collection)} in ${this.where()}`);
   }
 
   async collectionExists(collection: string): Promise<boolean> {
@@ -218,12 +192,7 @@ export class PgVectorBackend implements Backend {
 
   async upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
     const names = this.open(collection);
-    if (options?.simulateFailure !== undefined) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `Simulated failures (msg.simulate) only work with the memory backend, not with pgvector (collection "${collection}"). Remove msg.simulate.`,
-      );
-    }
+    refuseSimulatedFailure(options, namedCollection(collection, 'pgvector'));
     const info = await this.require(names, `writing to collection "${collection}"`);
     // Everything is checked before anything is written: a bad document writes nothing.
     const prepared = prepareDocuments(docs, info.dimensions, collection);
@@ -391,13 +360,8 @@ export class PgVectorBackend implements Backend {
 
   async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
     const names = this.open(collection);
-    if (typeof request !== 'object' || request === null || Array.isArray(request)) {
-      throw new VectorStoreError('INVALID_INPUT', `A query on collection "${collection}" must be an object {vector, topK, filter?}.`);
-    }
+    checkQuery(request, namedCollection(collection));
     const { topK } = request;
-    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) {
-      throw new VectorStoreError('INVALID_INPUT', `topK must be a whole number of 1 or more, but got ${String(topK)}.`);
-    }
     const doing = `querying collection "${collection}"`;
     const info = await this.require(names, doing);
     const vector = toVectorLiteral(request.vector, info.dimensions, 'The query vector', collection);
@@ -455,8 +419,7 @@ export class PgVectorBackend implements Backend {
 
   /** End the index builds' connections and the pool. Idempotent. */
   close(): Promise<void> {
-    if (!this.closing) this.closing = this.shutdown();
-    return this.closing;
+    return this.lifecycle.close(() => this.shutdown());
   }
 
   private async shutdown(): Promise<void> {
@@ -489,7 +452,7 @@ export class PgVectorBackend implements Backend {
   }
 
   private getPool(): Pg.Pool {
-    if (this.closing) throw this.closedError();
+    this.lifecycle.checkOpen();
     if (!this.pool) {
       const pg = loadPg();
       const pool = new pg.Pool({ ...this.clientConfig('pool'), max: this.maxConnections, idleTimeoutMillis: IDLE_TIMEOUT_MS });
@@ -616,8 +579,7 @@ export class PgVectorBackend implements Backend {
 
   /** Check the instance is open and the name valid; the collection's identifiers. */
   private open(collection: unknown): CollectionNames {
-    if (this.closing) throw this.closedError();
-    return namesOf(this.schema, validateCollectionName(collection, BACKEND_NAME));
+    return namesOf(this.schema, this.lifecycle.openCollection(collection));
   }
 
   private where(): string {
@@ -637,13 +599,6 @@ export class PgVectorBackend implements Backend {
       'NOT_FOUND',
       `Collection "${names.collection}" does not exist in ${this.where()} (no table ${names.table}). ` +
         'Ingest documents into it first (vector-ingest creates it), or check the collection name.',
-    );
-  }
-
-  private closedError(): VectorStoreError {
-    return new VectorStoreError(
-      'UNAVAILABLE',
-      'The pgvector backend was closed (its vector-store configuration node stopped or was redeployed). Retry with the new one.',
     );
   }
 }

@@ -28,6 +28,25 @@ describe('vector-ingest node', function () {
     should(msg.expectedCount).equal(3);
   });
 
+  it('takes documents built in a function node (objects from another VM context)', async function () {
+    await loadFlow([
+      ...flow(),
+      {
+        id: 'build',
+        type: 'function',
+        func: 'msg.payload = [{ text: "made in a function node", metadata: { source: "fn", tags: ["x"] } }];\nreturn msg;',
+        outputs: 1,
+        wires: [['ingest']],
+      },
+    ]);
+    const out = nextMessage('out');
+    helper.getNode('build').receive({});
+    const msg = await out;
+    should(msg.payload).match({ ingested: 1 });
+    const [hit] = await backendOf().query('docs', { vector: new Array(64).fill(0.1), topK: 1 });
+    should(hit.metadata).eql({ source: 'fn', tags: ['x'] });
+  });
+
   it('gives a missing id a stable hash of the text, so re-ingesting is an upsert', async function () {
     await loadFlow(flow());
     const ingest = helper.getNode('ingest');

@@ -17,8 +17,11 @@
  *
  * Records written by others (no `vp:meta`) read back with their scalar metadata.
  */
-import { VectorStoreError, messageOf } from '../../errors';
-import type { Metric, QueryHit, VectorDocument } from '../../types';
+import { VectorStoreError } from '../../errors';
+import type { Metric, QueryHit } from '../../types';
+import { checkDocuments, lastOfEachId, toFloat32Vector } from '../documents';
+import { matchesFilter } from '../queries';
+import { describeValue, isPlainObject, namedCollection } from '../values';
 
 export const META_KEY = 'vp:meta';
 export const NO_TEXT_KEY = 'vp:notext';
@@ -35,8 +38,9 @@ export interface ChromaRecord {
   metadata: ScalarMetadata;
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+/** How messages name a collection of this backend. */
+export function chromaCollection(name: string): string {
+  return namedCollection(name, 'Chroma');
 }
 
 /** True for keys this backend copies to the top level (and so can filter on). */
@@ -49,107 +53,36 @@ export function isScalar(value: unknown): value is string | number | boolean {
   return typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
 }
 
-export function describeValue(x: unknown): string {
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return String(x);
-  if (typeof x === 'string') return JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}...` : x);
-  return Array.isArray(x) ? 'an array' : typeof x;
-}
-
-/** Copy a vector into a Float32Array, checking its size and that every value is a finite 32-bit number. */
-export function toVector(value: unknown, dimensions: number | null, what: string, collection: string): Float32Array {
-  if (!(value instanceof Float32Array) && !Array.isArray(value)) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `${what} has no vector: expected an array of numbers for Chroma collection "${collection}".`,
-    );
-  }
-  if (dimensions !== null && value.length !== dimensions) {
-    throw new VectorStoreError(
-      'DIMENSION_MISMATCH',
-      `${what} has ${value.length} dimensions, but Chroma collection "${collection}" holds vectors of ${dimensions} dimensions. ` +
-        'Use the same embedder and dimensions as when the collection was created, or use another collection. Nothing was written.',
-    );
-  }
-  if (value.length === 0) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} has an empty vector: Chroma collection "${collection}" needs at least one dimension.`);
-  }
-  const vector = new Float32Array(value.length);
-  for (let i = 0; i < value.length; i++) {
-    const x: unknown = value[i];
-    if (typeof x === 'number') vector[i] = x;
-    // Checked after the Float32 conversion: 1e39 is finite as a double but not as a float.
-    if (typeof x !== 'number' || !Number.isFinite(vector[i])) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `${what} has an invalid value at position ${i} (${describeValue(x)}): every vector value must be a finite ` +
-          `number that fits in 32 bits. Nothing was written to Chroma collection "${collection}".`,
-      );
-    }
-  }
-  return vector;
-}
-
 /**
- * Validate every document before anything is written, and keep the last of each
+ * Check every document before anything is written, and keep the last of each
  * id (as if written one after another; Chroma refuses an id twice in one request).
  * `dimensions` null: the collection has none yet, so all vectors must match the first.
  */
 export function prepareRecords(docs: unknown, dimensions: number | null, collection: string): ChromaRecord[] {
-  if (!Array.isArray(docs)) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `Documents for Chroma collection "${collection}" must be an array of {id, vector, text?, metadata?}.`,
-    );
-  }
+  const named = chromaCollection(collection);
   let expected = dimensions;
-  const byId = new Map<string, ChromaRecord>();
-  docs.forEach((doc: unknown, index) => {
-    const record = prepareRecord(doc, index, expected, collection);
-    expected = record.vector.length;
-    byId.delete(record.id);
-    byId.set(record.id, record);
+  const checked = checkDocuments(docs, named, {
+    vector: (value, what) => {
+      const vector = toFloat32Vector(value, expected, what, named);
+      expected = vector.length;
+      return vector;
+    },
   });
-  return [...byId.values()];
+  return lastOfEachId(
+    checked.map(({ id, vector, text, metadata, metadataJson }) => ({
+      id,
+      vector,
+      document: text ?? '',
+      metadata: encodeMetadata(metadata, metadataJson, text !== null),
+    })),
+  );
 }
 
-function prepareRecord(doc: unknown, index: number, dimensions: number | null, collection: string): ChromaRecord {
-  let what = `Document ${index + 1}`;
-  if (!isPlainObject(doc)) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} for Chroma collection "${collection}" is not an object.`);
-  }
-  const { id, vector, text, metadata } = doc as Partial<VectorDocument> & Record<string, unknown>;
-  if (typeof id !== 'string' || id.length === 0) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `${what} for Chroma collection "${collection}" has no id: every document needs a non-empty string id.`,
-    );
-  }
-  what = `Document ${index + 1} (id ${JSON.stringify(id)})`;
-  const stored = toVector(vector, dimensions, what, collection);
-  if (text !== undefined && text !== null && typeof text !== 'string') {
-    throw new VectorStoreError('INVALID_INPUT', `The text of ${what.toLowerCase()} is not a string.`);
-  }
-  if (metadata !== undefined && metadata !== null && !isPlainObject(metadata)) {
-    throw new VectorStoreError('INVALID_INPUT', `The metadata of ${what.toLowerCase()} is not an object.`);
-  }
-  return {
-    id,
-    vector: stored,
-    document: typeof text === 'string' ? text : '',
-    metadata: encodeMetadata(isPlainObject(metadata) ? metadata : null, typeof text === 'string', what),
-  };
-}
-
-function encodeMetadata(metadata: Record<string, unknown> | null, hasText: boolean, what: string): ScalarMetadata {
+/** `json`: the metadata as JSON text (see `checkDocuments`). */
+function encodeMetadata(metadata: Record<string, unknown> | null, json: string | null, hasText: boolean): ScalarMetadata {
   const encoded: ScalarMetadata = {};
-  if (metadata && Object.keys(metadata).length > 0) {
-    let json: string;
-    try {
-      json = JSON.stringify(metadata);
-    } catch (err) {
-      throw new VectorStoreError('INVALID_INPUT', `The metadata of ${what.toLowerCase()} cannot be stored as JSON (${messageOf(err)}).`);
-    }
-    // Round-trip through JSON so what is filtered on equals what is read back (a Date becomes a string).
+  if (metadata && json !== null && Object.keys(metadata).length > 0) {
+    // Parsed back so what is filtered on equals what is read back (a Date becomes a string).
     const copy = JSON.parse(json) as Record<string, unknown>;
     for (const [key, value] of Object.entries(copy)) {
       if (isFilterableKey(key) && isScalar(value)) encoded[key] = value;
@@ -196,14 +129,14 @@ export function whereOf(filter: Record<string, unknown>, collection: string): Re
     if (!isFilterableKey(key)) {
       throw new VectorStoreError(
         'INVALID_INPUT',
-        `The query filter on Chroma collection "${collection}" uses the field ${JSON.stringify(key)}, which the chroma backend ` +
+        `The query filter on ${chromaCollection(collection)} uses the field ${JSON.stringify(key)}, which the chroma backend ` +
           'cannot filter on (empty names and names starting with "vp:", "chroma:", "$" or "#" are reserved). Filter on another field.',
       );
     }
     if (!isScalar(value)) {
       throw new VectorStoreError(
         'INVALID_INPUT',
-        `The query filter on Chroma collection "${collection}" gives field ${JSON.stringify(key)} the value ${describeValue(value)}: ` +
+        `The query filter on ${chromaCollection(collection)} gives field ${JSON.stringify(key)} the value ${describeValue(value)}: ` +
           'the chroma backend filters only on strings, numbers and booleans (exact equality). Remove that field from the filter.',
       );
     }
@@ -235,23 +168,6 @@ export function decodeMetadata(stored: unknown): Record<string, unknown> {
 export function decodeText(document: unknown, stored: unknown): string | null {
   if (isPlainObject(stored) && stored[NO_TEXT_KEY] === true) return null;
   return typeof document === 'string' ? document : null;
-}
-
-/** Deep equality of JSON values: the last word on a filter, after Chroma's own `where`. */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  return ka.every((k) => Object.prototype.hasOwnProperty.call(rb, k) && jsonEqual(ra[k], rb[k]));
-}
-
-export function matchesFilter(metadata: Record<string, unknown>, filter: Record<string, unknown>): boolean {
-  return Object.keys(filter).every((key) => Object.prototype.hasOwnProperty.call(metadata, key) && jsonEqual(metadata[key], filter[key]));
 }
 
 /** Chroma's distance to a "higher is better" score: cosine similarity for cosine, the dot product for ip. */

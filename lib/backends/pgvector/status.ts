@@ -91,29 +91,21 @@ export function decideStatus(r: StatusReading): CollectionStatus {
     else detail = 'building HNSW index';
     return { state: 'indexing', documentCount, indexedCount, progress, etaSeconds: null, detail };
   }
+  const failed = (reason: string, remedy: string): CollectionStatus => ({
+    state: 'failed',
+    documentCount,
+    indexedCount: 0,
+    progress: null,
+    etaSeconds: null,
+    detail: `${reason}. Queries still work, by an exact scan; ingest again with "build index" on to ${remedy}`,
+  });
   if (r.indexValid === false) {
     const reason =
       r.lastBuildError ??
       `the HNSW index "${r.indexName}" is invalid and no build is running (a CREATE INDEX CONCURRENTLY failed or was interrupted)`;
-    return {
-      state: 'failed',
-      documentCount,
-      indexedCount: 0,
-      progress: null,
-      etaSeconds: null,
-      detail: `${reason}. Queries still work, by an exact scan; ingest again with "build index" on to drop and rebuild the index`,
-    };
+    return failed(reason, 'drop and rebuild the index');
   }
-  if (r.lastBuildError !== null) {
-    return {
-      state: 'failed',
-      documentCount,
-      indexedCount: 0,
-      progress: null,
-      etaSeconds: null,
-      detail: `${r.lastBuildError}. Queries still work, by an exact scan; ingest again with "build index" on to retry the build`,
-    };
-  }
+  if (r.lastBuildError !== null) return failed(r.lastBuildError, 'retry the build');
   // No index and no build: queries scan every row, so every row is searchable.
   return { state: 'ready', documentCount, indexedCount: documentCount, progress: 1, etaSeconds: 0 };
 }
