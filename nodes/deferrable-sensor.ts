@@ -112,12 +112,13 @@ export = function register(RED: NodeAPI): void {
       }
       const startedAt = Date.now();
       let collection: string | null = null;
+      let waitId: string | null = null;
       try {
         if (configError || !config) throw configError;
         const store = resolveStore(RED, storeId);
         collection = collectionOf(msg, config.collection, store.backend.name);
         const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
-        const waitId = newWaitId();
+        waitId = newWaitId();
         msg.waitId = waitId;
         status.busy(RED._('deferrable-sensor.status.checking', { collection }));
 
@@ -165,6 +166,7 @@ export = function register(RED: NodeAPI): void {
         await t.defer(record);
         scheduleStatus();
       } catch (err) {
+        if (waitId) live.delete(waitId); // e.g. the wait could not be written to disk
         const payload: FailurePayload = {
           status: 'error',
           collection: collection ?? '',
