@@ -6,11 +6,22 @@
  *   slices so that a crowd of due waits never blocks the event loop;
  * - status calls coalesced per store and collection: waits that poll the same
  *   collection at about the same time share one `backend.status` call (one in
- *   flight, or a recent answer younger than half their poll interval);
+ *   flight, or an answer asked for at most half their poll interval before they
+ *   were due), so a scheduler tick calls each collection at most once, however
+ *   many waits it wakes and however long it takes to work through them;
+ * - the next poll is timed from when the status was asked for, so sharing an
+ *   answer or a slow store never stretches the time between two looks at the
+ *   store: readiness is seen within one poll interval;
  * - per wait, only its record, its trigger and a scheduler entry: the triggerer
  *   drives the trigger's poll steps itself instead of keeping a suspended
- *   `run()` generator per wait (half the memory, measured with 100,000 waits);
+ *   `run()` generator per wait (half the memory, measured with 100,000 waits),
+ *   and the record holds the trigger's live state rather than a copy per poll;
+ * - runs of a sensor attaching with many waits (after a restart) start in
+ *   slices, like any other scheduler work;
  * - progress written to disk lazily (WaitStore checkpoints), never per poll.
+ * Figures (bench/, BENCHMARKS.md): 100,000 waits take about 1.5 KB each, keep
+ * the event loop's p99 delay in the tens of milliseconds, and resume from disk
+ * in under two seconds.
  *
  * Lifecycle of a wait: `defer` persists it, then runs it while its owner (a
  * sensor node) is attached. `detach` (node closed: redeploy, shutdown) stops
@@ -86,6 +97,8 @@ interface WaitState {
   run: WaitRun | null;
   /** On disk (or no store): may run. */
   durable: boolean;
+  /** Still pending (indexed by the triggerer): false once it ended or was cancelled. */
+  pending: boolean;
 }
 
 /** An attached owner and the step context its waits share. */
@@ -99,8 +112,9 @@ type Answer = { status: CollectionStatus } | { error: unknown };
 /** What every run shares: the scheduler, the status pool and the steps. */
 interface RunHost {
   scheduler: Scheduler;
-  poll(run: WaitRun): void;
-  apply(run: WaitRun, answer: Answer): void;
+  /** `dueAt`: when the poll was scheduled for; it may run later when many are due at once. */
+  poll(run: WaitRun, dueAt: number): void;
+  apply(run: WaitRun, answer: Answer, sampledAt: number): void;
 }
 
 /**
@@ -111,9 +125,13 @@ interface RunHost {
  */
 class WaitRun implements Wakeable {
   readonly trigger: CollectionReadyTrigger;
+  /** Which status calls it may share: same store, same collection. */
+  readonly poolKey: string;
   stopped = false;
   private task: ScheduledTask | null = null;
   private answer: Answer | null = null;
+  /** When the status in `answer` was asked for: the moment it describes. */
+  private sampledAt = 0;
 
   constructor(
     private readonly host: RunHost,
@@ -121,6 +139,7 @@ class WaitRun implements Wakeable {
     readonly slot: OwnerSlot,
   ) {
     this.trigger = new CollectionReadyTrigger(wait.record.spec);
+    this.poolKey = `${slot.owner.storeKey}\u0000${wait.record.spec.collection}`;
   }
 
   /** Poll at `at` (epoch ms). */
@@ -130,19 +149,21 @@ class WaitRun implements Wakeable {
   }
 
   /** The shared status call answered: handle it in turn with the other ready waits. */
-  receive(answer: Answer): void {
+  receive(answer: Answer, sampledAt: number): void {
     if (this.stopped) return;
     this.answer = answer;
+    this.sampledAt = sampledAt;
     this.host.scheduler.wakeSoon(this);
   }
 
   wake(): void {
+    const dueAt = this.task?.at ?? 0;
     this.task = null;
     if (this.stopped) return;
     const answer = this.answer;
     this.answer = null;
-    if (answer) this.host.apply(this, answer);
-    else this.host.poll(this);
+    if (answer) this.host.apply(this, answer, this.sampledAt);
+    else this.host.poll(this, dueAt);
   }
 
   /** Stop quietly: nothing more is polled or delivered. */
@@ -157,7 +178,10 @@ class WaitRun implements Wakeable {
 /**
  * Shares `backend.status` calls among waits on the same store and collection:
  * while a call is in flight, later askers join it; after it answered, its answer
- * is reused while younger than `reuseMs` and half the asker's poll interval.
+ * is reused by waits that became due at most `reuseMs` (and half their poll
+ * interval) after it was asked for. Age is counted from when a wait became due,
+ * not from when it is handled: when a crowd of waits is due at once and takes a
+ * while to work through, one call per collection still answers them all.
  */
 class StatusPool {
   calls = 0;
@@ -172,10 +196,10 @@ class StatusPool {
   /**
    * `notBefore`: only a call started at or after this time may answer (the
    * wait's start): an older answer may predate the write the wait is about.
+   * `dueAt`: when the wait's poll was due.
    */
-  request(run: WaitRun, collection: string, maxAgeMs: number, notBefore: number): void {
-    const { owner } = run.slot;
-    const key = `${owner.storeKey}\u0000${collection}`;
+  request(run: WaitRun, collection: string, maxAgeMs: number, notBefore: number, dueAt: number): void {
+    const key = run.poolKey;
     const entry = this.entries.get(key);
     if (entry && entry.requestedAt >= notBefore) {
       if (entry.answer === null) {
@@ -183,9 +207,9 @@ class StatusPool {
         entry.waiters.push(run);
         return;
       }
-      if (this.now() - entry.answeredAt <= Math.min(this.reuseMs, maxAgeMs)) {
+      if (dueAt - entry.requestedAt <= Math.min(this.reuseMs, maxAgeMs)) {
         this.shared += 1;
-        run.receive(entry.answer);
+        run.receive(entry.answer, entry.requestedAt);
         return;
       }
     }
@@ -198,9 +222,9 @@ class StatusPool {
       fresh.answeredAt = this.now();
       const waiters = fresh.waiters;
       fresh.waiters = [];
-      for (const waiter of waiters) waiter.receive(answer);
+      for (const waiter of waiters) waiter.receive(answer, fresh.requestedAt);
     };
-    callStatus(owner.backend, collection).then(
+    callStatus(run.slot.owner.backend, collection).then(
       (status) => settle({ status }),
       (error: unknown) => settle({ error }),
     );
@@ -226,6 +250,50 @@ interface PoolEntry {
   waiters: WaitRun[];
 }
 
+/** Loaded waits indexed per event-loop turn at start. */
+const LOADS_PER_TURN = 10_000;
+
+/**
+ * Starts runs in turn with the other scheduler work, one per wake-up, so the
+ * scheduler's slices bound how many start per event-loop turn: a sensor attaching
+ * with 100,000 waits must not hold the loop while their runs are built. `start`
+ * decides, when the turn comes, whether the wait still wants a run.
+ */
+class RunStarter implements Wakeable {
+  private queue: WaitState[] = [];
+  /** When each queued wait became due to start: its first poll counts from then. */
+  private dueAt: number[] = [];
+  private head = 0;
+  private queued = false;
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly now: () => number,
+    private readonly start: (wait: WaitState, dueAt: number) => void,
+  ) {}
+
+  add(wait: WaitState): void {
+    this.queue.push(wait);
+    this.dueAt.push(this.now());
+    if (this.queued) return;
+    this.queued = true;
+    this.scheduler.wakeSoon(this);
+  }
+
+  wake(): void {
+    const index = this.head++;
+    this.start(this.queue[index], this.dueAt[index]);
+    if (this.head < this.queue.length) {
+      this.scheduler.wakeSoon(this);
+    } else {
+      this.queued = false;
+      this.queue = [];
+      this.dueAt = [];
+      this.head = 0;
+    }
+  }
+}
+
 function callStatus(backend: Backend, collection: string): Promise<CollectionStatus> {
   try {
     return Promise.resolve(backend.status(collection));
@@ -241,6 +309,7 @@ export class Triggerer {
   private readonly scheduler: Scheduler;
   private readonly pool: StatusPool;
   private readonly host: RunHost;
+  private readonly starter: RunStarter;
   private readonly random: () => number;
   private readonly maxConsecutiveErrors: number;
   private readonly waits = new Map<string, WaitState>();
@@ -264,10 +333,11 @@ export class Triggerer {
     this.pool = new StatusPool(this.now, options.statusReuseMs ?? 1000);
     this.random = options.random ?? Math.random;
     this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 5;
+    this.starter = new RunStarter(this.scheduler, this.now, (wait, dueAt) => this.startIfWanted(wait, dueAt));
     this.host = {
       scheduler: this.scheduler,
-      poll: (run) => this.poll(run),
-      apply: (run, answer) => this.apply(run, answer),
+      poll: (run, dueAt) => this.poll(run, dueAt),
+      apply: (run, answer, sampledAt) => this.apply(run, answer, sampledAt),
     };
   }
 
@@ -287,7 +357,7 @@ export class Triggerer {
     };
     this.owners.set(ownerId, slot);
     for (const wait of this.byOwner.get(ownerId) ?? []) {
-      if (wait.durable && !wait.run) this.startRun(wait, slot);
+      if (wait.durable && !wait.run) this.starter.add(wait);
     }
   }
 
@@ -311,7 +381,7 @@ export class Triggerer {
     if (this.waits.has(spec.waitId)) {
       throw new VectorStoreError('INVALID_INPUT', `A wait with id ${spec.waitId} is already pending; give each wait its own id.`);
     }
-    const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} }, run: null, durable: false };
+    const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} }, run: null, durable: false, pending: false };
     // Indexed at once, before it is durable, so that a cancel arriving meanwhile finds it.
     this.index(wait);
     try {
@@ -396,20 +466,37 @@ export class Triggerer {
   private async load(): Promise<void> {
     if (!this.store) return;
     const records = await this.store.load();
-    for (const record of records) {
+    for (let i = 0; i < records.length; i++) {
+      if (i % LOADS_PER_TURN === LOADS_PER_TURN - 1) await new Promise<void>((resolve) => setImmediate(resolve));
+      const record = records[i];
       if (this.waits.has(record.spec.waitId)) continue;
-      const wait: WaitState = { record, run: null, durable: true };
+      const wait: WaitState = { record, run: null, durable: true, pending: false };
       this.index(wait);
-      const slot = this.owners.get(record.ownerId);
-      if (slot && !this.closing) this.startRun(wait, slot);
+      if (this.owners.has(record.ownerId)) this.starter.add(wait);
     }
   }
 
-  private startRun(wait: WaitState, slot: OwnerSlot): void {
+  /** A queued start, when its turn comes: only if the wait is still pending, durable, idle and its owner attached. */
+  private startIfWanted(wait: WaitState, dueAt: number): void {
+    if (this.closing || wait.run || !wait.durable || !wait.pending) return;
+    const slot = this.owners.get(wait.record.ownerId);
+    if (slot) this.startRun(wait, slot, dueAt);
+  }
+
+  /**
+   * `dueAt`: the run starts in a scheduler slice (the starter's turn) for a poll
+   * due since then: it polls at once, and every wait started by the same attach
+   * shares one status call per collection. Without it, the first poll is on the
+   * next scheduler tick.
+   */
+  private startRun(wait: WaitState, slot: OwnerSlot, dueAt?: number): void {
     const run = new WaitRun(this.host, wait, slot);
     wait.run = run;
-    // First poll on the next tick: a mass resume is sliced like any wake-up.
-    run.pollAt(this.now());
+    // The record holds the trigger's live state (no copy per poll): the store's
+    // checkpoints write whatever it is at the time.
+    wait.record.spec = run.trigger.state as TriggerSpec;
+    if (dueAt !== undefined) this.poll(run, dueAt);
+    else run.pollAt(this.now());
   }
 
   private stopRun(wait: WaitState): void {
@@ -421,28 +508,40 @@ export class Triggerer {
   }
 
   /** First half of a poll: the deadline check, then the (shared) status call. */
-  private poll(run: WaitRun): void {
+  private poll(run: WaitRun, dueAt: number): void {
     const timeout = run.trigger.beginPoll(run.slot.ctx);
     if (timeout) {
-      this.deliver(run, timeout);
+      this.deliver(run, timeout, false);
       return;
     }
     const { spec } = run.wait.record;
-    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2, spec.startedAt);
+    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2, spec.startedAt, dueAt);
   }
 
-  /** Second half: the trigger turns the answer into an event and the next delay. */
-  private apply(run: WaitRun, answer: Answer): void {
+  /**
+   * Second half: the trigger turns the answer into an event and the next delay.
+   * The delay counts from when the status was asked for, not from now: a shared
+   * answer (asked for by another wait a moment earlier) or a slow store then
+   * never stretches the time between two looks at the store beyond the poll
+   * interval. After an error the delay counts from now, as a pause before the
+   * retry. The deadline is never overrun.
+   */
+  private apply(run: WaitRun, answer: Answer, sampledAt: number): void {
     const { ctx } = run.slot;
-    const step = 'status' in answer ? run.trigger.onStatus(answer.status, ctx) : run.trigger.onError(answer.error, ctx);
-    this.deliver(run, step.event);
-    if (step.delayMs !== null) run.pollAt(this.now() + step.delayMs);
+    const { lastProgress, consecutiveErrors } = run.trigger.state;
+    const isStatus = 'status' in answer;
+    const step = isStatus ? run.trigger.onStatus(answer.status, ctx) : run.trigger.onError(answer.error, ctx);
+    this.deliver(run, step.event, changedState(lastProgress, consecutiveErrors, run.trigger.state));
+    if (step.delayMs === null) return;
+    const now = this.now();
+    const deadline = run.wait.record.spec.deadline;
+    const byDeadline = now + step.delayMs >= deadline; // the trigger cut the delay short to meet the deadline
+    run.pollAt(isStatus && !byDeadline ? sampledAt + step.delayMs : now + step.delayMs);
   }
 
-  private deliver(run: WaitRun, event: TriggerEvent): void {
+  /** `changed`: the step moved the wait's state enough to be worth a checkpoint. */
+  private deliver(run: WaitRun, event: TriggerEvent, changed: boolean): void {
     const wait = run.wait;
-    const before = wait.record.spec;
-    wait.record.spec = run.trigger.serialize();
     if (event.type === 'final') {
       run.stop();
       wait.run = null;
@@ -457,7 +556,7 @@ export class Triggerer {
       this.warnings += 1;
       this.log.warn(event.message);
     }
-    if (changedState(before, wait.record.spec)) this.store?.update(wait.record);
+    if (changed) this.store?.update(wait.record);
     this.notify(run.slot.owner, wait.record, event);
   }
 
@@ -478,6 +577,7 @@ export class Triggerer {
   }
 
   private index(wait: WaitState): void {
+    wait.pending = true;
     this.waits.set(wait.record.spec.waitId, wait);
     let set = this.byOwner.get(wait.record.ownerId);
     if (!set) this.byOwner.set(wait.record.ownerId, (set = new Set()));
@@ -485,6 +585,7 @@ export class Triggerer {
   }
 
   private unindex(wait: WaitState): void {
+    wait.pending = false;
     this.waits.delete(wait.record.spec.waitId);
     const set = this.byOwner.get(wait.record.ownerId);
     set?.delete(wait);
@@ -500,9 +601,9 @@ export class Triggerer {
  * Worth a checkpoint: the indexing moved, or the error count changed. A poll
  * that only bumps `polls` is not (a crash then under-counts polls a little).
  */
-function changedState(before: TriggerSpec, after: TriggerSpec): boolean {
-  if (before.consecutiveErrors !== after.consecutiveErrors) return true;
-  const a = before.lastProgress;
+function changedState(lastProgress: TriggerSpec['lastProgress'], consecutiveErrors: number, after: Readonly<TriggerSpec>): boolean {
+  if (consecutiveErrors !== after.consecutiveErrors) return true;
+  const a = lastProgress;
   const b = after.lastProgress;
   if (a === b) return false;
   if (!a || !b) return true;

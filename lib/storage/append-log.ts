@@ -15,13 +15,30 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/** Bytes read at a time by `readLog`: the event loop runs between chunks. */
+const READ_CHUNK_BYTES = 1 << 20;
+/** Records serialised per chunk when a log is rewritten, so a big rewrite never blocks the loop for long. */
+const REWRITE_CHUNK_RECORDS = 1000;
+
+/**
+ * Write a file atomically. `data` may be a sequence of chunks (e.g. a generator
+ * that serialises records lazily): each is written in turn, so a large file is
+ * never held as one string and the event loop runs between chunks.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array | Iterable<string>): Promise<number> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}.tmp`;
   const handle = await fs.open(tmp, 'w');
+  let bytes = 0;
   try {
-    await handle.writeFile(data);
+    const chunks = typeof data === 'string' || data instanceof Uint8Array ? [data] : data;
+    for (const chunk of chunks) {
+      // writeFile on a handle continues from where the previous chunk ended, and writes it all.
+      await handle.writeFile(chunk);
+      bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+    }
     await handle.sync();
   } finally {
     await handle.close();
@@ -33,6 +50,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     throw err;
   }
   await syncDirectory(path.dirname(file));
+  return bytes;
 }
 
 /** Make a rename or a file creation in `dir` durable. Not all platforms allow it. */
@@ -51,30 +69,57 @@ async function syncDirectory(dir: string): Promise<void> {
 /**
  * Read every complete record of a log. A missing file is an empty log. A line
  * that does not parse is skipped (only the last line can be torn by a crash).
+ * The file is read in chunks: memory stays bounded by the records, not by the
+ * file's text, and the event loop runs between chunks.
  */
 export async function readLog<R>(file: string): Promise<R[]> {
-  let text: string;
+  let handle: fs.FileHandle;
   try {
-    text = await fs.readFile(file, 'utf8');
+    handle = await fs.open(file, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
   const records: R[] = [];
+  const decoder = new StringDecoder('utf8');
+  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  /** The start of a line whose end is in a later chunk. */
+  let partial = '';
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      const text = decoder.write(buffer.subarray(0, bytesRead));
+      const lastNewline = text.lastIndexOf('\n');
+      if (lastNewline === -1) {
+        partial += text;
+        continue;
+      }
+      parseLines(partial + text.slice(0, lastNewline + 1), records);
+      partial = text.slice(lastNewline + 1);
+    }
+  } finally {
+    await handle.close();
+  }
+  // What is left in `partial` has no newline: an unfinished (unacknowledged) write.
+  return records;
+}
+
+/** Parse each newline-terminated line of `text` into `records`, skipping empty and torn lines. */
+function parseLines<R>(text: string, records: R[]): void {
   let start = 0;
   while (start < text.length) {
-    let end = text.indexOf('\n', start);
-    if (end === -1) break; // no newline: an unfinished (unacknowledged) write
-    const line = text.slice(start, end);
-    start = end + 1;
-    if (line.length === 0) continue;
-    try {
-      records.push(JSON.parse(line) as R);
-    } catch {
-      // A torn or corrupted line: never acknowledged, skip it.
+    const end = text.indexOf('\n', start);
+    if (end === -1) break;
+    if (end > start) {
+      try {
+        records.push(JSON.parse(text.slice(start, end)) as R);
+      } catch {
+        // A torn or corrupted line: never acknowledged, skip it.
+      }
     }
+    start = end + 1;
   }
-  return records;
 }
 
 async function endsMidLine(handle: fs.FileHandle): Promise<boolean> {
@@ -83,6 +128,14 @@ async function endsMidLine(handle: fs.FileHandle): Promise<boolean> {
   const last = Buffer.alloc(1);
   await handle.read(last, 0, 1, size - 1);
   return last[0] !== 0x0a;
+}
+
+function* serialiseInChunks<R>(records: R[]): Generator<string> {
+  for (let start = 0; start < records.length; start += REWRITE_CHUNK_RECORDS) {
+    let chunk = '';
+    for (const record of records.slice(start, start + REWRITE_CHUNK_RECORDS)) chunk += JSON.stringify(record) + '\n';
+    yield chunk;
+  }
 }
 
 interface PendingBatch {
@@ -129,13 +182,15 @@ export class AppendLog<R> {
     return done;
   }
 
-  /** Replace the whole log with these records, atomically (compaction). */
+  /**
+   * Replace the whole log with these records, atomically (compaction). They are
+   * serialised when the rewrite runs, a chunk at a time, so a record changed in
+   * the meantime is written in its latest state.
+   */
   rewrite(records: R[]): Promise<void> {
-    const body = records.map((r) => JSON.stringify(r) + '\n').join('');
     return this.enqueue(async () => {
       await this.closeHandle();
-      await writeFileAtomic(this.file, body);
-      this.bytesWritten += Buffer.byteLength(body);
+      this.bytesWritten += await writeFileAtomic(this.file, serialiseInChunks(records));
       this.writes += 1;
     });
   }
