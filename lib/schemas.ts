@@ -539,6 +539,11 @@ export function parseIngestPayload(payload: unknown): IngestItem[] {
   }
   if (Array.isArray(payload)) {
     if (payload.length === 0) throw invalid('msg.payload must not be an empty array: send at least one document');
+    // The common case, plain texts, without zod's per-item cost; anything else
+    // (or a bad text) goes through the schema, which explains what is wrong.
+    if (payload.every((item) => typeof item === 'string' && item.trim() !== '')) {
+      return (payload as string[]).map((text) => ({ text }));
+    }
     return parseOrThrow(z.array(ingestItemSchema), payload, 'msg.payload');
   }
   if (isPlainObject(payload)) return [parseOrThrow(ingestItemSchema, payload, 'msg.payload')];
