@@ -90,7 +90,7 @@ export = function register(RED: NodeAPI): void {
           return t;
         }
         const resumed = t.pending(node.id);
-        if (resumed > 0) status.waiting(RED._('deferrable-sensor.status.resuming', { count: resumed }));
+        if (resumed > 0) status.waiting(RED._('deferrable-sensor.status.resuming', { waits: resumed }));
         return t;
       },
       (err) => {
@@ -216,7 +216,7 @@ export = function register(RED: NodeAPI): void {
     function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload): void {
       entry.msg.payload = payload;
       if (payload.status === 'success') {
-        status.ok(RED._('deferrable-sensor.status.ready', { collection: payload.collection, count: payload.indexedCount }));
+        status.ok(RED._('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }));
         entry.send([entry.msg, null]);
         entry.done();
       } else {

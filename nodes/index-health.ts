@@ -23,7 +23,7 @@ export = function register(RED: NodeAPI): void {
     return {
       ok: true,
       statusText: RED._('index-health.status.healthy', {
-        count: report.documentCount ?? 0,
+        docs: report.documentCount ?? 0,
         latency: report.queryLatencyMs ?? 0,
       }),
     };

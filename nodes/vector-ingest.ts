@@ -13,7 +13,7 @@ export = function register(RED: NodeAPI): void {
     // Everything is validated before anything is written.
     const items = parseIngestPayload(msg.payload);
     const simulate = parseSimulate(msg.simulate);
-    status.busy(RED._('vector-ingest.status.writing', { count: items.length }));
+    status.busy(RED._('vector-ingest.status.writing', { docs: items.length }));
     const result = await ingestDocuments(store, items, {
       collection,
       batchSize: config.batchSize,
