@@ -643,6 +643,10 @@ export function parseQueryInput(payload: unknown, defaultQuery: string, defaultT
       `msg.payload must be ${QUERY_SHAPE}${got}; or set the node's query property`,
     );
   }
+  // Plain texts, the common case, skip zod's per-message cost.
+  if (typeof payload === 'string' && payload.trim() !== '') {
+    return { queries: [{ text: payload, topK: defaultTopK }], batch: false };
+  }
   const toSpec = (q: z.output<typeof queryObjectSchema>): QuerySpec => {
     const spec: QuerySpec = { topK: q.topK ?? defaultTopK };
     if (q.text !== undefined) spec.text = q.text;

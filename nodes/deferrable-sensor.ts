@@ -27,6 +27,7 @@ import {
 import type { Triggerer, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import { NodeStatus } from './shared/status';
+import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { collectionOf, expectedCountOf, toError } from './shared/messages';
 import { triggererFor, dropWaitsOfDeletedNodes } from './shared/runtime';
@@ -53,6 +54,8 @@ const STATUS_REFRESH_MS = 500;
 
 export = function register(RED: NodeAPI): void {
   dropWaitsOfDeletedNodes(RED);
+
+  const text = catalogTexts(RED);
 
   function DeferrableSensorNode(this: Node, def: NodeDef & Record<string, unknown>): void {
     RED.nodes.createNode(this, def);
@@ -90,7 +93,7 @@ export = function register(RED: NodeAPI): void {
           return t;
         }
         const resumed = t.pending(node.id);
-        if (resumed > 0) status.waiting(RED._('deferrable-sensor.status.resuming', { waits: resumed }));
+        if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
         return t;
       },
       (err) => {
@@ -120,7 +123,7 @@ export = function register(RED: NodeAPI): void {
         const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
         waitId = newWaitId();
         msg.waitId = waitId;
-        status.busy(RED._('deferrable-sensor.status.checking', { collection }));
+        status.busy(text('deferrable-sensor.status.checking', { collection }));
 
         // 1. Validate: an unknown collection will never become ready.
         if (!(await store.backend.collectionExists(collection))) {
@@ -216,7 +219,7 @@ export = function register(RED: NodeAPI): void {
     function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload): void {
       entry.msg.payload = payload;
       if (payload.status === 'success') {
-        status.ok(RED._('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }));
+        status.ok(text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }));
         entry.send([entry.msg, null]);
         entry.done();
       } else {
@@ -272,14 +275,14 @@ export = function register(RED: NodeAPI): void {
       if (pending === 0) return; // keep the last final status (ready / failed)
       const progress = newest?.progress;
       if (!progress || progress.progress === null) {
-        status.waiting(RED._('deferrable-sensor.status.waitingPlain', { pending }));
+        status.waiting(text('deferrable-sensor.status.waitingPlain', { pending }));
         return;
       }
       const percent = Math.floor(progress.progress * 100);
       if (progress.etaSeconds === null) {
-        status.waiting(RED._('deferrable-sensor.status.waitingNoEta', { pending, percent }));
+        status.waiting(text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       } else {
-        status.waiting(RED._('deferrable-sensor.status.waiting', { pending, percent, eta: formatEta(progress.etaSeconds) }));
+        status.waiting(text('deferrable-sensor.status.waiting', { pending, percent, eta: formatEta(progress.etaSeconds) }));
       }
     }
 

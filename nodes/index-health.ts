@@ -9,9 +9,9 @@ import { expectedCountOf } from './shared/messages';
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'index-health', parseHealthConfig, async ({ config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'index-health', parseHealthConfig, async ({ text, config, store, collection, msg, status }) => {
     const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
-    status.busy(RED._('index-health.status.checking', { collection }));
+    status.busy(text('index-health.status.checking', { collection }));
     const report = await checkHealth(store, {
       collection,
       expectedCount,
@@ -22,7 +22,7 @@ export = function register(RED: NodeAPI): void {
     if (!report.healthy) return { ok: false, reason: describeUnhealthy(report) };
     return {
       ok: true,
-      statusText: RED._('index-health.status.healthy', {
+      statusText: text('index-health.status.healthy', {
         docs: report.documentCount ?? 0,
         latency: report.queryLatencyMs ?? 0,
       }),

@@ -8,9 +8,9 @@ import { parseQueryConfig, parseQueryInput } from '../lib/schemas';
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'sample-query', parseQueryConfig, async ({ config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'sample-query', parseQueryConfig, async ({ text, config, store, collection, msg, status }) => {
     const input = parseQueryInput(msg.payload, config.query, config.topK);
-    status.busy(RED._('sample-query.status.querying', { collection }));
+    status.busy(text('sample-query.status.querying', { collection }));
     const results = await queryCollection(store, collection, input.queries);
     // On failure too, msg.payload keeps the (partly) empty results: that is the structured answer.
     msg.payload = input.batch ? results : results[0];
@@ -23,9 +23,9 @@ export = function register(RED: NodeAPI): void {
       };
     }
     const best = results[0]?.[0];
-    if (!best) return { ok: true, empty: true, statusText: RED._('sample-query.status.empty') };
+    if (!best) return { ok: true, empty: true, statusText: text('sample-query.status.empty') };
     // Not named "count": i18next would look up plural forms, several times slower.
     const count = results.reduce((n, hits) => n + hits.length, 0);
-    return { ok: true, statusText: RED._('sample-query.status.done', { hits: count, score: best.score.toFixed(3) }) };
+    return { ok: true, statusText: text('sample-query.status.done', { hits: count, score: best.score.toFixed(3) }) };
   });
 };

@@ -9,11 +9,11 @@ import { parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/sch
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, collection, msg, status }) => {
     // Everything is validated before anything is written.
     const items = parseIngestPayload(msg.payload);
     const simulate = parseSimulate(msg.simulate);
-    status.busy(RED._('vector-ingest.status.writing', { docs: items.length }));
+    status.busy(text('vector-ingest.status.writing', { docs: items.length }));
     const result = await ingestDocuments(store, items, {
       collection,
       batchSize: config.batchSize,
@@ -25,7 +25,7 @@ export = function register(RED: NodeAPI): void {
     msg.expectedCount = result.totalCount;
     return {
       ok: true,
-      statusText: RED._('vector-ingest.status.done', { ingested: result.ingested, total: result.totalCount, collection }),
+      statusText: text('vector-ingest.status.done', { ingested: result.ingested, total: result.totalCount, collection }),
     };
   });
 };

@@ -7,6 +7,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { messageOf } from '../../lib/errors';
 import { NodeStatus } from './status';
+import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
 import { collectionOf, errorPayload, toError } from './messages';
 
@@ -17,6 +18,8 @@ export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: 
 
 export interface OperationContext<C> {
   RED: NodeAPI;
+  /** Catalog texts for the status (cached templates: no i18next per message). */
+  text: Texts;
   config: C;
   store: ResolvedStore;
   collection: string;
@@ -30,6 +33,8 @@ export function registerStoreNode<C extends { collection: string }>(
   parseConfig: (def: unknown) => C,
   operation: (ctx: OperationContext<C>) => Promise<Outcome>,
 ): void {
+  const text = catalogTexts(RED);
+
   function StoreNode(this: Node, def: NodeDef & Record<string, unknown>): void {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -55,7 +60,7 @@ export function registerStoreNode<C extends { collection: string }>(
         if (configError || !config) throw configError;
         const store = resolveStore(RED, storeId);
         collection = collectionOf(msg, config.collection, store.backend.name);
-        const outcome = await operation({ RED, config, store, collection, msg, status });
+        const outcome = await operation({ RED, text, config, store, collection, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(outcome.reason);
