@@ -8,6 +8,7 @@ import type { Backend, CollectionStatus } from '../../lib/types';
 import { VectorStoreError } from '../../lib/errors';
 import type { BackendFixture } from './fixture';
 import { fixtures } from './fixtures';
+import { rejectsWith } from '../support/errors';
 
 const DIM = 8;
 
@@ -30,18 +31,11 @@ function vectors(n: number, seed = 1): number[][] {
   return Array.from({ length: n }, () => Array.from({ length: DIM }, next));
 }
 
+/** A VectorStoreError of this code, whose message is a real sentence. */
 async function expectError(promise: Promise<unknown>, code: string, transient?: boolean): Promise<VectorStoreError> {
-  try {
-    await promise;
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    const e = err as VectorStoreError;
-    should(e.code).equal(code, `expected ${code}, got ${e.code}: ${e.message}`);
-    if (transient !== undefined) should(e.transient).equal(transient);
-    should(e.message.length).be.above(20);
-    return e;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
+  const e = await rejectsWith(promise, code, transient);
+  should(e.message.length).be.above(20);
+  return e;
 }
 
 let counter = 0;

@@ -73,18 +73,8 @@ export async function waitFor<T>(
   }
 }
 
-/** A TCP port the OS says is free right now (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/ports';
+export { freePort };
 
 interface HttpResult {
   status: number;

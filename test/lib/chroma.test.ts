@@ -7,7 +7,6 @@ import should from 'should';
 import { ChromaBackend } from '../../lib/backends/chroma';
 import { createBackend } from '../../lib/backends';
 import { parseStoreConfig } from '../../lib/schemas';
-import { VectorStoreError } from '../../lib/errors';
 import {
   freePort,
   startChromaServer,
@@ -18,6 +17,7 @@ import {
   type RecordedRequest,
   type Reply,
 } from '../support/chroma-server';
+import { rejectsWith, throwsWith } from '../support/errors';
 
 const DIM = 4;
 const TOKEN = 'tok-sekret-123456';
@@ -27,29 +27,7 @@ const freshName = (prefix = 'unit') => `${prefix}_${Date.now().toString(36)}_${+
 
 const unit = (i: number): number[] => Array.from({ length: DIM }, (_, k) => (k === i % DIM ? 1 : 0.01 * (i + 1)));
 
-async function expectError(promise: Promise<unknown>, code: string, transient?: boolean): Promise<VectorStoreError> {
-  try {
-    await promise;
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    const e = err as VectorStoreError;
-    should(e.code).equal(code, `expected ${code}, got ${e.code}: ${e.message}`);
-    if (transient !== undefined) should(e.transient).equal(transient);
-    return e;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
-}
 
-function expectThrows(fn: () => unknown, code: string): VectorStoreError {
-  try {
-    fn();
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    should((err as VectorStoreError).code).equal(code);
-    return err as VectorStoreError;
-  }
-  throw new Error(`expected a ${code} error`);
-}
 
 const upserts = (requests: RecordedRequest[]) => requests.filter((r) => r.method === 'POST' && r.path.endsWith('/upsert'));
 
@@ -181,7 +159,7 @@ describe('chroma backend', function () {
       const store = backend();
       const name = freshName();
       await store.ensureCollection(name, { dimensions: DIM });
-      await expectError(
+      await rejectsWith(
         store.upsert(name, [
           { id: 'ok', vector: unit(0) },
           { id: 'nan', vector: [0, NaN, 0, 0] },
@@ -189,7 +167,7 @@ describe('chroma backend', function () {
         'INVALID_INPUT',
         false,
       );
-      await expectError(store.upsert(name, [{ id: 'x', vector: unit(0) }], { simulateFailure: 'boom' }), 'INVALID_INPUT', false);
+      await rejectsWith(store.upsert(name, [{ id: 'x', vector: unit(0) }], { simulateFailure: 'boom' }), 'INVALID_INPUT', false);
       should((await store.stats(name)).documentCount).equal(0);
     });
   });
@@ -235,7 +213,7 @@ describe('chroma backend', function () {
       await backend().ensureCollection(name, { dimensions: DIM });
       should(await store.status(name)).match({ state: 'ready', documentCount: 0 });
       await fetch(`${base}/${name}`, { method: 'DELETE' });
-      await expectError(store.status(name), 'NOT_FOUND', false);
+      await rejectsWith(store.status(name), 'NOT_FOUND', false);
     });
   });
 
@@ -243,7 +221,7 @@ describe('chroma backend', function () {
     it("refuses names Chroma refuses (shorter than 3 characters, or not ending with a letter or digit)", async () => {
       const store = backend();
       for (const bad of ['ab', 'docs_', 'docs-']) {
-        const err = await expectError(store.ensureCollection(bad, { dimensions: DIM }), 'INVALID_INPUT', false);
+        const err = await rejectsWith(store.ensureCollection(bad, { dimensions: DIM }), 'INVALID_INPUT', false);
         should(err.message).match(/chroma/);
       }
     });
@@ -273,7 +251,7 @@ describe('chroma backend', function () {
       const name = freshName();
       await store.ensureCollection(name, { dimensions: DIM });
       should(await backend().collectionExists(name)).be.false(); // not in default_database
-      const err = await expectError(backend({ database: 'no_such_db' }).ensureCollection(name, { dimensions: DIM }), 'NOT_FOUND', false);
+      const err = await rejectsWith(backend({ database: 'no_such_db' }).ensureCollection(name, { dimensions: DIM }), 'NOT_FOUND', false);
       should(err.message).match(/no_such_db/);
     });
 
@@ -282,9 +260,9 @@ describe('chroma backend', function () {
       const name = freshName();
       await store.ensureCollection(name, { dimensions: DIM });
       await store.upsert(name, [{ id: 'a', vector: unit(0), metadata: { tags: ['x'] } }]);
-      const err = await expectError(store.query(name, { vector: unit(0), topK: 1, filter: { tags: ['x'] } }), 'INVALID_INPUT', false);
+      const err = await rejectsWith(store.query(name, { vector: unit(0), topK: 1, filter: { tags: ['x'] } }), 'INVALID_INPUT', false);
       should(err.message).match(/tags/).and.match(/strings, numbers and booleans/);
-      await expectError(store.query(name, { vector: unit(0), topK: 1, filter: { 'vp:meta': 'x' } }), 'INVALID_INPUT', false);
+      await rejectsWith(store.query(name, { vector: unit(0), topK: 1, filter: { 'vp:meta': 'x' } }), 'INVALID_INPUT', false);
     });
 
     it('is what the factory builds for backend "chroma", with the apiKey credential as token', async () => {
@@ -327,7 +305,7 @@ describe('chroma backend', function () {
     it('says AUTH for 401 and 403, and never repeats the token even when the server echoes it (test double)', async () => {
       for (const status of [401, 403]) {
         const rejecting = await standIn(() => ({ status, body: { error: 'AuthError', message: `token ${TOKEN} is not valid` } }));
-        const err = await expectError(backend({ url: rejecting.url, apiKey: TOKEN }).collectionExists('docs'), 'AUTH', false);
+        const err = await rejectsWith(backend({ url: rejecting.url, apiKey: TOKEN }).collectionExists('docs'), 'AUTH', false);
         should(err.message).not.containEql(TOKEN);
         should(err.message).match(/API key/);
       }
@@ -335,7 +313,7 @@ describe('chroma backend', function () {
 
     it('never puts the token in the message when the server cannot be reached', async () => {
       const port = await freePort();
-      const err = await expectError(backend({ url: `http://127.0.0.1:${port}`, apiKey: TOKEN }).status('docs'), 'UNAVAILABLE', true);
+      const err = await rejectsWith(backend({ url: `http://127.0.0.1:${port}`, apiKey: TOKEN }).status('docs'), 'UNAVAILABLE', true);
       should(err.message).not.containEql(TOKEN);
       should(err.message).match(/connection refused/).and.match(new RegExp(`127\\.0\\.0\\.1:${port}`));
     });
@@ -345,19 +323,19 @@ describe('chroma backend', function () {
     for (const status of [500, 502, 503]) {
       it(`says UNAVAILABLE, transient, for HTTP ${status}`, async () => {
         const failing = await standIn(() => ({ status, body: { error: 'InternalError', message: 'the executor is not ready' } }));
-        const err = await expectError(backend({ url: failing.url }).status('docs'), 'UNAVAILABLE', true);
+        const err = await rejectsWith(backend({ url: failing.url }).status('docs'), 'UNAVAILABLE', true);
         should(err.message).match(new RegExp(`HTTP ${status}`)).and.match(/executor is not ready/).and.match(/retry later/);
       });
     }
 
     it('says UNAVAILABLE, transient, for HTTP 429', async () => {
       const limiting = await standIn(() => ({ status: 429, body: { error: 'RateLimitError', message: 'Too many requests' } }));
-      await expectError(backend({ url: limiting.url }).collectionExists('docs'), 'UNAVAILABLE', true);
+      await rejectsWith(backend({ url: limiting.url }).collectionExists('docs'), 'UNAVAILABLE', true);
     });
 
     it('says UNAVAILABLE, transient, when the server does not answer in time', async () => {
       const silent = await standIn(() => 'hang');
-      const err = await expectError(backend({ url: silent.url, timeoutMs: 200 }).collectionExists('docs'), 'UNAVAILABLE', true);
+      const err = await rejectsWith(backend({ url: silent.url, timeoutMs: 200 }).collectionExists('docs'), 'UNAVAILABLE', true);
       should(err.message).match(/did not answer within 0.2 s/);
     });
 
@@ -373,12 +351,12 @@ describe('chroma backend', function () {
       );
       const store = backend({ url: refusing.url });
       await store.ensureCollection('docs', { dimensions: DIM });
-      await expectError(store.upsert('docs', [{ id: 'a', vector: unit(0) }]), 'DIMENSION_MISMATCH', false);
+      await rejectsWith(store.upsert('docs', [{ id: 'a', vector: unit(0) }]), 'DIMENSION_MISMATCH', false);
     });
 
     it('says the URL is not a Chroma server when the answers make no sense', async () => {
       const other = await standIn(() => ({ status: 200, body: '<html>hello</html>', headers: { 'Content-Type': 'text/html' } }));
-      const err = await expectError(backend({ url: other.url }).collectionExists('docs'), 'INVALID_INPUT', false);
+      const err = await rejectsWith(backend({ url: other.url }).collectionExists('docs'), 'INVALID_INPUT', false);
       should(err.message).match(/did not answer like a Chroma server/);
     });
 
@@ -388,17 +366,17 @@ describe('chroma backend', function () {
       const pending = store.collectionExists('docs');
       await new Promise((resolve) => setTimeout(resolve, 50));
       await store.close();
-      await expectError(pending, 'UNAVAILABLE', true);
-      await expectError(store.status('docs'), 'UNAVAILABLE', true);
+      await rejectsWith(pending, 'UNAVAILABLE', true);
+      await rejectsWith(store.status('docs'), 'UNAVAILABLE', true);
       await store.close(); // idempotent
     });
   });
 
   describe('options', () => {
     it('refuses a URL that is not http(s), or holds a password (without repeating it)', () => {
-      expectThrows(() => new ChromaBackend({ url: 'localhost:8000' }), 'INVALID_INPUT');
-      expectThrows(() => new ChromaBackend({ url: 'ftp://host' }), 'INVALID_INPUT');
-      const err = expectThrows(() => new ChromaBackend({ url: 'http://admin:hunter2@host:8000' }), 'INVALID_INPUT');
+      throwsWith(() => new ChromaBackend({ url: 'localhost:8000' }), 'INVALID_INPUT');
+      throwsWith(() => new ChromaBackend({ url: 'ftp://host' }), 'INVALID_INPUT');
+      const err = throwsWith(() => new ChromaBackend({ url: 'http://admin:hunter2@host:8000' }), 'INVALID_INPUT');
       should(err.message).not.containEql('hunter2');
     });
 

@@ -14,21 +14,11 @@ import {
   type LanceDbModules,
 } from '../../lib/backends/lancedb';
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
-import { VectorStoreError } from '../../lib/errors';
 import type { CollectionStatus, VectorDocument } from '../../lib/types';
+import { rejectsWith } from '../support/errors';
 
 const DIM = 8;
 
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<VectorStoreError> {
-  try {
-    await promise;
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    should((err as VectorStoreError).code).equal(code, (err as Error).message);
-    return err as VectorStoreError;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
-}
 
 /** `count` deterministic documents; `from` offsets the ids (and the vectors). */
 function docsOf(count: number, from = 0, prefix = 'doc'): VectorDocument[] {

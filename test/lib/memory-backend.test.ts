@@ -4,22 +4,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { MemoryBackend, forgetVolatileCollections, type MemoryBackendOptions } from '../../lib/backends/memory';
 import { validateCollectionName } from '../../lib/backends/collection-name';
-import { VectorStoreError } from '../../lib/errors';
 import type { CollectionStatus, VectorDocument } from '../../lib/types';
+import { rejectsWith } from '../support/errors';
 
 const T0 = Date.UTC(2024, 0, 1);
 
-/** Expect a VectorStoreError with this code; returns it for further checks. */
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<VectorStoreError> {
-  try {
-    await promise;
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    should((err as VectorStoreError).code).equal(code, (err as Error).message);
-    return err as VectorStoreError;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
-}
 
 function docsOf(count: number, prefix = 'doc', dims = 3): VectorDocument[] {
   return Array.from({ length: count }, (_, i) => ({

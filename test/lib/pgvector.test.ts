@@ -10,35 +10,13 @@ import { parseConnectionString } from '../../lib/backends/pgvector/connection';
 import { toStoreError } from '../../lib/backends/pgvector/errors';
 import { namesOf } from '../../lib/backends/pgvector/sql';
 import { decideStatus, type StatusReading } from '../../lib/backends/pgvector/status';
-import { VectorStoreError } from '../../lib/errors';
 import type { Backend, CollectionStatus } from '../../lib/types';
 import { startPasswordRejectingServer, startPgliteServer, unusedPort, type PgliteServer } from '../support/pglite-server';
+import { rejectsWith, throwsWith } from '../support/errors';
 
 const SECRET = 'pw-Do-Not-Show-4711';
 
-async function rejectsWith(promise: Promise<unknown>, code: string, transient?: boolean): Promise<VectorStoreError> {
-  try {
-    await promise;
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    const e = err as VectorStoreError;
-    should(e.code).equal(code, e.message);
-    if (transient !== undefined) should(e.transient).equal(transient);
-    return e;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
-}
 
-function throwsWith(fn: () => unknown, code: string): VectorStoreError {
-  try {
-    fn();
-  } catch (err) {
-    should(err).be.instanceOf(VectorStoreError);
-    should((err as VectorStoreError).code).equal(code, (err as Error).message);
-    return err as VectorStoreError;
-  }
-  throw new Error(`expected a ${code} error, but the call succeeded`);
-}
 
 /** Deterministic vectors of `dims` values in [-1, 1]. */
 function vectors(n: number, dims: number, seed = 7): number[][] {

@@ -22,18 +22,8 @@ export interface ChromaServer {
   stop(): Promise<void>;
 }
 
-/** A TCP port the OS says is free right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports';
+import { freePort } from './ports';
 
 /** GET a URL once without keep-alive; resolves with the status, or null when nothing answers. */
 function probe(url: string, timeoutMs = 1000): Promise<number | null> {

@@ -57,16 +57,7 @@ export async function startPgliteServer(options: { maxConnections?: number } = {
 }
 
 /** A port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
-export async function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+export { freePort as unusedPort } from './ports';
 
 export interface RejectingServer {
   url: string;
