@@ -10,12 +10,13 @@ export type ErrorCode =
   | 'NOT_FOUND' // the collection does not exist
   | 'DIMENSION_MISMATCH' // vector size differs from the collection's
   | 'AUTH' // bad or missing credentials
-  | 'UNAVAILABLE' // connection refused, timeout, 5xx, rate-limited: worth retrying
+  | 'UNAVAILABLE' // connection refused, 5xx, rate-limited: worth retrying
+  | 'TIMEOUT' // the store did not answer in time (storeTimeout): worth retrying
   | 'INDEX_FAILED' // the store reports its index build failed
   | 'NOT_INSTALLED' // an optional client package is missing
   | 'INTERNAL';
 
-const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE']);
+const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'TIMEOUT']);
 
 export class VectorStoreError extends Error {
   readonly code: ErrorCode;
