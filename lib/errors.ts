@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'TIMEOUT' // the store did not answer in time (storeTimeout): worth retrying
   | 'INDEX_FAILED' // the store reports its index build failed
   | 'NOT_INSTALLED' // an optional client package is missing
+  | 'LIMIT' // a configured limit was reached (e.g. pending waits per sensor)
   | 'INTERNAL';
 
 const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'TIMEOUT']);

@@ -14,9 +14,19 @@ export interface LocalWait {
   cancel(): void;
 }
 
-export function runLocally(spec: TriggerSpec, backend: Backend, onEvent: (event: TriggerEvent) => void): LocalWait {
+export interface LocalWaitOptions {
+  /** Transient errors in a row before the wait fails; 0 or absent: retried until the deadline. */
+  maxConsecutiveErrors?: number;
+}
+
+export function runLocally(spec: TriggerSpec, backend: Backend, onEvent: (event: TriggerEvent) => void, options: LocalWaitOptions = {}): LocalWait {
   const abort = new AbortController();
-  const ctx = timerContext({ status: (collection) => backend.status(collection), signal: abort.signal, storeName: backend.name });
+  const ctx = timerContext({
+    status: (collection) => backend.status(collection),
+    signal: abort.signal,
+    storeName: backend.name,
+    maxConsecutiveErrors: options.maxConsecutiveErrors ?? 0,
+  });
   // A status call in flight when cancelled still answers: drop what follows.
   const deliver = (event: TriggerEvent) => {
     if (!abort.signal.aborted) onEvent(event);

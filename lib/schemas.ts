@@ -62,6 +62,8 @@ export interface SensorConfig {
   /** Seconds. */
   timeout: number;
   deferrable: boolean;
+  /** Transient store errors in a row before a wait fails; 0: no limit (retried until the timeout). */
+  maxErrors: number;
 }
 
 export type CountMode = 'atLeast' | 'exact';
@@ -378,8 +380,9 @@ export const sensorConfigSchema: z.ZodType<SensorConfig> = z
     expectedCount: numberField({ integer: true, min: 0 }, 0),
     pollInterval: numberField({ above: 0 }, 5),
     maxPollInterval: optionalNumberField({ above: 0 }),
-    timeout: numberField({ above: 0 }, 3600),
+    timeout: numberField({ above: 0, max: 31_536_000 }, 3600),
     deferrable: booleanField(true),
+    maxErrors: numberField({ integer: true, min: 0, max: 1_000_000 }, 0),
   })
   .superRefine((config, ctx) => {
     if (config.maxPollInterval !== undefined && config.maxPollInterval < config.pollInterval) {

@@ -82,6 +82,12 @@ export interface SuccessPayload {
 /** `msg.payload` of a failed wait; `message` is also the error's message. */
 export interface FailurePayload {
   status: 'failed' | 'timeout' | 'error';
+  /**
+   * Why, for flows to branch on: TIMEOUT (deadline reached), STORE_NOT_ANSWERING
+   * (deadline reached while the store had not answered), STORE_MISSING (its
+   * vector-store config node is gone), INDEX_FAILED, or the store error's code.
+   */
+  code?: string;
   collection: string;
   message: string;
   elapsedMs: number;
@@ -110,6 +116,11 @@ export interface WarningEvent {
 export interface FinalEvent {
   type: 'final';
   payload: FinalPayload;
+  /**
+   * Delivered again after a crash: the process died after this final was
+   * recorded as being delivered, so it may have gone out once already.
+   */
+  redelivered?: boolean;
 }
 
 /** The outcome of one poll: its event and, unless final, the wait before the next poll. */
@@ -120,7 +131,10 @@ export interface StepContext {
   now(): number;
   /** 0..1, for jitter. */
   random(): number;
-  /** Transient errors in a row before the wait fails. */
+  /**
+   * Transient errors in a row before the wait fails; 0 (the default): no limit,
+   * a store that keeps failing ends the wait at its deadline, like any other.
+   */
   maxConsecutiveErrors: number;
   /** Backend name for messages ("memory"); "vector" when unknown. */
   storeName?: string;
@@ -134,6 +148,11 @@ export interface TriggerContext extends StepContext {
   status(collection: string): Promise<CollectionStatus>;
   /** Resolves true after `ms`, or false when the wait is cancelled: then stop quietly. */
   sleep(ms: number): Promise<boolean>;
+  /**
+   * `answer`, or `atDeadline()` if the deadline (epoch ms) comes first: how a
+   * status call that never answers still ends the wait on time.
+   */
+  untilDeadline?<T>(answer: Promise<T>, deadline: number, atDeadline: () => T): Promise<T>;
 }
 
 /** Growth of the poll interval per poll without progress. */
@@ -165,7 +184,7 @@ export function createTriggerSpec(input: NewTriggerSpec): TriggerSpec {
   if (typeof collection !== 'string' || collection.length === 0) {
     throw invalid('The collection to wait for is empty: give a collection name.');
   }
-  if (!Number.isInteger(expectedCount) || expectedCount < 0) {
+  if (!Number.isSafeInteger(expectedCount) || expectedCount < 0) {
     throw invalid(`The expected count for collection "${collection}" must be a whole number of documents (0 or more), not ${String(expectedCount)}.`);
   }
   if (!(Number.isFinite(pollIntervalMs) && pollIntervalMs > 0)) {
@@ -180,6 +199,9 @@ export function createTriggerSpec(input: NewTriggerSpec): TriggerSpec {
     throw invalid(`The timeout for collection "${collection}" must be a positive duration, not ${String(timeoutMs)} ms.`);
   }
   const startedAt = input.now ?? Date.now();
+  if (!Number.isFinite(startedAt + timeoutMs)) {
+    throw invalid(`The timeout for collection "${collection}" is too long (${String(timeoutMs)} ms); give at most a few years.`);
+  }
   return {
     v: 1,
     waitId: input.waitId ?? newWaitId(),
@@ -327,6 +349,7 @@ function failedPayload(spec: TriggerSpec, status: CollectionStatus, now: number)
   const reason = status.detail?.trim() || 'the store gave no reason';
   return {
     status: 'failed',
+    code: 'INDEX_FAILED',
     collection: spec.collection,
     message: `Indexing of collection "${spec.collection}" failed: ${withoutFinalPeriod(reason)}.`,
     elapsedMs: Math.max(0, now - spec.startedAt),
@@ -359,6 +382,8 @@ export class CollectionReadyTrigger {
    * resumed wait starts by watching closely.
    */
   private stalePolls = 0;
+  /** The last transient error's message, while errors go on (not persisted: only for this run's messages). */
+  private lastError: string | null = null;
 
   /**
    * `spec` must be valid: built by `createTriggerSpec` or read through
@@ -400,10 +425,15 @@ export class CollectionReadyTrigger {
         yield timeout;
         return;
       }
-      const step = await askStatus(ctx, this.spec.collection).then(
-        (status) => this.onStatus(status, ctx),
-        (err: unknown) => this.onError(err, ctx),
+      const askedAt = ctx.now();
+      const answered = askStatus(ctx, this.spec.collection).then(
+        (status): PollStep => this.onStatus(status, ctx),
+        (err: unknown): PollStep => this.onError(err, ctx),
       );
+      // The deadline holds even when the store never answers.
+      const step = ctx.untilDeadline
+        ? await ctx.untilDeadline(answered, this.spec.deadline, () => ({ event: this.storeSilent(ctx, askedAt), delayMs: null }))
+        : await answered;
       yield step.event;
       if (step.delayMs === null) return;
       // A zero delay means the deadline is reached: straight to the timeout.
@@ -426,6 +456,7 @@ export class CollectionReadyTrigger {
     const spec = this.spec;
     const now = ctx.now();
     spec.consecutiveErrors = 0;
+    this.lastError = null;
     if (status.state === 'failed') {
       return { event: { type: 'final', payload: failedPayload(spec, status, now) }, delayMs: null };
     }
@@ -442,14 +473,16 @@ export class CollectionReadyTrigger {
   onError(err: unknown, ctx: StepContext): PollStep {
     const spec = this.spec;
     const store = storeLabel(ctx);
+    const code = errorCode(err);
     if (!isTransient(err)) {
       const message = `Stopped waiting for collection "${spec.collection}" after ${formatDuration(ctx.now() - spec.startedAt)}: the ${store} store reported an error that retrying will not fix: ${sentence(messageOf(err))}`;
-      return { event: { type: 'final', payload: this.failure('error', message, ctx.now()) }, delayMs: null };
+      return { event: { type: 'final', payload: this.failure('error', message, ctx.now(), code) }, delayMs: null };
     }
     spec.consecutiveErrors += 1;
-    if (spec.consecutiveErrors >= ctx.maxConsecutiveErrors) {
-      const message = `Gave up on collection "${spec.collection}" after ${spec.consecutiveErrors} consecutive errors from the ${store} store: ${sentence(messageOf(err))}`;
-      return { event: { type: 'final', payload: this.failure('error', message, ctx.now()) }, delayMs: null };
+    this.lastError = messageOf(err);
+    if (ctx.maxConsecutiveErrors > 0 && spec.consecutiveErrors >= ctx.maxConsecutiveErrors) {
+      const message = `Gave up on collection "${spec.collection}" after ${spec.consecutiveErrors} consecutive errors from the ${store} store (the sensor's limit): ${sentence(messageOf(err))}`;
+      return { event: { type: 'final', payload: this.failure('error', message, ctx.now(), code) }, delayMs: null };
     }
     this.stalePolls += 1;
     const delayMs = this.nextDelay(ctx);
@@ -472,20 +505,58 @@ export class CollectionReadyTrigger {
 
   private warningMessage(err: unknown, delay: number, ctx: StepContext): string {
     const spec = this.spec;
-    return (
-      `Could not get the status of collection "${spec.collection}" from the ${storeLabel(ctx)} store ` +
-      `(error ${spec.consecutiveErrors} of ${ctx.maxConsecutiveErrors} allowed in a row); retrying in ${formatDuration(delay)}: ${sentence(messageOf(err))}`
-    );
+    const count =
+      ctx.maxConsecutiveErrors > 0
+        ? `error ${spec.consecutiveErrors} of ${ctx.maxConsecutiveErrors} allowed in a row`
+        : `error ${spec.consecutiveErrors} in a row; the wait goes on until its timeout in ${formatDuration(spec.deadline - ctx.now())}`;
+    return `Could not get the status of collection "${spec.collection}" from the ${storeLabel(ctx)} store (${count}); retrying in ${formatDuration(delay)}: ${sentence(messageOf(err))}`;
   }
 
   private timeout(ctx: StepContext): FailurePayload {
     const spec = this.spec;
     const now = ctx.now();
+    if (spec.consecutiveErrors > 0) {
+      const n = spec.consecutiveErrors;
+      const last = this.lastError ? ` (last error: ${withoutFinalPeriod(this.lastError)})` : '';
+      const known = spec.lastProgress ? ` Last known: ${this.describeLastState()}.` : '';
+      return this.failure(
+        'timeout',
+        `Timed out after ${formatDuration(now - spec.startedAt)} waiting for collection "${spec.collection}": the ${storeLabel(ctx)} store did not answer the last ${n === 1 ? 'status request' : `${n} status requests`}${last}.${known} Check that the store is reachable, or increase the timeout.`,
+        now,
+        'STORE_NOT_ANSWERING',
+      );
+    }
     return this.failure(
       'timeout',
       `Timed out after ${formatDuration(now - spec.startedAt)} waiting for collection "${spec.collection}" to be indexed: ${this.describeLastState()}. Increase the timeout or check the store.`,
       now,
+      'TIMEOUT',
     );
+  }
+
+  /**
+   * The deadline came while the status asked for at `askedAt` had not been
+   * answered: a hung store (blackholed connection, lock) ends the wait on time.
+   */
+  storeSilent(ctx: StepContext, askedAt: number): FinalEvent {
+    const spec = this.spec;
+    const now = ctx.now();
+    const progress = spec.lastProgress ? ` Last known: ${this.describeLastState()}.` : '';
+    const message =
+      `Timed out after ${formatDuration(now - spec.startedAt)} waiting for collection "${spec.collection}": ` +
+      `the ${storeLabel(ctx)} store did not answer the status request sent ${formatDuration(now - askedAt)} before the deadline.${progress} Check that the store is reachable and not locked, or increase the timeout.`;
+    return { type: 'final', payload: this.failure('timeout', message, now, 'STORE_NOT_ANSWERING') };
+  }
+
+  /**
+   * The deadline came while the wait could not poll at all (its vector-store
+   * config node is gone): `reason` says why, as a clause.
+   */
+  expired(ctx: StepContext, reason: string, code: string): FinalEvent {
+    const spec = this.spec;
+    const now = ctx.now();
+    const message = `Timed out after ${formatDuration(now - spec.startedAt)} waiting for collection "${spec.collection}": ${withoutFinalPeriod(reason)}.`;
+    return { type: 'final', payload: this.failure('timeout', message, now, code) };
   }
 
   private describeLastState(): string {
@@ -499,10 +570,11 @@ export class CollectionReadyTrigger {
     return `${last.indexedCount} documents indexed so far${percent}`;
   }
 
-  private failure(kind: FailurePayload['status'], message: string, now: number): FailurePayload {
+  private failure(kind: FailurePayload['status'], message: string, now: number, code?: string): FailurePayload {
     const spec = this.spec;
     return {
       status: kind,
+      ...(code ? { code } : {}),
       collection: spec.collection,
       message,
       elapsedMs: Math.max(0, now - spec.startedAt),
@@ -583,6 +655,9 @@ export interface TimerContextOptions {
   random?: () => number;
 }
 
+/** Longest delay setTimeout accepts. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A context of plain timers: one setTimeout per sleep, cleared on abort. */
 export function timerContext(options: TimerContextOptions): TriggerContext {
   const { signal } = options;
@@ -590,9 +665,40 @@ export function timerContext(options: TimerContextOptions): TriggerContext {
     now: options.now ?? Date.now,
     random: options.random ?? Math.random,
     status: options.status,
-    maxConsecutiveErrors: options.maxConsecutiveErrors ?? 5,
+    maxConsecutiveErrors: options.maxConsecutiveErrors ?? 0,
     storeName: options.storeName,
     deferred: options.deferred ?? false,
+    untilDeadline<T>(answer: Promise<T>, deadline: number, atDeadline: () => T): Promise<T> {
+      const remaining = deadline - (options.now ?? Date.now)();
+      // setTimeout cannot wait longer than ~24.8 days; so far out, the store call's own timeout bounds the call.
+      if (remaining > MAX_TIMER_MS) return answer;
+      return new Promise<T>((resolve, reject) => {
+        // Cancelled: stop waiting now (the run drops whatever follows), leaving no timer behind.
+        const onAbort = (): void => {
+          clearTimeout(timer);
+          resolve(atDeadline());
+        };
+        const timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(atDeadline());
+        }, Math.max(0, remaining));
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const settled = (): void => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        };
+        answer.then(
+          (value) => {
+            settled();
+            resolve(value);
+          },
+          (err: unknown) => {
+            settled();
+            reject(err);
+          },
+        );
+      });
+    },
     sleep(ms: number): Promise<boolean> {
       if (signal?.aborted) return Promise.resolve(false);
       return new Promise<boolean>((resolve) => {
@@ -644,6 +750,10 @@ export function formatDuration(ms: number): string {
   const totalMinutes = Math.round(totalSeconds / 60);
   const rest = totalMinutes % 60;
   return `${Math.floor(totalMinutes / 60)} h${rest ? ` ${rest} min` : ''}`;
+}
+
+function errorCode(err: unknown): string | undefined {
+  return err instanceof VectorStoreError ? err.code : undefined;
 }
 
 function storeLabel(ctx: StepContext): string {

@@ -30,16 +30,25 @@
  * restart, waits loaded by `start` stay dormant until their owner attaches;
  * `dropOrphans` removes those whose owner no longer exists.
  *
- * Delivery: the final event of a wait is delivered exactly once per process,
- * after which the wait is forgotten and its removal written to disk. Across a
- * crash it is at least once: if the process dies after `onEvent` got the final
- * event but before the removal is on disk, the wait resumes on restart and ends
- * again. Every event of a wait carries the same `spec.waitId` (the sensor puts
- * it in `msg.waitId`), so a consumer can drop the duplicate.
+ * Deadlines: a wait's deadline holds whatever the store does. A status call
+ * in flight carries a scheduler entry for the earliest deadline among the waits
+ * that share it: a store that never answers ends each of them at its own
+ * deadline ("the store did not answer"). Transient errors are retried until the
+ * deadline (unless the owner sets a limit), and logged once per store and
+ * collection per outage, not once per wait. An owner without a store (its
+ * config node is gone) keeps its waits until their deadline, then ends them
+ * with that reason.
+ *
+ * Delivery: exactly once per process, at most one flagged redelivery across a
+ * crash. A final is first recorded on disk as being delivered (WaitStore
+ * `markFinal`), then handed to the owner, then the wait is removed. A wait
+ * loaded with such a record (the process died between the two) is not polled
+ * again: its recorded final is delivered with `redelivered: true`. Every event
+ * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
  */
-import { VectorStoreError, messageOf } from './errors';
+import { VectorStoreError, isTransient, messageOf } from './errors';
 import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
-import { CollectionReadyTrigger, parseTriggerSpec, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
+import { CollectionReadyTrigger, formatDuration, parseTriggerSpec, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
 import type { Backend, CollectionStatus } from './types';
 import type { WaitRecord, WaitStore, WaitStoreStats } from './wait-store';
 
@@ -47,8 +56,12 @@ export type { WaitRecord } from './wait-store';
 
 /** A deferrable-sensor node, attached while it runs. */
 export interface WaitOwner {
-  /** What to poll. */
-  backend: Backend;
+  /** What to poll; null when the owner has no usable store (then `unavailable` says why). */
+  backend: Backend | null;
+  /** Why there is no backend, as a clause ("its vector-store configuration node ... is missing"). */
+  unavailable?: string;
+  /** Transient errors in a row before a wait fails; 0 or absent: no limit, retried until the deadline. */
+  maxConsecutiveErrors?: number;
   /** Identifies the backend (the config node id); part of the coalescing key. */
   storeKey: string;
   /** Progress, warning and final events of the owner's waits. `wait` is the triggerer's: do not modify it. */
@@ -60,7 +73,7 @@ export interface TriggererOptions {
   waitStore?: WaitStore | null;
   now?: () => number;
   random?: () => number;
-  /** Transient errors in a row before a wait fails. */
+  /** Default for owners that set none: transient errors in a row before a wait fails; 0: no limit. */
   maxConsecutiveErrors?: number;
   log?: { warn(message: string): void };
   /** Timer functions (tests drive time by hand). */
@@ -99,6 +112,8 @@ interface WaitState {
   durable: boolean;
   /** Still pending (indexed by the triggerer): false once it ended or was cancelled. */
   pending: boolean;
+  /** Its final event, once it ended: being recorded, or waiting for its owner to attach. */
+  final?: FinalEvent;
 }
 
 /** An attached owner and the step context its waits share. */
@@ -115,6 +130,8 @@ interface RunHost {
   /** `dueAt`: when the poll was scheduled for; it may run later when many are due at once. */
   poll(run: WaitRun, dueAt: number): void;
   apply(run: WaitRun, answer: Answer, sampledAt: number): void;
+  /** The run's deadline came while the status asked for at `askedAt` had not answered. */
+  silent(run: WaitRun, askedAt: number): void;
 }
 
 /**
@@ -166,6 +183,16 @@ class WaitRun implements Wakeable {
     else this.host.poll(this, dueAt);
   }
 
+  get deadline(): number {
+    return this.wait.record.spec.deadline;
+  }
+
+  /** The shared status call has not answered by this run's deadline. */
+  silent(askedAt: number): void {
+    if (this.stopped) return;
+    this.host.silent(this, askedAt);
+  }
+
   /** Stop quietly: nothing more is polled or delivered. */
   stop(): void {
     this.stopped = true;
@@ -182,15 +209,22 @@ class WaitRun implements Wakeable {
  * interval) after it was asked for. Age is counted from when a wait became due,
  * not from when it is handled: when a crowd of waits is due at once and takes a
  * while to work through, one call per collection still answers them all.
+ *
+ * It also keeps the deadlines of waits whose call hangs (see PoolEntry) and
+ * tells the log once when a store starts failing for a collection and once when
+ * it answers again: one outage, two lines, however many waits.
  */
 class StatusPool {
   calls = 0;
   shared = 0;
   private readonly entries = new Map<string, PoolEntry>();
+  private readonly outages = new Map<string, Outage>();
 
   constructor(
     private readonly now: () => number,
     private readonly reuseMs: number,
+    private readonly scheduler: Scheduler,
+    private readonly log: { warn(message: string): void },
   ) {}
 
   /**
@@ -198,13 +232,13 @@ class StatusPool {
    * wait's start): an older answer may predate the write the wait is about.
    * `dueAt`: when the wait's poll was due.
    */
-  request(run: WaitRun, collection: string, maxAgeMs: number, notBefore: number, dueAt: number): void {
+  request(run: WaitRun, backend: Backend, collection: string, maxAgeMs: number, notBefore: number, dueAt: number): void {
     const key = run.poolKey;
     const entry = this.entries.get(key);
     if (entry && entry.requestedAt >= notBefore) {
       if (entry.answer === null) {
         this.shared += 1;
-        entry.waiters.push(run);
+        entry.join(run);
         return;
       }
       if (dueAt - entry.requestedAt <= Math.min(this.reuseMs, maxAgeMs)) {
@@ -214,24 +248,46 @@ class StatusPool {
       }
     }
     this.calls += 1;
-    const fresh: PoolEntry = { answer: null, requestedAt: this.now(), answeredAt: 0, waiters: [run] };
+    const fresh = new PoolEntry(this.now(), this.scheduler, this.now);
+    fresh.join(run);
     this.entries.set(key, fresh);
     if (this.entries.size > 1000) this.prune();
     const settle = (answer: Answer): void => {
-      fresh.answer = answer;
-      fresh.answeredAt = this.now();
-      const waiters = fresh.waiters;
-      fresh.waiters = [];
-      for (const waiter of waiters) waiter.receive(answer, fresh.requestedAt);
+      this.noteOutage(key, backend.name, collection, answer, fresh.waiting);
+      fresh.settle(answer, this.now());
     };
-    callStatus(run.slot.owner.backend, collection).then(
+    callStatus(backend, collection).then(
       (status) => settle({ status }),
       (error: unknown) => settle({ error }),
     );
   }
 
   clear(): void {
+    for (const entry of this.entries.values()) entry.cancelDeadline();
     this.entries.clear();
+    this.outages.clear();
+  }
+
+  private noteOutage(key: string, store: string, collection: string, answer: Answer, waiting: number): void {
+    const outage = this.outages.get(key);
+    if ('status' in answer) {
+      if (!outage) return;
+      this.outages.delete(key);
+      this.log.warn(
+        `The ${store} store answers again for collection "${collection}" after ${formatDuration(this.now() - outage.since)} (${outage.failures} failed status call${outage.failures === 1 ? '' : 's'}).`,
+      );
+      return;
+    }
+    if (!isTransient(answer.error)) return; // the waits end with it, each through its own final message
+    if (outage) {
+      outage.failures += 1;
+      return;
+    }
+    this.outages.set(key, { since: this.now(), failures: 1 });
+    this.log.warn(
+      `Could not get the status of collection "${collection}" from the ${store} store: ${withPeriod(messageOf(answer.error))} ` +
+        `${waiting} pending wait${waiting === 1 ? '' : 's'} keep retrying until the store answers or their timeout; this is logged once per outage.`,
+    );
   }
 
   private prune(): void {
@@ -242,12 +298,80 @@ class StatusPool {
   }
 }
 
-interface PoolEntry {
+interface Outage {
+  since: number;
+  failures: number;
+}
+
+/**
+ * One status call and the runs waiting for it. While it is in flight, one
+ * scheduler entry is armed for the earliest deadline among its waiters: when it
+ * comes, the runs past their deadline end ("the store did not answer") and the
+ * entry re-arms for the next one. One entry per call, not per wait.
+ */
+class PoolEntry implements Wakeable {
   /** null while the call is in flight. */
-  answer: Answer | null;
-  requestedAt: number;
-  answeredAt: number;
-  waiters: WaitRun[];
+  answer: Answer | null = null;
+  answeredAt = 0;
+  private waiters: WaitRun[] = [];
+  private deadlineTask: ScheduledTask | null = null;
+
+  constructor(
+    readonly requestedAt: number,
+    private readonly scheduler: Scheduler,
+    private readonly now: () => number,
+  ) {}
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  join(run: WaitRun): void {
+    this.waiters.push(run);
+    const deadline = run.deadline;
+    if (this.deadlineTask && this.deadlineTask.at <= deadline) return;
+    this.deadlineTask?.cancel();
+    this.deadlineTask = this.scheduler.schedule(deadline, this);
+  }
+
+  settle(answer: Answer, now: number): void {
+    this.answer = answer;
+    this.answeredAt = now;
+    this.cancelDeadline();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.receive(answer, this.requestedAt);
+  }
+
+  cancelDeadline(): void {
+    this.deadlineTask?.cancel();
+    this.deadlineTask = null;
+  }
+
+  /** A waiter's deadline came while the call was still in flight. */
+  wake(): void {
+    this.deadlineTask = null;
+    if (this.answer !== null) return;
+    const now = this.now();
+    const still: WaitRun[] = [];
+    let next = Infinity;
+    for (const run of this.waiters) {
+      if (run.stopped) continue;
+      if (run.deadline <= now) {
+        run.silent(this.requestedAt);
+      } else {
+        still.push(run);
+        next = Math.min(next, run.deadline);
+      }
+    }
+    this.waiters = still;
+    if (next !== Infinity) this.deadlineTask = this.scheduler.schedule(next, this);
+  }
+}
+
+function withPeriod(text: string): string {
+  const trimmed = text.trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 /** Loaded waits indexed per event-loop turn at start. */
@@ -315,6 +439,10 @@ export class Triggerer {
   private readonly waits = new Map<string, WaitState>();
   private readonly byOwner = new Map<string, Set<WaitState>>();
   private readonly owners = new Map<string, OwnerSlot>();
+  /** Ended waits whose final is being recorded, or whose owner is detached: handed over on attach. */
+  private readonly finishing = new Set<WaitState>();
+  /** Finals being recorded on disk before they are handed over. */
+  private readonly recording = new Set<Promise<void>>();
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private finals = 0;
@@ -330,14 +458,15 @@ export class Triggerer {
       sliceSize: options.sliceSize,
       onError: (err) => this.log.warn(`A pending wait failed to wake up: ${messageOf(err)}`),
     });
-    this.pool = new StatusPool(this.now, options.statusReuseMs ?? 1000);
+    this.pool = new StatusPool(this.now, options.statusReuseMs ?? 1000, this.scheduler, this.log);
     this.random = options.random ?? Math.random;
-    this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 5;
+    this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 0;
     this.starter = new RunStarter(this.scheduler, this.now, (wait, dueAt) => this.startIfWanted(wait, dueAt));
     this.host = {
       scheduler: this.scheduler,
       poll: (run, dueAt) => this.poll(run, dueAt),
       apply: (run, answer, sampledAt) => this.apply(run, answer, sampledAt),
+      silent: (run, askedAt) => this.deliver(run, run.trigger.storeSilent(run.slot.ctx, askedAt), false),
     };
   }
 
@@ -353,11 +482,21 @@ export class Triggerer {
     if (this.owners.has(ownerId)) this.detach(ownerId);
     const slot: OwnerSlot = {
       owner,
-      ctx: { now: this.now, random: this.random, maxConsecutiveErrors: this.maxConsecutiveErrors, storeName: owner.backend.name, deferred: true },
+      ctx: {
+        now: this.now,
+        random: this.random,
+        maxConsecutiveErrors: owner.maxConsecutiveErrors ?? this.maxConsecutiveErrors,
+        storeName: owner.backend?.name,
+        deferred: true,
+      },
     };
     this.owners.set(ownerId, slot);
     for (const wait of this.byOwner.get(ownerId) ?? []) {
       if (wait.durable && !wait.run) this.starter.add(wait);
+    }
+    // Finals that ended while the owner was away (a redeploy): deliver them now.
+    for (const wait of this.finishing) {
+      if (wait.record.ownerId === ownerId && wait.final) this.starter.add(wait);
     }
   }
 
@@ -403,20 +542,31 @@ export class Triggerer {
     if (slot) this.startRun(wait, slot);
   }
 
-  /** Remove the matching waits (msg.reset, node deleted): no further event. Returns them. */
-  cancel(predicate: (wait: WaitRecord) => boolean): WaitRecord[] {
-    const removed: WaitRecord[] = [];
+  /**
+   * Remove the matching pending waits (msg.reset, node deleted): no further
+   * event. Returns them. With `includeEnded`, also the ended waits whose final
+   * has not been handed over (their owner is deleted: nobody will take it).
+   */
+  cancel(predicate: (wait: WaitRecord) => boolean, options: { includeEnded?: boolean } = {}): WaitRecord[] {
+    const removed: WaitState[] = [];
     for (const wait of this.waits.values()) {
-      if (predicate(wait.record)) removed.push(wait.record);
+      if (predicate(wait.record)) removed.push(wait);
     }
-    for (const record of removed) this.forget(this.waits.get(record.spec.waitId) as WaitState);
-    return removed;
+    for (const wait of removed) this.forget(wait);
+    if (options.includeEnded) {
+      for (const wait of [...this.finishing]) {
+        if (!predicate(wait.record)) continue;
+        this.finishing.delete(wait);
+        this.removeFromDisk(wait, 'cancelled');
+      }
+    }
+    return removed.map((w) => w.record);
   }
 
   /** Remove the waits whose owner is not live (a node deleted while the runtime was down). */
   dropOrphans(liveOwnerIds: ReadonlySet<string> | ((ownerId: string) => boolean)): WaitRecord[] {
     const isLive = typeof liveOwnerIds === 'function' ? liveOwnerIds : (id: string) => liveOwnerIds.has(id);
-    return this.cancel((wait) => !isLive(wait.ownerId));
+    return this.cancel((wait) => !isLive(wait.ownerId), { includeEnded: true });
   }
 
   /** Number of pending waits, of one owner or in all. */
@@ -476,11 +626,32 @@ export class Triggerer {
     }
   }
 
-  /** A queued start, when its turn comes: only if the wait is still pending, durable, idle and its owner attached. */
+  /**
+   * A queued start, when its turn comes: only if the wait is still pending,
+   * durable, idle and its owner attached. A wait that has ended (its final is
+   * waiting for the owner, or was recorded before a crash) is handed over
+   * instead of polled.
+   */
   private startIfWanted(wait: WaitState, dueAt: number): void {
-    if (this.closing || wait.run || !wait.durable || !wait.pending) return;
+    if (this.closing) return;
+    if (wait.final) {
+      if (this.finishing.has(wait)) this.handOver(wait);
+      return;
+    }
+    if (wait.run || !wait.durable || !wait.pending) return;
     const slot = this.owners.get(wait.record.ownerId);
-    if (slot) this.startRun(wait, slot, dueAt);
+    if (!slot) return;
+    const recorded = wait.record.final;
+    if (recorded) {
+      // The process died after recording this final, maybe after sending it: send it again, flagged.
+      this.unindex(wait);
+      this.finals += 1;
+      wait.final = { type: 'final', payload: recorded, redelivered: true };
+      this.finishing.add(wait);
+      this.handOver(wait);
+      return;
+    }
+    this.startRun(wait, slot, dueAt);
   }
 
   /**
@@ -509,13 +680,20 @@ export class Triggerer {
 
   /** First half of a poll: the deadline check, then the (shared) status call. */
   private poll(run: WaitRun, dueAt: number): void {
-    const timeout = run.trigger.beginPoll(run.slot.ctx);
+    const { owner, ctx } = run.slot;
+    const { spec } = run.wait.record;
+    if (!owner.backend) {
+      // Nothing to ask: sleep until the deadline, then say why the wait could not go on.
+      if (this.now() < spec.deadline) run.pollAt(spec.deadline);
+      else this.deliver(run, run.trigger.expired(ctx, owner.unavailable ?? 'the sensor has no vector store to ask', 'STORE_MISSING'), false);
+      return;
+    }
+    const timeout = run.trigger.beginPoll(ctx);
     if (timeout) {
       this.deliver(run, timeout, false);
       return;
     }
-    const { spec } = run.wait.record;
-    this.pool.request(run, spec.collection, spec.pollIntervalMs / 2, spec.startedAt, dueAt);
+    this.pool.request(run, owner.backend, spec.collection, spec.pollIntervalMs / 2, spec.startedAt, dueAt);
   }
 
   /**
@@ -545,19 +723,59 @@ export class Triggerer {
     if (event.type === 'final') {
       run.stop();
       wait.run = null;
-      this.unindex(wait);
-      this.finals += 1;
-      this.notify(run.slot.owner, wait.record, event);
-      // Removed only after delivery: a crash in between repeats the final (at least once).
-      this.store?.remove(wait.record.spec.waitId).catch((err) => this.log.warn(`Could not remove the finished wait ${wait.record.spec.waitId} from disk: ${messageOf(err)}`));
+      this.end(wait, event);
       return;
     }
-    if (event.type === 'warning') {
-      this.warnings += 1;
-      this.log.warn(event.message);
-    }
+    // Warnings reach the owner (for its status); the log gets one line per outage (StatusPool).
+    if (event.type === 'warning') this.warnings += 1;
     if (changed) this.store?.update(wait.record);
     this.notify(run.slot.owner, wait.record, event);
+  }
+
+  /**
+   * A wait ended: record durably that its final is being delivered, then hand
+   * it over. A crash before the record is on disk resumes the wait (it ends
+   * again, first time for the user); a crash after it redelivers this very
+   * final, flagged. Never lost: if the record cannot be written, the final is
+   * still delivered (a crash could then repeat it unflagged; logged).
+   */
+  private end(wait: WaitState, event: FinalEvent): void {
+    this.unindex(wait);
+    this.finals += 1;
+    wait.final = event;
+    this.finishing.add(wait);
+    if (!this.store) {
+      this.handOver(wait);
+      return;
+    }
+    const { waitId, collection } = wait.record.spec;
+    const recorded = this.store
+      .markFinal(waitId, event.payload)
+      .catch((err) => this.log.warn(`Could not record on disk that the final message of wait ${waitId} (collection "${collection}") is being delivered; delivering it anyway: ${messageOf(err)}`))
+      .then(() => {
+        this.recording.delete(recorded);
+        this.handOver(wait);
+      });
+    this.recording.add(recorded);
+  }
+
+  /** Resolves once every final ended so far has been recorded and handed over (if its owner is attached). */
+  async delivered(): Promise<void> {
+    while (this.recording.size > 0) await Promise.all(this.recording);
+  }
+
+  /** Give an ended wait's final to its owner, if attached (else on its next attach), then forget the wait. */
+  private handOver(wait: WaitState): void {
+    const slot = this.owners.get(wait.record.ownerId);
+    if (!slot || this.closing || !wait.final || !this.finishing.has(wait)) return;
+    this.finishing.delete(wait);
+    this.notify(slot.owner, wait.record, wait.final);
+    this.removeFromDisk(wait, 'finished');
+  }
+
+  private removeFromDisk(wait: WaitState, what: string): void {
+    const id = wait.record.spec.waitId;
+    this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the ${what} wait ${id} from disk: ${messageOf(err)}`));
   }
 
   private notify(owner: WaitOwner, record: WaitRecord, event: TriggerEvent): void {
@@ -573,7 +791,7 @@ export class Triggerer {
     wait.run?.stop();
     wait.run = null;
     this.unindex(wait);
-    this.store?.remove(wait.record.spec.waitId).catch((err) => this.log.warn(`Could not remove the cancelled wait ${wait.record.spec.waitId} from disk: ${messageOf(err)}`));
+    this.removeFromDisk(wait, 'cancelled');
   }
 
   private index(wait: WaitState): void {

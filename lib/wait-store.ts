@@ -5,6 +5,7 @@
  * A JSON-lines log (AppendLog) of three kinds of records:
  *   {op: 'put', w: WaitRecord}              a new wait (durable when put() resolves)
  *   {op: 'spec', id, s: TriggerSpec}        a later state of its trigger (lazy)
+ *   {op: 'final', id, p: FinalPayload}      its final is being delivered (see markFinal)
  *   {op: 'del', id}                         the wait ended or was cancelled
  * Replaying the log in order gives the pending waits. Spec updates are cheap
  * lines (the message is written once, by put) and are batched: update() only
@@ -24,7 +25,7 @@
  */
 import { AppendLog, readLog } from './storage/append-log';
 import { messageOf } from './errors';
-import { adoptTriggerSpec, type TriggerSpec } from './trigger';
+import { adoptTriggerSpec, type FinalPayload, type TriggerSpec } from './trigger';
 
 /** A pending wait: which node it belongs to, its trigger, the message to deliver at the end. */
 export interface WaitRecord {
@@ -33,12 +34,18 @@ export interface WaitRecord {
   spec: TriggerSpec;
   /** The original message's JSON-serializable fields. */
   message: Record<string, unknown>;
+  /** Set once its final is being delivered (markFinal): loaded with it, the wait is redelivered, not polled. */
+  final?: FinalPayload;
 }
 
 /** Records replayed per event-loop turn when loading. */
 const RECORDS_PER_TURN = 10_000;
 
-type LogRecord = { op: 'put'; w: WaitRecord } | { op: 'spec'; id: string; s: TriggerSpec } | { op: 'del'; id: string };
+type LogRecord =
+  | { op: 'put'; w: WaitRecord }
+  | { op: 'spec'; id: string; s: TriggerSpec }
+  | { op: 'final'; id: string; p: FinalPayload }
+  | { op: 'del'; id: string };
 
 export interface WaitStoreOptions {
   /** How often lazy spec updates are written. */
@@ -147,6 +154,20 @@ export class WaitStore {
     this.scheduleCheckpoint();
   }
 
+  /**
+   * Record that the wait's final is being delivered; resolves once that is on
+   * disk. A wait loaded with this record ended before a crash: its final is
+   * delivered again (flagged) instead of being polled.
+   */
+  async markFinal(waitId: string, payload: FinalPayload): Promise<void> {
+    const known = this.live.get(waitId);
+    if (!known || this.closed) return;
+    known.final = payload;
+    this.dirty.delete(waitId);
+    this.logRecords += 1;
+    await this.log.append({ op: 'final', id: waitId, p: payload });
+  }
+
   /** Forget a wait; resolves once the removal is on disk. */
   async remove(waitId: string): Promise<void> {
     const known = this.live.delete(waitId) || this.unreadable.delete(waitId);
@@ -228,7 +249,9 @@ export class WaitStore {
           if (typeof record.w.ownerId !== 'string' || typeof record.w.message !== 'object' || record.w.message === null) {
             return this.skip(`wait ${id} (its owner or message is missing)`);
           }
-          this.live.set(id, { ownerId: record.w.ownerId, spec, message: record.w.message });
+          const loaded: WaitRecord = { ownerId: record.w.ownerId, spec, message: record.w.message };
+          if (record.w.final && typeof record.w.final === 'object') loaded.final = record.w.final;
+          this.live.set(id, loaded);
           this.unreadable.delete(id);
         } catch (err) {
           this.live.delete(id);
@@ -247,6 +270,11 @@ export class WaitStore {
         } catch (err) {
           this.skip(`an update of wait ${record.id}: ${messageOf(err)}`);
         }
+        return;
+      }
+      case 'final': {
+        const current = this.live.get(record.id);
+        if (current && record.p && typeof record.p === 'object') current.final = record.p;
         return;
       }
       case 'del':

@@ -11,11 +11,15 @@
  * A wait outlives this node instance: on a redeploy or restart the new instance
  * attaches and the triggerer resumes its waits; their final message is then built
  * from the JSON-serializable fields of the original message that were persisted.
+ * Closing the node (redeploy, disabling its flow or itself, shutdown) only
+ * detaches it: its waits stay dormant on disk. Only deleting the node (decided
+ * once the new flows have started, see shared/runtime) or `msg.reset` cancels.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { parseSensorConfig, type SensorConfig } from '../lib/schemas';
-import { messageOf } from '../lib/errors';
+import { VectorStoreError, messageOf } from '../lib/errors';
 import { newWaitId } from '../lib/ids';
+import { runtimeSettingsOrDefaults } from '../lib/settings';
 import {
   createTriggerSpec,
   checkOnce,
@@ -24,19 +28,20 @@ import {
   type SuccessPayload,
   type TriggerEvent,
 } from '../lib/trigger';
-import type { Triggerer, WaitRecord } from '../lib/triggerer';
+import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import { NodeStatus } from './shared/status';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { collectionOf, expectedCountOf, toError } from './shared/messages';
-import { triggererFor, dropWaitsOfDeletedNodes } from './shared/runtime';
+import { triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
 
 type SensorMessage = NodeMessageInFlow & {
   collection?: unknown;
   expectedCount?: unknown;
   reset?: unknown;
   waitId?: string;
+  redelivered?: boolean;
 };
 type Send = (msg: Array<NodeMessageInFlow | null>) => void;
 type Done = (err?: Error) => void;
@@ -56,6 +61,9 @@ export = function register(RED: NodeAPI): void {
   dropWaitsOfDeletedNodes(RED);
 
   const text = catalogTexts(RED);
+  const settings = runtimeSettingsOrDefaults((RED.settings as unknown as Record<string, unknown>).vectorPipeline, (m) =>
+    RED.log.warn(`deferrable-sensor: ${m}`),
+  );
 
   function DeferrableSensorNode(this: Node, def: NodeDef & Record<string, unknown>): void {
     RED.nodes.createNode(this, def);
@@ -75,47 +83,68 @@ export = function register(RED: NodeAPI): void {
     const live = new Map<string, LiveWait>();
     let triggerer: Triggerer | null = null;
     let closed = false;
+    /** Messages past the quick check, not yet counted by the triggerer: part of the pending-waits cap. */
+    let deferring = 0;
     /** The newest wait's latest progress, for the status. */
     let newest: { waitId: string; progress: ProgressPayload | null } | null = null;
+    /** The store failed the last status call of some wait (cleared by the next progress). */
+    let retrying = false;
     let statusTimer: NodeJS.Timeout | null = null;
+    /** Waits already warned about a message that could not be copied (once per wait). */
+    const copyWarned = new Set<string>();
+    /** Collections whose local (in-node) waits are in an outage: logged once per outage. */
+    const localOutages = new Set<string>();
 
     // Attach to the runtime's triggerer: this resumes this node's persisted waits.
     const attached: Promise<Triggerer | null> = triggererFor(RED).then(
       (t) => {
         if (closed) return null;
         triggerer = t;
-        try {
-          const store = resolveStore(RED, storeId);
-          t.attach(node.id, { backend: store.backend, storeKey: store.storeKey, onEvent });
-        } catch (err) {
-          // Without a store the waits stay persisted, dormant until a fixed deploy.
-          status.fail(messageOf(err));
-          return t;
-        }
+        const owner = ownerOfWaits();
+        t.attach(node.id, owner);
         const resumed = t.pending(node.id);
-        if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
+        if (!owner.backend) status.fail(owner.unavailable ?? 'no vector store');
+        else if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
         return t;
       },
       (err) => {
         status.fail(messageOf(err));
-        node.error(`Cannot start the wait store: ${messageOf(err)}`);
+        node.error(`Cannot start the pending waits store: ${messageOf(err)}`);
         return null;
       },
     );
+
+    /**
+     * What the triggerer polls for this node's waits. Without a usable store
+     * (its config node deleted or invalid) the waits stay, and end at their
+     * deadline saying why: never dormant for ever.
+     */
+    function ownerOfWaits(): WaitOwner {
+      const maxConsecutiveErrors = config?.maxErrors ?? 0;
+      try {
+        const store = resolveStore(RED, storeId);
+        return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent };
+      } catch (err) {
+        const unavailable = storeId
+          ? `its vector-store configuration (${storeId}) is missing or invalid: ${messageOf(err).replace(/\.$/, '')}`
+          : `the sensor has no vector-store configuration: ${messageOf(err).replace(/\.$/, '')}`;
+        return { backend: null, unavailable, storeKey: storeId ?? '', maxConsecutiveErrors, onEvent };
+      }
+    }
 
     node.on('input', (msg: SensorMessage, send: Send, done: Done) => {
       void handle(msg, send, done);
     });
 
     async function handle(msg: SensorMessage, send: Send, done: Done): Promise<void> {
-      if (msg.reset !== undefined && msg.reset !== false) {
-        await reset(msg);
-        done();
+      if (msg.reset !== undefined && msg.reset !== null && msg.reset !== false) {
+        await reset(msg, done);
         return;
       }
       const startedAt = Date.now();
       let collection: string | null = null;
       let waitId: string | null = null;
+      let counted = false;
       try {
         if (configError || !config) throw configError;
         const store = resolveStore(RED, storeId);
@@ -150,28 +179,45 @@ export = function register(RED: NodeAPI): void {
         }
 
         // 3. Defer. The quick check was the wait's first poll.
+        if (closed) throw stoppedError();
+        const limit = settings.maxPendingWaitsPerSensor;
+        if (pendingCount() + deferring >= limit) {
+          throw new VectorStoreError(
+            'LIMIT',
+            `This sensor already has ${pendingCount() + deferring} pending waits, its limit (vectorPipeline.maxPendingWaitsPerSensor in settings.js, or VECTOR_PIPELINE_MAX_PENDING_WAITS): the wait for collection "${collection}" was not started. Let some waits end, send msg.reset, or raise the limit.`,
+          );
+        }
         spec.polls = 1;
-        const record: WaitRecord = { ownerId: node.id, spec, message: parkableFields(msg) };
+        const record: WaitRecord = { ownerId: node.id, spec, message: parkableFields(msg, waitId) };
         const entry: LiveWait = { msg, send, done };
         live.set(waitId, entry);
         markNewest(waitId);
         if (!config.deferrable) {
-          entry.local = runLocally(spec, store.backend, (event) => onEvent(record, event));
+          entry.local = runLocally(spec, store.backend, (event) => onEvent(record, event), { maxConsecutiveErrors: config.maxErrors });
           scheduleStatus();
           return;
         }
+        deferring += 1;
+        counted = true;
         const t = await attached;
-        if (!t || closed) {
-          live.delete(waitId);
-          throw new Error('The sensor was stopped before the wait could be deferred. Send the message again.');
+        if (closed) throw stoppedError();
+        if (!t) {
+          const startError = triggererStartError(RED);
+          throw startError ? deferError(startError) : stoppedError();
         }
         // Resolves once the wait is on disk: durable before its first progress message.
-        await t.defer(record);
+        await t.defer(record).catch((err: unknown) => {
+          throw deferError(err);
+        });
+        deferring -= 1;
+        counted = false;
         scheduleStatus();
       } catch (err) {
+        if (counted) deferring -= 1;
         if (waitId) live.delete(waitId); // e.g. the wait could not be written to disk
         const payload: FailurePayload = {
           status: 'error',
+          ...(err instanceof VectorStoreError ? { code: err.code } : {}),
           collection: collection ?? '',
           message: messageOf(err),
           elapsedMs: Date.now() - startedAt,
@@ -184,13 +230,22 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
+    function stoppedError(): Error {
+      return new Error('The sensor was stopped (a redeploy or a shutdown) before the wait could be started. Send the message again.');
+    }
+
+    function deferError(err: unknown): Error {
+      return new Error(`The wait could not be saved, so it was not started: ${messageOf(err)}`);
+    }
+
     /** Triggerer (or local poller) events for one of this node's waits. */
     function onEvent(wait: WaitRecord, event: TriggerEvent): void {
       const waitId = wait.spec.waitId;
       switch (event.type) {
         case 'progress': {
           if (!newest || newest.waitId === waitId) newest = { waitId, progress: event.payload };
-          const progressMsg = RED.util.cloneMessage(wait.message as NodeMessageInFlow) as SensorMessage;
+          retrying = false;
+          const progressMsg = copyOf(wait, 'progress');
           progressMsg._msgid = RED.util.generateId();
           progressMsg.payload = event.payload;
           progressMsg.waitId = waitId;
@@ -199,38 +254,103 @@ export = function register(RED: NodeAPI): void {
           break;
         }
         case 'warning':
-          node.warn(event.message);
+          // The triggerer logs an outage once per collection; a local wait logs it here, once.
+          retrying = true;
+          if (live.get(waitId)?.local && !localOutages.has(wait.spec.collection)) {
+            localOutages.add(wait.spec.collection);
+            node.warn(event.message);
+          }
+          scheduleStatus();
           break;
         case 'final': {
           const entry = live.get(waitId);
           live.delete(waitId);
-          if (entry) {
+          if (entry?.local) localOutages.delete(wait.spec.collection);
+          if (entry && !event.redelivered) {
             finish(entry, event.payload);
           } else {
             // Resumed after a redeploy or restart: rebuild the parked message.
-            const msg = RED.util.cloneMessage(wait.message as NodeMessageInFlow) as SensorMessage;
+            const msg = copyOf(wait, 'final');
+            msg.waitId = waitId;
+            if (event.redelivered) msg.redelivered = true;
             finish({ msg, send: (out) => node.send(out), done: (err) => err && node.error(err.message, msg) }, event.payload);
           }
+          copyWarned.delete(waitId);
           break;
         }
+      }
+    }
+
+    /**
+     * A copy of a wait's parked message. Never lost to a value that cannot be
+     * copied (e.g. nested thousands of levels deep): such fields are copied
+     * through JSON, else left out of progress messages (the final message, the
+     * wait's last, takes them as they are), and the reason is logged once.
+     */
+    function copyOf(wait: WaitRecord, purpose: 'progress' | 'final'): SensorMessage {
+      try {
+        return RED.util.cloneMessage(wait.message as NodeMessageInFlow) as SensorMessage;
+      } catch (err) {
+        const copy: Record<string, unknown> = {};
+        const problems: string[] = [];
+        for (const [key, value] of Object.entries(wait.message)) {
+          try {
+            copy[key] = (RED.util.cloneMessage({ value } as unknown as NodeMessageInFlow) as unknown as { value: unknown }).value;
+          } catch {
+            try {
+              copy[key] = JSON.parse(JSON.stringify(value));
+            } catch {
+              problems.push(key);
+              if (purpose === 'final') copy[key] = value;
+              else delete copy[key];
+            }
+          }
+        }
+        const waitId = wait.spec.waitId;
+        if (!copyWarned.has(waitId)) {
+          copyWarned.add(waitId);
+          const fields = problems.length > 0 ? problems.map((k) => `msg.${k}`).join(', ') : 'some fields';
+          node.warn(
+            `The message of wait ${waitId} (collection "${wait.spec.collection}") could not be copied (${messageOf(err)}): ` +
+              `${fields} ${purpose === 'final' ? 'are passed on as they are' : 'are left out of its progress messages'}.`,
+          );
+        }
+        return copy as SensorMessage;
       }
     }
 
     function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload): void {
       entry.msg.payload = payload;
       if (payload.status === 'success') {
-        status.ok(text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }));
+        status.ok(
+          entry.msg.redelivered
+            ? text('deferrable-sensor.status.redelivered', { collection: payload.collection })
+            : text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }),
+        );
         entry.send([entry.msg, null]);
         entry.done();
       } else {
         status.fail(payload.message);
-        entry.done(new Error(payload.message));
+        entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
       if (pendingCount() > 0) scheduleStatus();
     }
 
-    async function reset(msg: SensorMessage): Promise<void> {
-      const only = typeof msg.collection === 'string' && msg.collection ? msg.collection : null;
+    async function reset(msg: SensorMessage, done: Done): Promise<void> {
+      const given = msg.collection;
+      let only: string | null = null;
+      if (given !== undefined && given !== null && given !== '') {
+        if (typeof given !== 'string') {
+          const err = new VectorStoreError(
+            'INVALID_INPUT',
+            `msg.collection must be a collection name (a string) to reset the waits of one collection, not ${Array.isArray(given) ? 'an array' : typeof given}: nothing was cancelled. Leave msg.collection out to cancel all of this sensor's waits.`,
+          );
+          status.fail(err.message);
+          done(toError(err));
+          return;
+        }
+        only = given;
+      }
       const matches = (collection: string) => only === null || collection === only;
       const t = await attached;
       const cancelled = new Set<string>();
@@ -248,7 +368,10 @@ export = function register(RED: NodeAPI): void {
         live.delete(waitId);
       }
       if (newest && cancelled.has(newest.waitId)) newest = null;
-      scheduleStatus();
+      const where = only === null ? '' : ` on collection "${only}"`;
+      node.log(`msg.reset cancelled ${cancelled.size} pending wait${cancelled.size === 1 ? '' : 's'}${where}.`);
+      drawStatus(cancelled.size);
+      done();
     }
 
     function pendingCount(): number {
@@ -270,10 +393,21 @@ export = function register(RED: NodeAPI): void {
       }, STATUS_REFRESH_MS);
     }
 
-    function drawStatus(): void {
+    /** `cancelled`: a msg.reset just cancelled that many waits; the status says so. */
+    function drawStatus(cancelled?: number): void {
+      if (closed) return;
       const pending = pendingCount();
+      if (cancelled !== undefined) {
+        if (pending === 0) status.ok(text('deferrable-sensor.status.reset', { cancelled }));
+        else status.waiting(text('deferrable-sensor.status.resetSome', { pending, cancelled }));
+        return;
+      }
       if (pending === 0) return; // keep the last final status (ready / failed)
       const progress = newest?.progress;
+      if (retrying) {
+        status.warn(text('deferrable-sensor.status.retrying', { pending }));
+        return;
+      }
       if (!progress || progress.progress === null) {
         status.waiting(text('deferrable-sensor.status.waitingPlain', { pending }));
         return;
@@ -286,17 +420,32 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.on('close', (removed: boolean, done: () => void) => {
+    /** Fields of the message that cannot be saved with the wait are named once, in the log. */
+    function parkableFields(msg: SensorMessage, waitId: string): Record<string, unknown> {
+      const { parked, dropped } = parkable(msg);
+      if (dropped.length > 0) {
+        node.warn(
+          `Wait ${waitId}: ${dropped.map((d) => `msg.${d.key} (${d.reason})`).join(', ')} cannot be saved with the wait; if it resumes after a redeploy or a restart, its messages come without ${dropped.length === 1 ? 'it' : 'them'}.`,
+        );
+      }
+      return parked;
+    }
+
+    node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
       statusTimer = null;
-      for (const entry of live.values()) entry.local?.cancel();
-      live.clear();
-      if (triggerer) {
-        // Persisted waits stay on disk: a redeploy or restart resumes them.
-        triggerer.detach(node.id);
-        if (removed) triggerer.cancel((w) => w.ownerId === node.id);
+      // Messages in flight are done here (like the delay node's); a wait that
+      // resumes later sends its final message afresh.
+      for (const entry of live.values()) {
+        entry.local?.cancel();
+        entry.done();
       }
+      live.clear();
+      // Detach only: the waits stay on disk, dormant. A redeploy, re-enabling a
+      // disabled flow or node, or a restart resumes them; deleting the node
+      // cancels them once the new flows have started (dropWaitsOfDeletedNodes).
+      triggerer?.detach(node.id);
       done();
     });
   }
@@ -305,18 +454,19 @@ export = function register(RED: NodeAPI): void {
 };
 
 /** The fields of a message that survive JSON: what a resumed wait can deliver. */
-function parkableFields(msg: SensorMessage): Record<string, unknown> {
+function parkable(msg: SensorMessage): { parked: Record<string, unknown>; dropped: Array<{ key: string; reason: string }> } {
   const parked: Record<string, unknown> = {};
+  const dropped: Array<{ key: string; reason: string }> = [];
   for (const [key, value] of Object.entries(msg)) {
-    if (key === 'req' || key === 'res') continue; // live HTTP objects: never serializable
+    if (key === 'req' || key === 'res') continue; // live HTTP objects: never serializable (documented)
     try {
       const json = JSON.stringify(value);
       if (json !== undefined) parked[key] = JSON.parse(json);
-    } catch {
-      // Circular or otherwise not serializable: a resumed wait cannot carry it.
+    } catch (err) {
+      dropped.push({ key, reason: err instanceof RangeError ? 'nested too deeply' : messageOf(err).split('\n')[0].slice(0, 80) });
     }
   }
-  return parked;
+  return { parked, dropped };
 }
 
 function formatEta(seconds: number): string {

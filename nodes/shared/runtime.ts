@@ -16,6 +16,8 @@ import { messageOf } from '../../lib/errors';
 
 const NO_USER_DIR = '(no user directory)';
 const triggerers = new Map<string, Promise<Triggerer>>();
+/** Why the triggerer of a user directory could not start (e.g. its waits file is unreadable), per key. */
+const startErrors = new Map<string, Error>();
 const listeners = new WeakMap<object, { RED: NodeAPI }>();
 
 /** Where pending waits are kept. */
@@ -31,13 +33,26 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
     if (!userDir) {
       RED.log.warn('deferrable-sensor: Node-RED has no user directory, so pending waits will not survive a restart.');
     }
-    const waitStore = userDir ? new WaitStore(waitStoreFile(userDir)) : null;
-    const created = new Triggerer({ waitStore, log: { warn: (text: string) => RED.log.warn(text) } });
+    const log = { warn: (text: string) => RED.log.warn(`deferrable-sensor: ${text}`) };
+    const waitStore = userDir ? new WaitStore(waitStoreFile(userDir), { log }) : null;
+    const created = new Triggerer({ waitStore, log });
     triggerer = created.start().then(() => created);
     triggerers.set(key, triggerer);
-    triggerer.catch(() => triggerers.delete(key));
+    startErrors.delete(key);
+    // A waits file that cannot be read never stops Node-RED: the sensors say why
+    // (triggererStartError), and the next deploy tries again.
+    triggerer.catch((err: unknown) => {
+      triggerers.delete(key);
+      startErrors.set(key, err instanceof Error ? err : new Error(String(err)));
+      void created.close().catch(() => undefined);
+    });
   }
   return triggerer;
+}
+
+/** Why the runtime's triggerer failed to start, if it did. */
+export function triggererStartError(RED: NodeAPI): Error | null {
+  return startErrors.get(RED.settings.userDir ?? NO_USER_DIR) ?? null;
 }
 
 /**
@@ -59,7 +74,12 @@ export function dropWaitsOfDeletedNodes(RED: NodeAPI): void {
     const api = listener.RED;
     triggererFor(api)
       .then((triggerer) => {
-        const dropped = triggerer.dropOrphans((ownerId: string) => api.nodes.getNode(ownerId) != null);
+        // A node of a disabled flow, or a disabled node, is in the flow
+        // configuration but not running: its waits stay, dormant, until it is
+        // enabled again. Only a node that is gone from the configuration loses them.
+        const configured = new Set<string>();
+        api.nodes.eachNode((n: { id: string }) => configured.add(n.id));
+        const dropped = triggerer.dropOrphans((ownerId: string) => configured.has(ownerId) || api.nodes.getNode(ownerId) != null);
         if (dropped.length > 0) {
           api.log.info(`deferrable-sensor: dropped ${dropped.length} pending wait(s) of deleted sensor nodes`);
         }
@@ -72,5 +92,6 @@ export function dropWaitsOfDeletedNodes(RED: NodeAPI): void {
 export async function closeAllTriggerers(): Promise<void> {
   const all = [...triggerers.values()];
   triggerers.clear();
+  startErrors.clear();
   await Promise.all(all.map((p) => p.then((t) => t.close()).catch(() => undefined)));
 }

@@ -264,7 +264,7 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
       const final = finalOf(events) as FailurePayload;
       should(final.status).equal('error');
       should(final.polls).equal(5);
-      should(final.message).equal('Gave up on collection "docs" after 5 consecutive errors from the memory store: the server answered 503.');
+      should(final.message).equal('Gave up on collection "docs" after 5 consecutive errors from the memory store (the sensor\'s limit): the server answered 503.');
     });
 
     it('treats an unknown thrown value as transient', async () => {

@@ -19,6 +19,8 @@ async function settle(rounds = 30): Promise<void> {
 /** A clock whose timers fire only when the test moves time forward. */
 class ManualClock implements Timers {
   time = T0;
+  /** Extra work to await after each step (the triggerers' pending deliveries). */
+  afterStep: () => Promise<void> = async () => undefined;
   private nextId = 1;
   private readonly pending = new Map<number, { at: number; callback: () => void }>();
 
@@ -42,6 +44,7 @@ class ManualClock implements Timers {
   async advance(ms: number): Promise<void> {
     const target = this.time + ms;
     await settle();
+    await this.afterStep();
     while (true) {
       let next: [number, { at: number; callback: () => void }] | null = null;
       for (const entry of this.pending) if (entry[1].at <= target && (!next || entry[1].at < next[1].at)) next = entry;
@@ -50,7 +53,11 @@ class ManualClock implements Timers {
       this.time = Math.max(this.time, next[1].at);
       next[1].callback();
       await settle();
+      await this.afterStep();
+      await settle();
     }
+    await this.afterStep();
+    await settle();
     this.time = target;
   }
 }
@@ -116,6 +123,8 @@ describe('Triggerer (scripted status double)', () => {
   function triggerer(options: Partial<TriggererOptions> = {}): Triggerer {
     const t = new Triggerer({ now: clock.now, timers: clock, random: () => 0.5, log: { warn: (m) => warnings.push(m) }, ...options });
     toClose.push(t);
+    // Finals are recorded on disk before they are handed over: let that finish whenever the test moves time.
+    clock.afterStep = () => Promise.all(toClose.filter((x): x is Triggerer => x instanceof Triggerer).map((x) => x.delivered())).then(() => undefined);
     return t;
   }
 
@@ -463,7 +472,7 @@ describe('Triggerer (scripted status double)', () => {
   });
 
   describe('errors', () => {
-    it('reports transient errors as warnings (and to the log), and fails after the error budget', async () => {
+    it('with a limit set by the owner, fails after that many transient errors in a row', async () => {
       const store = scriptedBackend('memory');
       store.set('docs', new VectorStoreError('UNAVAILABLE', 'The memory store is busy.'));
       const t = triggerer({ maxConsecutiveErrors: 3 });
@@ -473,10 +482,11 @@ describe('Triggerer (scripted status double)', () => {
       await clock.advance(0);
       await clock.advance(60_000);
       should(events.map((e) => e.event.type)).eql(['warning', 'warning', 'final']);
-      should(warnings).have.length(2);
-      should(warnings[0]).match(/^Could not get the status of collection "docs" from the memory store \(error 1 of 3 allowed in a row\)/);
+      should((events[0].event as { message: string }).message).match(/^Could not get the status of collection "docs" from the memory store \(error 1 of 3 allowed in a row\)/);
+      // The log gets one line for the outage, not one per retry.
+      should(warnings).have.length(1);
       const final = finalPayload(ofType(events, 'final')[0]) as FailurePayload;
-      should(final.message).equal('Gave up on collection "docs" after 3 consecutive errors from the memory store: The memory store is busy.');
+      should(final.message).equal('Gave up on collection "docs" after 3 consecutive errors from the memory store (the sensor\'s limit): The memory store is busy.');
     });
 
     it('ends a wait at once on a permanent error', async () => {
@@ -497,6 +507,170 @@ describe('Triggerer (scripted status double)', () => {
       await should(t.defer(waitRecord('w1'))).be.rejectedWith(/A wait with id w1 is already pending/);
       await should(t.defer({ ...waitRecord('w2'), ownerId: '' })).be.rejectedWith(/has no owner id/);
       await should(t.defer({ ...waitRecord('w3'), spec: { ...waitRecord('w3').spec, v: 7 as 1 } })).be.rejectedWith(/format version 7/);
+    });
+  });
+
+  describe('deadlines hold whatever the store does', () => {
+    /** A status that never answers (a blackholed connection, a lock held for ever). */
+    function hungBackend(): { backend: Backend; calls: number } {
+      const state = { calls: 0, backend: null as unknown as Backend };
+      state.backend = { name: 'pgvector', status: () => (state.calls++, new Promise<CollectionStatus>(() => undefined)) } as unknown as Backend;
+      return state;
+    }
+
+    it('a status call that never answers ends the wait at its deadline, saying the store did not answer', async () => {
+      const hung = hungBackend();
+      const t = triggerer();
+      const { owner, events } = recordingOwner(hung.backend);
+      t.attach('sensor-1', owner);
+      await t.defer(waitRecord('w1', { timeoutMs: 20_000 }));
+      await clock.advance(19_999);
+      should(ofType(events, 'final')).have.length(0);
+      await clock.advance(1);
+      const finals = ofType(events, 'final');
+      should(finals).have.length(1);
+      const payload = finalPayload(finals[0]) as FailurePayload;
+      should(payload).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING', elapsedMs: 20_000 });
+      should(payload.message).match(/the pgvector store did not answer/);
+      should(t.pending()).equal(0);
+    });
+
+    it('a wait that joins a call already in flight still ends at its own deadline', async () => {
+      const hung = hungBackend();
+      const t = triggerer();
+      const { owner, events } = recordingOwner(hung.backend);
+      t.attach('sensor-1', owner);
+      await t.defer(waitRecord('long', { timeoutMs: 60_000 }));
+      await clock.advance(0);
+      await t.defer(waitRecord('short', { timeoutMs: 5_000, now: clock.time }));
+      await clock.advance(5_000);
+      should(hung.calls).equal(1); // the second wait shared the hung call
+      should(ofType(events, 'final').map((e) => e.waitId)).eql(['short']);
+      await clock.advance(55_000);
+      should(ofType(events, 'final').map((e) => e.waitId)).eql(['short', 'long']);
+      for (const e of ofType(events, 'final')) should(finalPayload(e)).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING' });
+    });
+
+    it('transient errors never end a wait before its deadline when no limit is set; identical waits end alike', async () => {
+      const store = scriptedBackend('pgvector');
+      store.set('docs', new VectorStoreError('UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:5432'));
+      const t = triggerer();
+      const { owner, events } = recordingOwner(store.backend);
+      t.attach('sensor-1', owner);
+      for (let i = 0; i < 20; i++) await t.defer(waitRecord(`w${i}`, { timeoutMs: 120_000 }));
+      await clock.advance(20_000); // an outage of 20 s, shorter than the timeout
+      should(ofType(events, 'final')).have.length(0);
+      store.set('docs', ready(100));
+      await clock.advance(60_000);
+      const finals = ofType(events, 'final');
+      should(finals).have.length(20);
+      for (const f of finals) should(finalPayload(f).status).equal('success');
+    });
+
+    it('logs one warning per collection per outage, and one when the store answers again, however many waits', async () => {
+      const store = scriptedBackend('pgvector');
+      store.set('docs', new VectorStoreError('UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:5432'));
+      const t = triggerer();
+      const { owner, events } = recordingOwner(store.backend);
+      t.attach('sensor-1', owner);
+      for (let i = 0; i < 200; i++) await t.defer(waitRecord(`w${i}`, { timeoutMs: 120_000 }));
+      await clock.advance(8_000);
+      should(ofType(events, 'warning').length).be.above(200);
+      should(warnings).have.length(1);
+      should(warnings[0]).match(/collection "docs" from the pgvector store: connect ECONNREFUSED/).and.match(/200 pending waits/);
+      store.set('docs', ready(100));
+      await clock.advance(20_000);
+      should(warnings).have.length(2);
+      should(warnings[1]).match(/^The pgvector store answers again for collection "docs" after \d/);
+    });
+
+    it('a wait whose store is gone (config node deleted) still ends at its deadline, with that reason', async () => {
+      const t = triggerer();
+      const events: Seen[] = [];
+      t.attach('sensor-1', {
+        backend: null,
+        unavailable: 'its vector-store configuration node "store-1" no longer exists',
+        storeKey: 'store-1',
+        onEvent: (record, event) => events.push({ waitId: record.spec.waitId, event, record }),
+      });
+      await t.defer(waitRecord('w1', { timeoutMs: 30_000 }));
+      await clock.advance(29_000);
+      should(events).have.length(0);
+      await clock.advance(1_000);
+      should(events).have.length(1);
+      const payload = finalPayload(events[0]) as FailurePayload;
+      should(payload).match({ status: 'timeout', code: 'STORE_MISSING', elapsedMs: 30_000 });
+      should(payload.message).match(/no longer exists/);
+    });
+  });
+
+  describe('exact delivery', () => {
+    it('records that a final is being delivered before handing it over', async () => {
+      const store = scriptedBackend();
+      const t = triggerer({ waitStore: waitStore() });
+      let onDiskWhenDelivered: string[] = [];
+      t.attach('sensor-1', {
+        backend: store.backend,
+        storeKey: 'store-1',
+        onEvent: (_record, event) => {
+          if (event.type !== 'final') return;
+          onDiskWhenDelivered = require('node:fs').readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l: string) => JSON.parse(l).op);
+        },
+      });
+      await t.defer(waitRecord('w1'));
+      store.set('docs', ready(100));
+      await clock.advance(0);
+      should(onDiskWhenDelivered).eql(['put', 'final']);
+    });
+
+    it('after a crash between recording and removing a final, delivers that final again, flagged, without polling', async () => {
+      const record = waitRecord('w1', { message: { payload: 'original', _msgid: 'm1' } });
+      const final = { status: 'success', collection: 'docs', documentCount: 100, indexedCount: 100, expectedCount: 100, elapsedMs: 4000, polls: 3, deferred: true };
+      await fs.writeFile(file, `${JSON.stringify({ op: 'put', w: record })}\n${JSON.stringify({ op: 'final', id: 'w1', p: final })}\n`);
+      const store = scriptedBackend();
+      const t = triggerer({ waitStore: waitStore() });
+      await t.start();
+      const { owner, events } = recordingOwner(store.backend);
+      t.attach('sensor-1', owner);
+      await clock.advance(0);
+      await clock.advance(60_000);
+      should(events).have.length(1);
+      should(events[0].event).match({ type: 'final', redelivered: true, payload: final });
+      should(events[0].record.message).match({ payload: 'original' });
+      should(store.calls).have.length(0);
+      await t.close();
+      should(await waitStore(file).load()).eql([]);
+    });
+
+    it('a final that ends while its owner is detached (a redeploy) is delivered once on the next attach, not flagged', async () => {
+      const store = scriptedBackend();
+      const ws = waitStore();
+      // A slow disk: the final's record is held until the test lets it go.
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const markFinal = ws.markFinal.bind(ws);
+      ws.markFinal = async (...args) => {
+        await gate;
+        return markFinal(...args);
+      };
+      const t = triggerer({ waitStore: ws });
+      const first = recordingOwner(store.backend);
+      t.attach('sensor-1', first.owner);
+      await t.defer(waitRecord('w1'));
+      await clock.advance(0);
+      store.set('docs', ready(100));
+      clock.afterStep = async () => undefined; // do not wait for the final to be recorded
+      await clock.advance(1000); // the poll runs; its final is being recorded
+      t.detach('sensor-1');
+      release();
+      await t.delivered();
+      should(first.events.filter((e) => e.event.type === 'final')).have.length(0);
+      const second = recordingOwner(store.backend);
+      t.attach('sensor-1', second.owner);
+      await clock.advance(60_000);
+      const finals = [...ofType(first.events, 'final'), ...ofType(second.events, 'final')];
+      should(finals).have.length(1);
+      should((finals[0].event as { redelivered?: boolean }).redelivered).not.be.ok();
     });
   });
 

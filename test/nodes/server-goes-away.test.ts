@@ -1,7 +1,8 @@
 /**
  * A real store that goes away in the middle of a wait: the sensor retries the
- * transient errors (each a warning) and then ends the wait once, with
- * status "error" and a message naming the store and the collection.
+ * transient errors until the wait's timeout (never giving up early unless told
+ * to), then ends the wait once, with status "timeout" and a message naming the
+ * store and the collection.
  */
 import should from 'should';
 import { catchAll, collect, delay, helper, loadFlow, nextMessage, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
@@ -14,7 +15,7 @@ function flow(store: Record<string, unknown>): FlowNode[] {
     { id: 'ingest', type: 'vector-ingest', store: 'store', collection: 'going_away', wires: [['ingested']] },
     { id: 'ingested', type: 'helper' },
     // Expects more documents than will ever arrive, so it keeps polling.
-    { id: 'sensor', type: 'deferrable-sensor', store: 'store', collection: 'going_away', expectedCount: 1000, pollInterval: 0.1, maxPollInterval: 0.2, timeout: 60, wires: [['ready'], ['progress']] },
+    { id: 'sensor', type: 'deferrable-sensor', store: 'store', collection: 'going_away', expectedCount: 1000, pollInterval: 0.1, maxPollInterval: 0.2, timeout: 6, wires: [['ready'], ['progress']] },
     { id: 'ready', type: 'helper' },
     { id: 'progress', type: 'helper' },
     ...catchAll(),
@@ -43,7 +44,7 @@ describe('deferrable-sensor when the store goes away mid-wait', function () {
   afterEach(unloadFlow);
 
   for (const { name, start } of stores) {
-    it(`${name}: retries, then fails the wait once with status "error"`, async function () {
+    it(`${name}: retries until the timeout, then ends the wait once with status "timeout" saying the store did not answer`, async function () {
       const server = await start();
       try {
         await loadFlow(flow(server.store));
@@ -59,8 +60,10 @@ describe('deferrable-sensor when the store goes away mid-wait', function () {
         await progress;
         await server.stop();
         const err = await errors;
-        should(err.payload).match({ status: 'error', collection: 'going_away' });
+        should(err.payload).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING', collection: 'going_away' });
         should(err.payload.polls).be.above(5);
+        should(err.payload.elapsedMs).be.aboveOrEqual(6000);
+        should(err.payload.message).match(/did not answer/);
         should(err.ticket).equal('T-9');
         should(err.error.message).match(/going_away/).and.match(new RegExp(name, 'i'));
         await delay(500);
