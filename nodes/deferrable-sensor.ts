@@ -160,6 +160,7 @@ export = function register(RED: NodeAPI): void {
             `Collection "${collection}" does not exist in the ${store.backend.name} store, so there is nothing to wait for. Check the collection name, or ingest documents into it first.`,
           );
         }
+        if (closed) throw stoppedError();
 
         const spec = createTriggerSpec({
           waitId,

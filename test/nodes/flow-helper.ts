@@ -20,6 +20,7 @@ const nodeModules = [
   require('../../nodes/index-health'),
   require('../../nodes/sample-query'),
   require('@node-red/nodes/core/common/25-catch.js'),
+  require('@node-red/nodes/core/common/24-complete.js'),
   require('@node-red/nodes/core/function/10-function.js'),
 ];
 /* eslint-enable @typescript-eslint/no-require-imports */
