@@ -43,7 +43,9 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
     // (triggererStartError), and the next deploy tries again.
     triggerer.catch((err: unknown) => {
       triggerers.delete(key);
-      startErrors.set(key, err instanceof Error ? err : new Error(String(err)));
+      const file = waitStore?.file ?? '';
+      const text = messageOf(err);
+      startErrors.set(key, new Error(file && !text.includes(file) ? `The pending waits file ${file} cannot be read (${text}). Move it aside and restart Node-RED.` : text));
       void created.close().catch(() => undefined);
     });
   }

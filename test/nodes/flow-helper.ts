@@ -46,8 +46,13 @@ export function storeConfig(overrides: Record<string, unknown> = {}): FlowNode {
   };
 }
 
-export async function loadFlow(flow: FlowNode[], credentials: Record<string, unknown> = {}): Promise<string> {
+export async function loadFlow(
+  flow: FlowNode[],
+  credentials: Record<string, unknown> = {},
+  options: { prepare?: (userDir: string) => Promise<void> } = {},
+): Promise<string> {
   userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vp-node-test-'));
+  await options.prepare?.(userDir);
   helper.settings({ userDir });
   await helper.load(nodeModules, flow, credentials);
   return userDir;

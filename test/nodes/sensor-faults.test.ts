@@ -4,9 +4,11 @@
  * node, closing with messages in flight, the pending-waits cap, and a message
  * that cannot be copied.
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import should from 'should';
 import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, silence, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
-import { triggererFor } from '../../nodes/shared/runtime';
+import { triggererFor, waitStoreFile } from '../../nodes/shared/runtime';
 
 function flow(sensor: Record<string, unknown> = {}, store: Record<string, unknown> = {}, extra: FlowNode[] = []): FlowNode[] {
   return [
@@ -120,6 +122,20 @@ describe('deferrable-sensor under faults', function () {
         should(await pendingOf()).equal(4); // a new wait, nothing cancelled
       });
     }
+  });
+
+  it('a waits file that cannot be read (a directory) does not stop Node-RED: the sensor says what is wrong', async function () {
+    await loadFlow(flow({}, { indexingRate: 2, indexingDelay: 0 }), {}, {
+      prepare: async (userDir) => {
+        await fs.mkdir(path.join(waitStoreFile(userDir), 'oops'), { recursive: true });
+      },
+    });
+    await ingest(docs(20));
+    const errors = nextMessage('errors');
+    helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 20 });
+    const err = await errors;
+    should(err.error.message).match(/waits\.jsonl/).and.match(/directory/);
+    should(err.error.message).not.match(/stopped before/);
   });
 
   it('a disabled sensor keeps its waits dormant, and they resume when it is enabled again', async function () {
