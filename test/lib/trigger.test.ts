@@ -407,5 +407,31 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
       should(await running).be.null();
       should(events).eql(['progress']);
     });
+
+    it('a status call that never answers ends the wait at its deadline, saying the store did not answer', async () => {
+      const ctx = timerContext({ status: () => new Promise<CollectionStatus>(() => undefined), storeName: 'pgvector' });
+      const trigger = new CollectionReadyTrigger(createTriggerSpec({ collection: 'docs', pollIntervalMs: 10, maxPollIntervalMs: 20, timeoutMs: 300 }));
+      const started = Date.now();
+      const final = (await runToCompletion(trigger, ctx)) as FailurePayload;
+      should(final).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING' });
+      should(final.message).match(/the pgvector store did not answer/);
+      should(Date.now() - started).be.below(5000);
+    });
+
+    it('retries transient errors until the deadline when no limit is set, then says the store kept failing', async () => {
+      let calls = 0;
+      const ctx = timerContext({
+        status: async () => {
+          calls += 1;
+          throw new VectorStoreError('UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:5432');
+        },
+        storeName: 'pgvector',
+      });
+      const trigger = new CollectionReadyTrigger(createTriggerSpec({ collection: 'docs', pollIntervalMs: 5, maxPollIntervalMs: 10, timeoutMs: 300 }));
+      const final = (await runToCompletion(trigger, ctx)) as FailurePayload;
+      should(calls).be.above(5);
+      should(final).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING' });
+      should(final.message).match(/did not answer the last \d+ status requests \(last error: connect ECONNREFUSED/);
+    });
   });
 });
