@@ -626,7 +626,7 @@ class CollectionStore {
     const file = this.fileOf(name);
     let records: LogRecord[];
     try {
-      records = await readLog<LogRecord>(file);
+      records = (await readLog<LogRecord>(file)).records;
     } catch (err) {
       throw storageError(err, `read collection "${name}" from ${file}`);
     }
