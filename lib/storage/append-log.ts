@@ -39,11 +39,11 @@ function tempFileOf(file: string): string {
   return `${file}.${process.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}.tmp`;
 }
 
-const TEMP_SUFFIX = /^\.\d+\.[0-9a-z]+\.[0-9a-z]+\.tmp$/;
+const TEMP_FILE = /^(.+)\.\d+\.[0-9a-z]+\.[0-9a-z]+\.tmp$/;
 
-/** True when `name` (a directory entry) is a temp file of `writeFileAtomic` for `base` (a file name). */
-export function isTempFileOf(name: string, base: string): boolean {
-  return name.startsWith(base) && TEMP_SUFFIX.test(name.slice(base.length));
+/** When `name` (a directory entry) is a temp file of `writeFileAtomic`: the name of the file it was for. */
+export function tempFileTarget(name: string): string | null {
+  return TEMP_FILE.exec(name)?.[1] ?? null;
 }
 
 /**
@@ -63,7 +63,7 @@ export async function removeStaleTempFiles(file: string): Promise<string[]> {
   }
   const removed: string[] = [];
   for (const entry of entries) {
-    if (!isTempFileOf(entry, base)) continue;
+    if (tempFileTarget(entry) !== base) continue;
     const stale = path.join(dir, entry);
     try {
       await fs.rm(stale, { force: true });
