@@ -545,6 +545,15 @@ describe('memory backend', () => {
       await expectDamaged(dir, file, 30, 1);
     });
 
+    it('a vector with a character that is not base64 is damage', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      const record = JSON.parse(lines[1]);
+      record.docs[3].vector = '#' + record.docs[3].vector.slice(1);
+      lines[1] = JSON.stringify(record);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      await expectDamaged(dir, file, 30, 1);
+    });
+
     it('the failed state survives a restart, is reported once, and the next write clears it', async () => {
       const { dir, file, lines } = await collectionOf40();
       lines[3] = '#' + lines[3];

@@ -82,25 +82,21 @@ const isFiniteNumber = (x: unknown): x is number => typeof x === 'number' && Num
 const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 
 /**
- * Checks the shape of each record of one file, in order: a record that fails is
- * damage. Vector sizes are checked against the first create record.
+ * Reads the records of one file: `isRecord` checks each line's record, in order
+ * (one that fails is damage), decoding its vectors on the way, against the size
+ * the first create record declared; `replay` then uses the decoded vectors.
  */
-function recordChecker(): (value: unknown) => boolean {
-  /** Length of a vector's base64 text, once the create record told the dimensions. */
-  let vectorLength: number | null = null;
-  const isDocument = (d: unknown): boolean =>
-    isPlainObject(d) &&
-    typeof d.id === 'string' &&
-    typeof d.vector === 'string' &&
-    (vectorLength === null || d.vector.length === vectorLength) &&
-    (d.text === undefined || typeof d.text === 'string') &&
-    (d.metadata === undefined || isPlainObject(d.metadata));
-  return (value) => {
+class RecordReader {
+  /** Vector size in bytes, once the create record told the dimensions. */
+  private vectorBytes: number | null = null;
+  private readonly vectors = new WeakMap<object, Float32Array>();
+
+  readonly isRecord = (value: unknown): boolean => {
     if (!isPlainObject(value)) return false;
     switch (value.type) {
       case 'create': {
         const ok = Number.isSafeInteger(value.dimensions) && (value.dimensions as number) >= 1 && METRICS.includes(value.metric as Metric) && isFiniteNumber(value.createdAt);
-        if (ok && vectorLength === null) vectorLength = 4 * Math.ceil(((value.dimensions as number) * 4) / 3);
+        if (ok && this.vectorBytes === null) this.vectorBytes = (value.dimensions as number) * 4;
         return ok;
       }
       case 'upsert':
@@ -112,7 +108,7 @@ function recordChecker(): (value: unknown) => boolean {
           (value.fail === undefined || typeof value.fail === 'string') &&
           (value.count === undefined || isCount(value.count)) &&
           Array.isArray(value.docs) &&
-          value.docs.every(isDocument)
+          value.docs.every(this.isDocument)
         );
       case 'damage':
         return isFiniteNumber(value.at) && isCount(value.lines) && (value.keptIn === null || typeof value.keptIn === 'string');
@@ -120,17 +116,29 @@ function recordChecker(): (value: unknown) => boolean {
         return false;
     }
   };
-}
 
-function decodeDocument(logged: LoggedDocument, dimensions: number): StoredDocument {
-  const bytes = Buffer.from(logged.vector, 'base64');
-  const vector = new Float32Array(dimensions);
-  new Uint8Array(vector.buffer).set(bytes.subarray(0, dimensions * 4));
-  return { id: logged.id, vector, text: logged.text ?? null, metadata: logged.metadata ?? null };
+  /** The decoded vector of a document that passed `isRecord`. */
+  vectorOf(doc: LoggedDocument): Float32Array | undefined {
+    return this.vectors.get(doc);
+  }
+
+  private readonly isDocument = (d: unknown): boolean => {
+    if (!isPlainObject(d) || typeof d.id !== 'string' || typeof d.vector !== 'string') return false;
+    if (d.text !== undefined && typeof d.text !== 'string') return false;
+    if (d.metadata !== undefined && !isPlainObject(d.metadata)) return false;
+    if (this.vectorBytes === null) return true; // no create record: the collection cannot be loaded anyway
+    // A damaged character is skipped by the decoder: the vector comes out short.
+    const bytes = Buffer.from(d.vector, 'base64');
+    if (bytes.length !== this.vectorBytes) return false;
+    const vector = new Float32Array(this.vectorBytes / 4);
+    new Uint8Array(vector.buffer).set(bytes);
+    this.vectors.set(d, vector);
+    return true;
+  };
 }
 
 /** Rebuild a collection from its (checked) log records; null when the log holds no create record. */
-function replay(name: string, records: LogRecord[], log: AppendLog<LogRecord>): MemoryCollection | null {
+function replay(name: string, records: LogRecord[], reader: RecordReader, log: AppendLog<LogRecord>): MemoryCollection | null {
   let collection: MemoryCollection | null = null;
   for (const record of records) {
     if (record.type === 'create') {
@@ -139,8 +147,11 @@ function replay(name: string, records: LogRecord[], log: AppendLog<LogRecord>): 
     } else if (!collection) {
       continue; // cannot happen with files this module wrote (its create record was lost: reported as damage)
     } else if (record.type === 'upsert') {
-      const dimensions = collection.dimensions;
-      const docs = record.docs.map((d) => decodeDocument(d, dimensions));
+      const docs: StoredDocument[] = [];
+      for (const d of record.docs) {
+        const vector = reader.vectorOf(d);
+        if (vector) docs.push({ id: d.id, vector, text: d.text ?? null, metadata: d.metadata ?? null });
+      }
       const write: IndexingWrite = { at: record.at, count: record.count ?? docs.length, rate: record.rate, delay: record.delay ?? 0 };
       if (typeof record.fail === 'string') write.fail = record.fail;
       collection.apply(docs, write);
@@ -208,15 +219,16 @@ export function storageError(err: unknown, doing: string): VectorStoreError {
  * collection then reports "failed" (see the top of this file).
  */
 export async function loadCollection(name: string, file: string, now: number, warn: (message: string) => void): Promise<MemoryCollection | null> {
+  const reader = new RecordReader();
   let contents: LogContents<LogRecord>;
   try {
-    contents = await readLog<LogRecord>(file, { isRecord: recordChecker() });
+    contents = await readLog<LogRecord>(file, { isRecord: reader.isRecord });
   } catch (err) {
     throw storageError(err, `read collection "${name}" from ${file}`);
   }
   const { records, tornTailAt, damage } = contents;
   const log = new AppendLog<LogRecord>(file);
-  const collection = replay(name, records, log);
+  const collection = replay(name, records, reader, log);
   if (!collection) {
     if (damage) {
       throw new VectorStoreError(
