@@ -572,6 +572,26 @@ describe('memory backend', () => {
       should((await backend({ dataDir: dir }).status('docs')).state).equal('ready');
     });
 
+    it('a lost create record: every use says so, and the damage is copied aside once', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      lines[0] = lines[0].replace('"create"', '"cr\u0000ate"');
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      const reader = backend({ dataDir: dir, log });
+      const expected = `The memory store file ${file} of collection "docs" is damaged: its first record (the collection's settings) is unreadable. 1 unreadable line was kept in ${file}.corrupt. Move the file aside, restart Node-RED and re-ingest the collection.`;
+      should((await rejectsWith(reader.status('docs'), 'INTERNAL')).message).equal(expected);
+      should((await rejectsWith(reader.status('docs'), 'INTERNAL')).message).equal(expected);
+      const copy = (await fs.readFile(`${file}.corrupt`, 'utf8')).trim().split('\n');
+      should(copy).have.length(2); // one header, one line
+    });
+
+    it('a directory in place of a collection file: a clear error, no crash', async () => {
+      const dir = await tempDir();
+      await fs.mkdir(path.join(dir, 'docs.jsonl'));
+      const reader = backend({ dataDir: dir, log });
+      const err = await rejectsWith(reader.status('docs'), 'INTERNAL');
+      should(err.message).match(/docs\.jsonl.*A directory is in the place of the collection file: move it aside and restart Node-RED\./);
+    });
+
     it('a torn last line stays quiet: no warning, no copy, not failed', async () => {
       const { dir, file } = await collectionOf40();
       await fs.appendFile(file, '{"type":"upsert","at":12,"docs":[{"id":"tor');

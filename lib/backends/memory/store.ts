@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { VectorStoreError } from '../../errors';
 import { AppendLog, tempFileTarget } from '../../storage/append-log';
 import type { Metric } from '../../types';
 import { COLLECTION_NAME_MAX_LENGTH, COLLECTION_NAME_PATTERN } from '../collection-name';
@@ -32,6 +33,12 @@ export class CollectionStore {
   /** Loads and creations in progress: concurrent first uses share one promise. */
   private readonly opening = new Map<string, Promise<MemoryCollection | null>>();
   private namesOnDisk: Promise<Set<string>> | null = null;
+  /**
+   * Files that cannot be loaded until someone fixes them (a directory in their
+   * place, a lost create record): not read again (nor their damage copied aside
+   * again) at every status poll. Transient errors are not kept.
+   */
+  private readonly unloadable = new Map<string, Error>();
   /** Where damaged files are reported: the log of the latest backend that gave one. */
   warn: (message: string) => void = () => undefined;
 
@@ -51,6 +58,8 @@ export class CollectionStore {
     if (known) return Promise.resolve(known);
     const opening = this.opening.get(name);
     if (opening) return opening;
+    const unloadable = this.unloadable.get(name);
+    if (unloadable) return Promise.reject(unloadable);
     if (!this.dataDir) return Promise.resolve(null);
     return this.track(name, this.load(name, now));
   }
@@ -90,7 +99,13 @@ export class CollectionStore {
   private async load(name: string, now: () => number): Promise<MemoryCollection | null> {
     const names = await this.listNamesOnDisk();
     if (!names.has(name)) return null;
-    const collection = await loadCollection(name, this.fileOf(name), now(), this.warn);
+    let collection: MemoryCollection | null;
+    try {
+      collection = await loadCollection(name, this.fileOf(name), now(), this.warn);
+    } catch (err) {
+      if (err instanceof VectorStoreError && !err.transient) this.unloadable.set(name, err);
+      throw err;
+    }
     if (collection) this.collections.set(name, collection);
     return collection;
   }
