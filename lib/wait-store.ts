@@ -28,7 +28,15 @@
  * The store keeps a reference to the records it is given: the triggerer updates
  * `record.spec` and calls update(); the next checkpoint writes the spec it finds.
  */
-import { AppendLog, readLog, removeStaleTempFiles, type AppendReceipt, type LogDamage, type OpenForAppend } from './storage/append-log';
+import {
+  AppendLog,
+  readLog,
+  removeStaleTempFiles,
+  type AppendReceipt,
+  type LogContents,
+  type LogDamage,
+  type OpenForAppend,
+} from './storage/append-log';
 import { VectorStoreError, messageOf } from './errors';
 import { adoptTriggerSpec, type FinalPayload, type TriggerSpec } from './trigger';
 
@@ -175,7 +183,7 @@ export class WaitStore {
    */
   async load(): Promise<WaitRecord[]> {
     await removeStaleTempFiles(this.file);
-    let contents;
+    let contents: LogContents<LogRecord>;
     try {
       contents = await readLog<LogRecord>(this.file, { isRecord: isLogRecord });
     } catch (err) {
@@ -223,7 +231,10 @@ export class WaitStore {
       await appended.written;
     } catch (err) {
       if (this.puts.get(id) === entry) this.puts.delete(id);
-      throw new Error(`Could not save wait ${id} on collection "${record.spec.collection}" to ${this.file}: ${messageOf(err)}`);
+      throw new Error(
+        `Could not save wait ${id} on collection "${record.spec.collection}" to ${this.file}: ${messageOf(err)}. ` +
+          'The wait was not started: check that the disk has space and the file is writable, then send the message again.',
+      );
     }
     this.settle();
   }
