@@ -68,27 +68,46 @@ type LogRecord =
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const isId = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
 
+/** A trigger spec of the current format that is damaged (an unknown format is not damage: it is kept). */
+function isDamagedSpec(spec: Record<string, unknown>): boolean {
+  if (spec.v !== 1) return false;
+  try {
+    adoptTriggerSpec(spec); // a plain check for valid specs; the file's object is adopted as it is
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+const FINAL_STATUSES = new Set(['success', 'failed', 'timeout', 'error']);
+
 /**
  * The shape of a log record (cheap checks, run on every line at load). A line
- * that fails it is damage. The trigger spec itself is checked at replay: one of
- * an unknown format is kept, not damage.
+ * that fails it is damage. A trigger spec of another format version is kept, not
+ * damage: replay skips it, and compaction keeps it for a version that reads it.
  */
 function isLogRecord(value: unknown): boolean {
   if (!isObject(value)) return false;
   switch (value.op) {
     case 'put': {
       const w = value.w;
-      return isObject(w) && isObject(w.spec) && isId(w.spec.waitId) && typeof w.ownerId === 'string' && isObject(w.message) && (w.final === undefined || isObject(w.final));
+      if (!isObject(w) || !isObject(w.spec) || !isId(w.spec.waitId) || typeof w.ownerId !== 'string' || !isObject(w.message)) return false;
+      if (w.final !== undefined && !isFinal(w.final)) return false;
+      return !isDamagedSpec(w.spec);
     }
     case 'spec':
-      return isId(value.id) && isObject(value.s);
+      return isId(value.id) && isObject(value.s) && !isDamagedSpec(value.s);
     case 'final':
-      return isId(value.id) && isObject(value.p);
+      return isId(value.id) && isFinal(value.p);
     case 'del':
       return isId(value.id);
     default:
       return false;
   }
+}
+
+function isFinal(p: unknown): boolean {
+  return isObject(p) && FINAL_STATUSES.has(p.status as string) && typeof p.collection === 'string';
 }
 
 /** What a failed read of the file means for a person, by system error code. */

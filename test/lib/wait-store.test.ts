@@ -480,6 +480,19 @@ describe('WaitStore', () => {
       should((await fs.readFile(`${file}.corrupt`, 'utf8')).split('\n').slice(1, 5)).eql(['{"op":"put","w":{"ownerId":"n"}}', '[1,2,3]', '{"op":"frobnicate","id":"w0"}', '"just a string"']);
     });
 
+    it('a wait of the current format with a damaged field is damage (kept aside), not a skipped format', async () => {
+      const damaged = { op: 'put', w: { ...record('bad'), spec: { ...record('bad').spec, expectedCount: -5 } } };
+      const damagedUpdate = { op: 'spec', id: 'w0', s: { ...record('w0').spec, polls: 'many' } };
+      await writeWaits(1, [JSON.stringify(damaged), JSON.stringify(damagedUpdate), JSON.stringify({ op: 'final', id: 'w0', p: { status: 'nope' } })]);
+      const loaded = await store().load();
+      should(ids(loaded)).eql(['w0']);
+      should(loaded[0].spec.polls).equal(0);
+      should(loaded[0]).not.have.property('final');
+      should(warnings).eql([
+        `3 unreadable lines in the pending waits file ${file} were copied to ${file}.corrupt: the waits they described are lost, and a wait whose end they recorded may run again.`,
+      ]);
+    });
+
     it('several waits of an unknown format make one warning', async () => {
       const future = (id: string) => JSON.stringify({ op: 'put', w: { ownerId: 'node-9', spec: { v: 2, waitId: id }, message: {} } });
       await writeWaits(1, [future('f1'), future('f2'), future('f3')]);
