@@ -2,29 +2,42 @@
  * The durable list of pending waits: what lets a wait survive a redeploy, a
  * restart or a crash.
  *
- * A JSON-lines log (AppendLog) of three kinds of records:
+ * A JSON-lines log (AppendLog) of four kinds of records:
  *   {op: 'put', w: WaitRecord}              a new wait (durable when put() resolves)
  *   {op: 'spec', id, s: TriggerSpec}        a later state of its trigger (lazy)
- *   {op: 'final', id, p: FinalPayload}      its final is being delivered (see markFinal)
+ *   {op: 'final', id, p: FinalPayload}      its final is being delivered (markFinal)
  *   {op: 'del', id}                         the wait ended or was cancelled
- * Replaying the log in order gives the pending waits. Spec updates are cheap
- * lines (the message is written once, by put) and are batched: update() only
- * marks the wait, and a checkpoint every `checkpointMs` writes the latest spec of
- * the marked waits in one append (at most `maxUpdatesPerCheckpoint` of them). A
- * crash loses at most the last checkpoint's progress, never a wait: startedAt and
- * the deadline are in the put record. Loading yields to the event loop every
- * 10,000 records.
+ * Replaying the log in order gives the pending waits; a wait with a `final`
+ * record and no `del` comes back with `final` set (its final may have gone out).
+ * Spec updates are cheap lines (the message is written once, by put) and are
+ * batched: update() only marks the wait, and a checkpoint every `checkpointMs`
+ * writes the latest spec of the marked waits in one append (at most
+ * `maxUpdatesPerCheckpoint` of them). A crash loses at most the last checkpoint's
+ * progress, never a wait: startedAt and the deadline are in the put record.
+ * Loading yields to the event loop every 10,000 records.
+ *
+ * A wait joins the live set only once its put is on disk: a compaction that runs
+ * meanwhile does not write it, so a put that then fails leaves nothing behind.
  *
  * The log is compacted (rewritten atomically with one put per live wait) when it
  * has grown past twice the live set plus 1000 records, at load and at checkpoints,
  * and instead of a flush (at shutdown) that would update most waits: the same
- * bytes, and a file half as long to read at the next start.
+ * bytes, and a file half as long to read at the next start. A load that found
+ * damaged lines compacts too, once they are copied to `<file>.corrupt`.
  *
  * The store keeps a reference to the records it is given: the triggerer updates
  * `record.spec` and calls update(); the next checkpoint writes the spec it finds.
  */
-import { AppendLog, readLog } from './storage/append-log';
-import { messageOf } from './errors';
+import {
+  AppendLog,
+  readLog,
+  removeStaleTempFiles,
+  type AppendReceipt,
+  type LogContents,
+  type LogDamage,
+  type OpenForAppend,
+} from './storage/append-log';
+import { VectorStoreError, messageOf } from './errors';
 import { adoptTriggerSpec, type FinalPayload, type TriggerSpec } from './trigger';
 
 /** A pending wait: which node it belongs to, its trigger, the message to deliver at the end. */
@@ -34,18 +47,78 @@ export interface WaitRecord {
   spec: TriggerSpec;
   /** The original message's JSON-serializable fields. */
   message: Record<string, unknown>;
-  /** Set once its final is being delivered (markFinal): loaded with it, the wait is redelivered, not polled. */
+  /**
+   * Set when a final was being delivered (markFinal) and the wait was not removed
+   * afterwards: after a crash, that final may or may not have gone out.
+   */
   final?: FinalPayload;
 }
 
 /** Records replayed per event-loop turn when loading. */
 const RECORDS_PER_TURN = 10_000;
+/** Skipped records named in the one warning of a load; the others are counted. */
+const SKIPS_NAMED = 3;
 
 type LogRecord =
   | { op: 'put'; w: WaitRecord }
   | { op: 'spec'; id: string; s: TriggerSpec }
   | { op: 'final'; id: string; p: FinalPayload }
   | { op: 'del'; id: string };
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isId = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
+
+/** A trigger spec of the current format that is damaged (an unknown format is not damage: it is kept). */
+function isDamagedSpec(spec: Record<string, unknown>): boolean {
+  if (spec.v !== 1) return false;
+  try {
+    adoptTriggerSpec(spec); // a plain check for valid specs; the file's object is adopted as it is
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+const FINAL_STATUSES = new Set(['success', 'failed', 'timeout', 'error']);
+
+/**
+ * The shape of a log record (cheap checks, run on every line at load). A line
+ * that fails it is damage. A trigger spec of another format version is kept, not
+ * damage: replay skips it, and compaction keeps it for a version that reads it.
+ */
+function isLogRecord(value: unknown): boolean {
+  if (!isObject(value)) return false;
+  switch (value.op) {
+    case 'put': {
+      const w = value.w;
+      if (!isObject(w) || !isObject(w.spec) || !isId(w.spec.waitId) || typeof w.ownerId !== 'string' || !isObject(w.message)) return false;
+      if (w.final !== undefined && !isFinal(w.final)) return false;
+      return !isDamagedSpec(w.spec);
+    }
+    case 'spec':
+      return isId(value.id) && isObject(value.s) && !isDamagedSpec(value.s);
+    case 'final':
+      return isId(value.id) && isFinal(value.p);
+    case 'del':
+      return isId(value.id);
+    default:
+      return false;
+  }
+}
+
+function isFinal(p: unknown): boolean {
+  return isObject(p) && FINAL_STATUSES.has(p.status as string) && typeof p.collection === 'string';
+}
+
+/** What a failed read of the file means for a person, by system error code. */
+const UNREADABLE_BECAUSE: Record<string, string> = {
+  EISDIR: 'it is a directory',
+  EACCES: 'Node-RED is not allowed to read it (permission denied)',
+  EPERM: 'Node-RED is not allowed to read it (operation not permitted)',
+  ENOTDIR: 'a part of its path is a file, not a directory',
+  ELOOP: 'it is a loop of symbolic links',
+  EIO: 'the disk reported an input/output error',
+};
 
 export interface WaitStoreOptions {
   /** How often lazy spec updates are written. */
@@ -56,8 +129,10 @@ export interface WaitStoreOptions {
    * close() write them all.
    */
   maxUpdatesPerCheckpoint?: number;
-  /** Skipped records (unknown format, damaged) and failed checkpoints. */
+  /** Damaged or skipped records found at load (one warning each load), failed checkpoints. */
   log?: { warn(message: string): void };
+  /** How the file is opened for appending; tests inject disk faults through it. */
+  openForAppend?: OpenForAppend;
 }
 
 export interface WaitStoreStats {
@@ -70,19 +145,32 @@ export interface WaitStoreStats {
   compactions: number;
 }
 
+/** A put or a final marker whose append is not known to be durable yet. */
+interface InFlight<T> {
+  value: T;
+  receipt: AppendReceipt;
+}
+
 export class WaitStore {
   readonly file: string;
   private readonly log: AppendLog<LogRecord>;
   private readonly checkpointMs: number;
   private readonly maxUpdatesPerCheckpoint: number;
   private readonly warn: (message: string) => void;
+  /** Waits whose put is durable. */
   private readonly live = new Map<string, WaitRecord>();
+  /** Puts not yet durable: not live, not written by a compaction (unless durable by then). */
+  private readonly puts = new Map<string, InFlight<WaitRecord>>();
+  /** Final markers not yet durable: compaction writes `final` only once they are. */
+  private readonly finals = new Map<string, InFlight<FinalPayload>>();
   /**
    * Records this version cannot read (e.g. written by a newer version), kept
    * verbatim so that compaction does not destroy them.
    */
   private readonly unreadable = new Map<string, LogRecord>();
   private readonly dirty = new Map<string, WaitRecord>();
+  /** Records skipped during the load in progress, reported in one warning at its end. */
+  private skipped: string[] = [];
   private logRecords = 0;
   private compactions = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -90,7 +178,7 @@ export class WaitStore {
 
   constructor(file: string, options: WaitStoreOptions = {}) {
     this.file = file;
-    this.log = new AppendLog<LogRecord>(file);
+    this.log = new AppendLog<LogRecord>(file, { openForAppend: options.openForAppend });
     this.checkpointMs = options.checkpointMs ?? 1000;
     this.maxUpdatesPerCheckpoint = Math.max(1, options.maxUpdatesPerCheckpoint ?? 2000);
     this.warn = options.log?.warn.bind(options.log) ?? (() => undefined);
@@ -106,16 +194,39 @@ export class WaitStore {
     };
   }
 
-  /** Read the pending waits from disk (compacting the log if it has grown). Call once, first. */
+  /**
+   * Read the pending waits from disk (compacting the log if it has grown or was
+   * damaged). Call once, first. Damage is reported once through the logger and
+   * what can be read is used; rejects (VectorStoreError) only when the file
+   * cannot be read at all, saying why and what to do.
+   */
   async load(): Promise<WaitRecord[]> {
-    const records = await readLog<LogRecord>(this.file);
+    await removeStaleTempFiles(this.file);
+    let contents: LogContents<LogRecord>;
+    try {
+      contents = await readLog<LogRecord>(this.file, { isRecord: isLogRecord });
+    } catch (err) {
+      throw this.unreadableFile(err);
+    }
+    const { records, tornTailAt, damage } = contents;
     for (let i = 0; i < records.length; i++) {
       this.apply(records[i]);
       // Let the event loop run now and then: a restart may replay 100,000s of records.
       if (i % RECORDS_PER_TURN === RECORDS_PER_TURN - 1) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.logRecords = records.length;
-    if (this.needsCompaction()) await this.compact();
+    if (damage) this.reportDamage(damage);
+    this.reportSkipped();
+    // Once copied aside, damaged lines leave the log: the next start does not
+    // report them again. Lines that could not be copied stay where they are.
+    const damageLeftInFile = damage !== null && damage.copiedTo === null;
+    try {
+      if (damage?.copiedTo || (!damageLeftInFile && this.needsCompaction())) await this.compact();
+      else if (tornTailAt !== null) await this.log.truncate(tornTailAt);
+    } catch (err) {
+      // The file as it is still works; a put will say if it cannot be written.
+      this.warn(`Could not rewrite the pending waits file ${this.file} after reading it: ${messageOf(err)}`);
+    }
     return [...this.live.values()];
   }
 
@@ -123,24 +234,55 @@ export class WaitStore {
   async put(record: WaitRecord): Promise<void> {
     this.assertOpen();
     const id = record.spec.waitId;
-    let written: Promise<void>;
+    let appended: { written: Promise<void>; receipt: AppendReceipt };
     try {
       // The record is serialised here, at once: a message that cannot be saved fails this put alone.
-      written = this.log.append({ op: 'put', w: record });
+      appended = this.log.appendTracked([{ op: 'put', w: record }]);
     } catch (err) {
       throw new Error(
         `The message of wait ${id} on collection "${record.spec.collection}" cannot be saved as JSON (${messageOf(err)}); remove circular or special values from it.`,
       );
     }
-    this.live.set(id, record);
-    this.dirty.delete(id);
+    const entry: InFlight<WaitRecord> = { value: record, receipt: appended.receipt };
+    this.puts.set(id, entry);
     this.logRecords += 1;
     try {
-      await written;
+      await appended.written;
     } catch (err) {
-      if (this.live.get(id) === record) this.live.delete(id);
-      throw new Error(`Could not save wait ${id} on collection "${record.spec.collection}" to ${this.file}: ${messageOf(err)}`);
+      if (this.puts.get(id) === entry) this.puts.delete(id);
+      throw new Error(
+        `Could not save wait ${id} on collection "${record.spec.collection}" to ${this.file}: ${messageOf(err)}. ` +
+          'The wait was not started: check that the disk has space and the file is writable, then send the message again.',
+      );
     }
+    this.settle();
+  }
+
+  /**
+   * Record durably that the final `payload` of a wait is being delivered;
+   * resolves once it is on disk. Until remove(), the wait keeps it (compaction
+   * included), and a later load returns the wait with `final` set. Nothing is
+   * written for a wait the store does not know (already removed).
+   */
+  async markFinal(waitId: string, payload: FinalPayload): Promise<void> {
+    this.assertOpen();
+    if (!this.live.has(waitId) && !this.puts.has(waitId)) return;
+    let appended: { written: Promise<void>; receipt: AppendReceipt };
+    try {
+      appended = this.log.appendTracked([{ op: 'final', id: waitId, p: payload }]);
+    } catch (err) {
+      throw new Error(`The final message of wait ${waitId} cannot be saved as JSON (${messageOf(err)}).`);
+    }
+    const entry: InFlight<FinalPayload> = { value: payload, receipt: appended.receipt };
+    this.finals.set(waitId, entry);
+    this.logRecords += 1;
+    try {
+      await appended.written;
+    } catch (err) {
+      if (this.finals.get(waitId) === entry) this.finals.delete(waitId);
+      throw new Error(`Could not record the delivery of wait ${waitId}'s final message in ${this.file}: ${messageOf(err)}`);
+    }
+    this.settle();
   }
 
   /** Note that `record.spec` changed; written by the next checkpoint. Ignored for removed waits. */
@@ -149,28 +291,21 @@ export class WaitStore {
     if (this.closed) return;
     const known = this.live.get(id);
     if (known === undefined) return;
-    if (known !== record) this.live.set(id, record);
+    if (known !== record) {
+      if (known.final !== undefined && record.final === undefined) record.final = known.final;
+      this.live.set(id, record);
+    }
     this.dirty.set(id, record);
     this.scheduleCheckpoint();
   }
 
-  /**
-   * Record that the wait's final is being delivered; resolves once that is on
-   * disk. A wait loaded with this record ended before a crash: its final is
-   * delivered again (flagged) instead of being polled.
-   */
-  async markFinal(waitId: string, payload: FinalPayload): Promise<void> {
-    const known = this.live.get(waitId);
-    if (!known || this.closed) return;
-    known.final = payload;
-    this.dirty.delete(waitId);
-    this.logRecords += 1;
-    await this.log.append({ op: 'final', id: waitId, p: payload });
-  }
-
-  /** Forget a wait; resolves once the removal is on disk. */
+  /** Forget a wait (also one whose put is still in flight); resolves once the removal is on disk. */
   async remove(waitId: string): Promise<void> {
-    const known = this.live.delete(waitId) || this.unreadable.delete(waitId);
+    const wasLive = this.live.delete(waitId);
+    const wasInFlight = this.puts.delete(waitId);
+    const wasKept = this.unreadable.delete(waitId);
+    const known = wasLive || wasInFlight || wasKept;
+    this.finals.delete(waitId);
     this.dirty.delete(waitId);
     if (!known || this.closed) return;
     this.logRecords += 1;
@@ -189,6 +324,25 @@ export class WaitStore {
     await this.flush();
     this.closed = true;
     await this.log.close();
+  }
+
+  /**
+   * Move the puts and final markers that are on disk into the live state. Runs
+   * when their appends resolve and, before that, when a compaction reads the
+   * live set: the receipts tell synchronously what is durable.
+   */
+  private settle(): void {
+    for (const [id, { value, receipt }] of this.puts) {
+      if (!receipt.durable) continue;
+      this.puts.delete(id);
+      this.live.set(id, value);
+    }
+    for (const [id, { value, receipt }] of this.finals) {
+      if (!receipt.durable) continue;
+      this.finals.delete(id);
+      const record = this.live.get(id);
+      if (record) record.final = value;
+    }
   }
 
   private scheduleCheckpoint(): void {
@@ -231,32 +385,34 @@ export class WaitStore {
   }
 
   private async compact(): Promise<void> {
-    const records: LogRecord[] = [...this.unreadable.values()];
-    for (const w of this.live.values()) records.push({ op: 'put', w });
-    this.logRecords = records.length;
     this.compactions += 1;
-    await this.log.rewrite(records);
+    // The records are read when the rewrite runs, after every earlier append has
+    // settled: a put durable by then is written, one still in flight is not (its
+    // own append follows the rewrite; if it fails, the wait is nowhere).
+    await this.log.rewrite(() => {
+      this.settle();
+      const records: LogRecord[] = [...this.unreadable.values()];
+      for (const w of this.live.values()) records.push({ op: 'put', w });
+      this.logRecords = records.length + this.puts.size + this.finals.size;
+      return records;
+    });
   }
 
-  /** Replay one log record onto the live set. */
+  /** Replay one log record (its shape already checked) onto the live set. */
   private apply(record: LogRecord): void {
-    switch (record?.op) {
+    switch (record.op) {
       case 'put': {
-        const id = record.w?.spec?.waitId;
-        if (typeof id !== 'string') return this.skip('a wait without an id');
+        const id = record.w.spec.waitId;
         try {
           const spec = adoptTriggerSpec(record.w.spec); // just parsed from the file: nobody else holds it
-          if (typeof record.w.ownerId !== 'string' || typeof record.w.message !== 'object' || record.w.message === null) {
-            return this.skip(`wait ${id} (its owner or message is missing)`);
-          }
-          const loaded: WaitRecord = { ownerId: record.w.ownerId, spec, message: record.w.message };
-          if (record.w.final && typeof record.w.final === 'object') loaded.final = record.w.final;
-          this.live.set(id, loaded);
+          const wait: WaitRecord = { ownerId: record.w.ownerId, spec, message: record.w.message };
+          if (record.w.final !== undefined) wait.final = record.w.final;
+          this.live.set(id, wait);
           this.unreadable.delete(id);
         } catch (err) {
           this.live.delete(id);
           this.unreadable.set(id, record);
-          this.skip(`wait ${id}: ${messageOf(err)}`);
+          this.skipped.push(`wait ${id}: ${messageOf(err)}`);
         }
         return;
       }
@@ -268,27 +424,60 @@ export class WaitStore {
         try {
           current.spec = adoptTriggerSpec(record.s);
         } catch (err) {
-          this.skip(`an update of wait ${record.id}: ${messageOf(err)}`);
+          this.skipped.push(`an update of wait ${record.id}: ${messageOf(err)}`);
         }
         return;
       }
       case 'final': {
         const current = this.live.get(record.id);
-        if (current && record.p && typeof record.p === 'object') current.final = record.p;
+        if (current) current.final = record.p;
+        const kept = this.unreadable.get(record.id);
+        if (kept?.op === 'put') kept.w = { ...kept.w, final: record.p };
         return;
       }
       case 'del':
         this.live.delete(record.id);
         this.unreadable.delete(record.id);
         return;
-      default:
-        this.skip(`a record of unknown kind ${JSON.stringify((record as { op?: unknown } | null)?.op)}`);
     }
   }
 
-  private skip(what: string): void {
-    const text = `In the pending waits file ${this.file}, skipped ${what}`;
+  private reportDamage(damage: LogDamage): void {
+    const one = damage.lines === 1;
+    const lines = `${damage.lines} unreadable line${one ? '' : 's'} in the pending waits file ${this.file}`;
+    const consequence = `the waits ${one ? 'it' : 'they'} described are lost, and a wait whose end ${one ? 'it' : 'they'} recorded may run again.`;
+    if (damage.copiedTo !== null) {
+      this.warn(`${lines} ${one ? 'was' : 'were'} copied to ${damage.copiedTo}: ${consequence}`);
+    } else {
+      this.warn(`${lines} could not be copied aside (${damage.copyError}) and ${one ? 'is' : 'are'} left in it: ${consequence}`);
+    }
+  }
+
+  private reportSkipped(): void {
+    const skipped = this.skipped;
+    this.skipped = [];
+    if (skipped.length === 0) return;
+    const named = skipped
+      .slice(0, SKIPS_NAMED)
+      .map((what) => (skipped.length === 1 ? what : what.replace(/\.$/, '')))
+      .join('; ');
+    const more = skipped.length > SKIPS_NAMED ? `; and ${skipped.length - SKIPS_NAMED} more` : '';
+    const text =
+      skipped.length === 1
+        ? `In the pending waits file ${this.file}, skipped ${named}`
+        : `In the pending waits file ${this.file}, skipped ${skipped.length} records: ${named}${more}`;
     this.warn(/[.!?]$/.test(text) ? text : `${text}.`);
+  }
+
+  /** The error of a file that cannot be read at all: what is wrong and what to do. */
+  private unreadableFile(err: unknown): VectorStoreError {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    const because = (code !== undefined && UNREADABLE_BECAUSE[code]) || messageOf(err);
+    return new VectorStoreError(
+      'INTERNAL',
+      `The pending waits file ${this.file} cannot be read: ${because}. Move it aside and restart Node-RED.`,
+      { cause: err },
+    );
   }
 
   private assertOpen(): void {

@@ -472,6 +472,147 @@ describe('memory backend', () => {
     });
   });
 
+  describe('damaged files', () => {
+    const warnings: string[] = [];
+    const log = { warn: (m: string) => warnings.push(m) };
+
+    beforeEach(() => {
+      warnings.length = 0;
+    });
+
+    /** A persisted collection of 40 documents written 10 per upsert: a create line and 4 upsert lines. */
+    async function collectionOf40(): Promise<{ dir: string; file: string; lines: string[] }> {
+      const dir = await tempDir();
+      const writer = backend({ dataDir: dir, log });
+      await writer.ensureCollection('docs', { dimensions: 3 });
+      // Long texts: each upsert line is larger than a 4 KB block.
+      const docs = docsOf(40).map((d) => ({ ...d, text: `${d.text} ${'lorem ipsum '.repeat(40)}` }));
+      for (let i = 0; i < 40; i += 10) await writer.upsert('docs', docs.slice(i, i + 10));
+      await writer.close();
+      const file = path.join(dir, 'docs.jsonl');
+      const lines = (await fs.readFile(file, 'utf8')).trim().split('\n');
+      should(lines).have.length(5);
+      return { dir, file, lines };
+    }
+
+    async function expectDamaged(dir: string, file: string, documents: number, unreadable: number): Promise<MemoryBackend> {
+      clock = T0 + 600_000; // long after indexing finished: only the damage can make it fail
+      const reader = backend({ dataDir: dir, log });
+      const status = await reader.status('docs');
+      should(status).containEql({ state: 'failed', documentCount: documents });
+      should(status.detail).equal(
+        `The file of collection "docs" (${file}) was damaged: ${unreadable} unreadable record${unreadable === 1 ? ' was' : 's were'} kept in ${file}.corrupt, and the documents ${unreadable === 1 ? 'it' : 'they'} held are lost. ` +
+          'Re-ingest the collection\'s documents: the next successful write clears this state.',
+      );
+      should(warnings).have.length(1);
+      should(warnings[0]).startWith(`${unreadable} unreadable line${unreadable === 1 ? '' : 's'} in the memory store file ${file} (collection "docs") ${unreadable === 1 ? 'was' : 'were'} copied to ${file}.corrupt`);
+      return reader;
+    }
+
+    it('a garbled middle line: the other documents load, the line is kept aside, the collection reports failed', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      lines[2] = lines[2].slice(0, 100) + '@@garbage@@' + lines[2].slice(120);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      const reader = await expectDamaged(dir, file, 30, 1);
+      const copy = (await fs.readFile(`${file}.corrupt`, 'utf8')).split('\n');
+      should(copy[1]).equal(lines[2]);
+      should((await reader.query('docs', { vector: docsOf(40)[35].vector, topK: 1 }))[0].id).equal('doc-35');
+    });
+
+    it('a 4 KB block of zeros costs only the records it overwrote', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      const bytes = Buffer.from(lines.join('\n') + '\n');
+      const start = Buffer.byteLength(lines.slice(0, 3).join('\n')) + 50; // inside the 3rd upsert line
+      bytes.fill(0, start, start + 4096);
+      await fs.writeFile(file, bytes);
+      should(Buffer.byteLength(lines[3])).be.above(4096 + 50); // the block lies within one line
+      await expectDamaged(dir, file, 30, 1);
+    });
+
+    it('a record cut short in the middle of the file', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      lines[1] = lines[1].slice(0, lines[1].length / 2);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      await expectDamaged(dir, file, 30, 1);
+    });
+
+    it('a record that parses but is invalid (a vector of the wrong size) is damage too', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      const record = JSON.parse(lines[4]);
+      record.docs[0].vector = 'AAAA';
+      lines[4] = JSON.stringify(record);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      await expectDamaged(dir, file, 30, 1);
+    });
+
+    it('a vector with a character that is not base64 is damage', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      const record = JSON.parse(lines[1]);
+      record.docs[3].vector = '#' + record.docs[3].vector.slice(1);
+      lines[1] = JSON.stringify(record);
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      await expectDamaged(dir, file, 30, 1);
+    });
+
+    it('the failed state survives a restart, is reported once, and the next write clears it', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      lines[3] = '#' + lines[3];
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      const reader = await expectDamaged(dir, file, 30, 1);
+      await reader.close();
+
+      warnings.length = 0;
+      const again = backend({ dataDir: dir, log });
+      should((await again.status('docs')).state).equal('failed');
+      should(warnings).eql([]); // already reported and kept aside: the file holds only readable records now
+      await again.upsert('docs', docsOf(40).slice(20, 30)); // re-ingest the lost ones
+      clock += 600_000;
+      should(await again.status('docs')).containEql({ state: 'ready', documentCount: 40 });
+      await again.close();
+      should((await backend({ dataDir: dir }).status('docs')).state).equal('ready');
+    });
+
+    it('a lost create record: every use says so, and the damage is copied aside once', async () => {
+      const { dir, file, lines } = await collectionOf40();
+      lines[0] = lines[0].replace('"create"', '"cr\u0000ate"');
+      await fs.writeFile(file, lines.join('\n') + '\n');
+      const reader = backend({ dataDir: dir, log });
+      const expected = `The memory store file ${file} of collection "docs" is damaged: its first record (the collection's settings) is unreadable. 1 unreadable line was kept in ${file}.corrupt. Move the file aside, restart Node-RED and re-ingest the collection.`;
+      should((await rejectsWith(reader.status('docs'), 'INTERNAL')).message).equal(expected);
+      should((await rejectsWith(reader.status('docs'), 'INTERNAL')).message).equal(expected);
+      const copy = (await fs.readFile(`${file}.corrupt`, 'utf8')).trim().split('\n');
+      should(copy).have.length(2); // one header, one line
+    });
+
+    it('a directory in place of a collection file: a clear error, no crash', async () => {
+      const dir = await tempDir();
+      await fs.mkdir(path.join(dir, 'docs.jsonl'));
+      const reader = backend({ dataDir: dir, log });
+      const err = await rejectsWith(reader.status('docs'), 'INTERNAL');
+      should(err.message).match(/docs\.jsonl.*A directory is in the place of the collection file: move it aside and restart Node-RED\./);
+    });
+
+    it('a torn last line stays quiet: no warning, no copy, not failed', async () => {
+      const { dir, file } = await collectionOf40();
+      await fs.appendFile(file, '{"type":"upsert","at":12,"docs":[{"id":"tor');
+      clock = T0 + 600_000;
+      const reader = backend({ dataDir: dir, log });
+      should(await reader.status('docs')).containEql({ state: 'ready', documentCount: 40 });
+      should(warnings).eql([]);
+      await should(fs.stat(`${file}.corrupt`)).be.rejected();
+    });
+
+    it('removes temp files left by a compaction that was killed', async () => {
+      const { dir } = await collectionOf40();
+      await fs.writeFile(path.join(dir, 'docs.jsonl.77.lz1x2y.k3j4h5.tmp'), '{"type":"create"');
+      await fs.writeFile(path.join(dir, 'unused.jsonl.77.lz1x2y.k3j4h5.tmp'), '{"type":"create"');
+      await fs.writeFile(path.join(dir, 'notes.tmp'), 'not ours');
+      const reader = backend({ dataDir: dir, log });
+      should((await reader.stats('docs')).documentCount).equal(40);
+      should((await fs.readdir(dir)).sort()).eql(['docs.jsonl', 'notes.tmp']);
+    });
+  });
+
   describe('in-process sharing', () => {
     it('shares non-persisted collections by volatileKey across instances, even after the last close', async () => {
       const key = uniqueKey();
