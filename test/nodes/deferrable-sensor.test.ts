@@ -36,8 +36,15 @@ describe('deferrable-sensor node', function () {
 
   it('answers at once, not deferred, when the collection is already indexed', async function () {
     await loadFlow(flow());
-    const ready = nextMessage('ready');
+    // Written first, then asked a moment later: the memory store's simulated indexing
+    // counts whole milliseconds, so a check in the very millisecond of the write could
+    // still see it indexing.
+    const firstReady = nextMessage('ready');
     helper.getNode('ingest').receive({ payload: docs(3) });
+    await firstReady;
+    await delay(20);
+    const ready = nextMessage('ready');
+    helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 3 });
     const msg = await ready;
     should(msg.payload).match({ status: 'success', collection: 'docs', documentCount: 3, indexedCount: 3, expectedCount: 3, deferred: false, polls: 1 });
     should(msg.waitId).be.a.String();
