@@ -83,10 +83,40 @@ describe('vector-ingest node', function () {
       helper.getNode('ingest').receive({ payload });
       const err = await errors;
       should(err.error.message).match(message);
-      should(err.payload).match({ status: 'error', collection: 'docs', code: 'INVALID_INPUT' });
+      should(err.error.code).equal('INVALID_INPUT');
+      // DESIGN.md, contract additions: a failed ingest leaves the documents in msg.payload.
+      should(err.payload).eql(payload);
       should(await backendOf().collectionExists('docs')).be.false();
     });
   }
+
+  it('checks the whole input before the first write: with batchSize 1, a bad second document writes nothing', async function () {
+    await loadFlow(flow({ batchSize: 1 }));
+    const errors = nextMessage('errors');
+    const payload = [
+      { id: 'a', vector: new Array(64).fill(0.1) },
+      { id: 'b', vector: new Array(64).fill(1e39) },
+    ];
+    helper.getNode('ingest').receive({ payload });
+    const err = await errors;
+    should(err.error.message).match(/^(Error: )?msg\.payload\[1\]\.vector\[0\] is 1e\+39, which does not fit in a 32-bit float.*Nothing was written\.$/);
+    should(err.error.code).equal('INVALID_INPUT');
+    should(err.payload).have.length(2);
+    should(err.payload[1].id).equal('b');
+    should(await backendOf().collectionExists('docs')).be.false();
+  });
+
+  it('names a single document as msg.payload, and rejects metadata no store can hold', async function () {
+    await loadFlow(flow());
+    const errors = nextMessage('errors');
+    const deep: Record<string, unknown> = {};
+    let node = deep;
+    for (let i = 0; i < 100_000; i++) node = (node.next = {}) as Record<string, unknown>;
+    helper.getNode('ingest').receive({ payload: { text: 'deep', metadata: { deep } } });
+    const err = await errors;
+    should(err.error.message).match(/^(Error: )?msg\.payload\.metadata is nested more than 100 levels deep/);
+    should(await backendOf().collectionExists('docs')).be.false();
+  });
 
   it('rejects a whole message when one vector has the wrong dimension, writing nothing', async function () {
     await loadFlow(flow());
