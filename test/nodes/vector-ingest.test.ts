@@ -131,6 +131,21 @@ describe('vector-ingest node', function () {
     should((await backendOf().stats('docs')).documentCount).equal(1);
   });
 
+  it('refuses an embedApiKey with a line break, naming the field and never showing the key (msg, payload, log)', async function () {
+    const key = 'sk-node-SECRET-987654321\n';
+    const ingestFlow = flow();
+    ingestFlow[0] = storeConfig({ embedder: 'openai', embedUrl: 'http://127.0.0.1:9/v1', embedModel: 'test-model' });
+    await loadFlow(ingestFlow, { store: { embedApiKey: key } });
+    const errors = nextMessage('errors');
+    helper.getNode('ingest').receive({ payload: ['some text'] });
+    const err = await errors;
+    should(err.error.message).match(/embedApiKey/);
+    should(err.error.code).equal('INVALID_INPUT');
+    const seen = JSON.stringify(err) + JSON.stringify(helper.log().args);
+    should(seen).not.containEql('sk-node-SECRET');
+    should(await backendOf().collectionExists('docs')).be.false();
+  });
+
   it('rejects a malformed msg.simulate before writing', async function () {
     await loadFlow(flow());
     const errors = nextMessage('errors');
