@@ -45,9 +45,10 @@ export function kindOf(x: unknown): string {
     const tag = Object.prototype.toString.call(x).slice(8, -1);
     const proto = Object.getPrototypeOf(x);
     if (proto === null || Object.getPrototypeOf(proto) === null) return tag === 'Object' ? 'an object' : withArticle(tag);
-    if (tag !== 'Object') return withArticle(tag);
     const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
-    return typeof name === 'string' && /^[A-Za-z_$][\w$]{0,40}$/.test(name) ? `${withArticle(name)} object` : 'an object of a class';
+    const named = typeof name === 'string' && /^[A-Za-z_$][\w$]{0,40}$/.test(name) ? name : null;
+    if (tag !== 'Object') return withArticle(named ?? tag); // a Date, a Map, a Buffer (tagged Uint8Array)
+    return named ? `${withArticle(named)} object` : 'an object of a class';
   } catch {
     return 'an object that cannot be read';
   }
