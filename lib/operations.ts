@@ -338,11 +338,24 @@ export function describeUnhealthy(report: HealthReport): string {
 // ---------------------------------------------------------------- query
 
 /** Run queries (texts embedded in one call); one hit list per query, best first. */
-export async function queryCollection(store: Store, collection: string, queries: QuerySpec[]): Promise<QueryHit[][]> {
+export async function queryCollection(
+  store: Store,
+  collection: string,
+  queries: QuerySpec[],
+  /** How messages name query i; default `msg.payload[i]`, or `msg.payload` for a single query. */
+  fieldOf: (index: number) => string = (i) => (queries.length === 1 ? 'msg.payload' : `msg.payload[${i}]`),
+): Promise<QueryHit[][]> {
   // No existence check first: every backend answers NOT_FOUND itself (the
   // conformance suite checks it), and the extra round trip doubled query cost
   // on server stores.
   const { backend } = store;
+  // What every store can take, checked for all queries before the first is sent.
+  const slicer = new WorkSlicer();
+  for (let i = 0; i < queries.length; i++) {
+    const { vector, filter } = queries[i];
+    if (vector) checkPortableVector(vector, `${fieldOf(i)}.vector`);
+    if (filter) await checkPortableMetadata(filter, `${fieldOf(i)}.filter`, slicer);
+  }
   const textIndexes = queries.flatMap((q, i) => (q.vector ? [] : [i]));
   const embedded = textIndexes.length > 0 ? await store.embedder.embed(textIndexes.map((i) => queries[i].text as string)) : [];
   const vectors: Array<Float32Array | number[]> = queries.map((q) => q.vector ?? []);

@@ -54,7 +54,7 @@ export function checkVector(value: unknown, rules: VectorRules, what: string, co
       throw new VectorStoreError(
         'INVALID_INPUT',
         `${what} has an invalid value at position ${i} (${describeValue(x)}): every vector value must be a finite number ` +
-          `${allowed}. Nothing was written to ${collection}.`,
+          `${allowed} (${collection}).`,
       );
     }
   }
@@ -72,12 +72,21 @@ export function jsonText(value: unknown, what: string): string {
   try {
     json = JSON.stringify(value);
   } catch (err) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON (${messageOf(err)}).`);
+    throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON: ${whyNotJson(err)}.`);
   }
   if (json === undefined) {
     throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON (it is a ${typeof value}).`);
   }
   return json;
+}
+
+/** JSON.stringify's failure in our words (its own are a runtime's, such as "Do not know how to serialize a BigInt"). */
+function whyNotJson(err: unknown): string {
+  const text = messageOf(err);
+  if (err instanceof RangeError) return `it is nested too deeply; flatten it`;
+  if (/BigInt/i.test(text)) return 'it holds a BigInt; convert it to a number or a string';
+  if (/circular/i.test(text)) return 'it refers back to itself (a circular structure); remove the reference';
+  return 'reading it failed; send plain data (strings, numbers, booleans, null, arrays and objects)';
 }
 
 /** A document whose fields were checked, with its vector as the backend's `vector` rule returned it. */
