@@ -168,19 +168,52 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, label: string): s
   return `${where} ${expected}${got}${hint ? `: ${hint}` : ''}`;
 }
 
-/** For the few issues whose schema did not set a message of its own. */
+/** How an expected type is said: "must be a string", "must be true or false". */
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  bigint: 'a BigInt',
+  object: 'an object',
+  array: 'an array',
+  date: 'a Date',
+  map: 'a Map',
+  set: 'a Set',
+  null: 'null',
+  undefined: 'absent',
+};
+
+/** "1 item", "3 characters": what a size limit counts. */
+function sizeUnit(origin: unknown, n: number | bigint): string {
+  const unit = origin === 'array' || origin === 'set' ? 'item' : origin === 'string' ? 'character' : origin === 'map' || origin === 'object' ? 'entry' : null;
+  if (unit === null) return '';
+  return ` ${unit === 'entry' ? (Number(n) === 1 ? 'entry' : 'entries') : Number(n) === 1 ? unit : `${unit}s`}`;
+}
+
+/** For the issues whose schema did not set a message of its own: every zod 4 issue code, in our words. */
 function fallbackMessage(issue: z.core.$ZodRawIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return `must be ${issue.expected === 'array' || issue.expected === 'object' ? 'an' : 'a'} ${issue.expected}`;
+      return `must be ${TYPE_WORDS[issue.expected] ?? 'of another type'}`;
     case 'unrecognized_keys':
       return `has unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     case 'invalid_value':
-      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+      return `must be one of ${issue.values.map((v) => (typeof v === 'bigint' ? `${v}n` : JSON.stringify(v))).join(', ')}`;
     case 'too_small':
-      return `must be at least ${issue.minimum}${issue.origin === 'array' ? ' items long' : ''}`;
+      return `must be at least ${issue.minimum}${sizeUnit(issue.origin, issue.minimum)}`;
     case 'too_big':
-      return `must be at most ${issue.maximum}${issue.origin === 'array' ? ' items long' : ''}`;
+      return `must be at most ${issue.maximum}${sizeUnit(issue.origin, issue.maximum)}`;
+    case 'not_multiple_of':
+      return `must be a multiple of ${issue.divisor}`;
+    case 'invalid_format':
+      return `is not a valid ${issue.format}`;
+    case 'invalid_union':
+      return 'does not match any of the accepted forms';
+    case 'invalid_key':
+      return 'has a key that is not valid';
+    case 'invalid_element':
+      return 'has an entry that is not valid';
     default:
       return 'is not valid';
   }

@@ -4,11 +4,13 @@
 // never another error, never zod's wording.
 import should from 'should';
 import fc from 'fast-check';
+import { z } from 'zod';
 import { VectorStoreError } from '../../lib/errors';
 import {
   parseHealthConfig,
   parseIngestConfig,
   parseIngestPayload,
+  parseOrThrow,
   parseQueryConfig,
   parseQueryInput,
   parseSensorConfig,
@@ -151,6 +153,37 @@ describe('hostile input (fast-check): our own sentences, naming the field', func
       }),
       runs,
     );
+  });
+
+  it('every kind of zod issue, from schemas that set no message, becomes our sentence naming the field', () => {
+    const cases: Array<[string, z.ZodType, unknown]> = [
+      ['invalid_type', z.string(), 1],
+      ['invalid_type (bigint)', z.bigint(), 'x'],
+      ['too_big', z.number().int(), 1e300],
+      ['too_big (array)', z.array(z.number()).max(1), [1, 2]],
+      ['too_small', z.string().min(3), 'x'],
+      ['invalid_format', z.email(), 'not an address'],
+      ['not_multiple_of', z.number().multipleOf(2), 3],
+      ['unrecognized_keys', z.strictObject({}), { extra: 1 }],
+      ['invalid_union', z.union([z.string(), z.number()]), true],
+      ['invalid_key', z.record(z.enum(['a']), z.number()), { b: 1 }],
+      ['invalid_element', z.map(z.string(), z.number()), new Map([['k', 'v']])],
+      ['invalid_value', z.literal('a'), 'b'],
+      ['custom', z.custom(() => false), 1],
+    ];
+    for (const [code, schema, value] of cases) {
+      const err = (() => {
+        try {
+          parseOrThrow(z.object({ field: schema }), { field: value }, 'saved');
+        } catch (e) {
+          return e as VectorStoreError;
+        }
+        throw new Error(`${code}: accepted`);
+      })();
+      should(err).be.instanceOf(VectorStoreError);
+      should(err.message).startWith('saved.field', code);
+      should(err.message).not.match(FOREIGN_WORDING, code);
+    }
   });
 
   it('a Proxy that throws on every access, anywhere', () => {
