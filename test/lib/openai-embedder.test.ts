@@ -249,19 +249,24 @@ describe('OpenAIEmbedder', () => {
     should(sleeps).be.empty();
   });
 
-  describe('a server that echoes the key back in another form', () => {
-    const forms: Array<[string, string]> = [
-      ['URL-encoded', encodeURIComponent(`${SECRET}/+=`)],
-      ['upper-cased', SECRET.toUpperCase()],
-      ['in base64 (a Basic auth header)', Buffer.from(`user:${SECRET}`).toString('base64')],
-      ['cut short', `${SECRET.slice(0, 14)}...`],
-    ];
+  describe('a server that echoes the key it received in another form', () => {
     const key = `${SECRET}/+=`;
-    for (const [what, echoed] of forms) {
+    const forms: Array<[string, (token: string) => string]> = [
+      ['URL-encoded', (token) => encodeURIComponent(token)],
+      ['upper-cased', (token) => token.toUpperCase()],
+      ['in base64 (a Basic auth header)', (token) => Buffer.from(`user:${token}`).toString('base64')],
+      ['cut short', (token) => `${token.slice(0, 14)}...`],
+    ];
+    for (const [what, transform] of forms) {
       for (const status of [400, 503]) {
         it(`never shows it ${what} (HTTP ${status})`, async () => {
-          server.fallback = (_req, res) => answer(res, status, { error: { message: `bad key ${echoed} for this model` } });
+          let echoed = '';
+          server.fallback = (req, res) => {
+            echoed = transform((req.authorization ?? '').replace(/^Bearer /, ''));
+            answer(res, status, { error: { message: `bad key ${echoed} for this model` } });
+          };
           const err = await rejection(embedder({ apiKey: key, maxRetries: 1 }).embed(['a']));
+          should(echoed.length).be.above(8);
           should(err.message).containEql('bad key');
           should(err.message).not.containEql(echoed);
           for (const piece of [SECRET.slice(0, 8), SECRET.slice(-8), SECRET.slice(0, 8).toUpperCase()]) should(err.message).not.containEql(piece);
