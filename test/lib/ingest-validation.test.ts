@@ -9,12 +9,14 @@ import * as path from 'node:path';
 import { MemoryBackend } from '../../lib/backends/memory';
 import { PgVectorBackend } from '../../lib/backends/pgvector';
 import { LanceDbBackend } from '../../lib/backends/lancedb';
+import { ChromaBackend } from '../../lib/backends/chroma';
 import { HashEmbedder } from '../../lib/embedders/hash';
 import { VectorStoreError } from '../../lib/errors';
 import { ingestDocuments, type Store } from '../../lib/operations';
 import { parseIngestPayload } from '../../lib/schemas';
 import type { Backend } from '../../lib/types';
 import { startPgliteServer, type PgliteServer } from '../support/pglite-server';
+import { startChromaServer, type ChromaServer } from '../support/chroma-server';
 
 const DIM = 32;
 const ok = (id: string) => ({ id, vector: new Array(DIM).fill(0.1), text: `text of ${id}`, metadata: { n: 1 } });
@@ -61,6 +63,7 @@ interface BackendCase {
 }
 
 let pglite: PgliteServer | null = null;
+let chroma: ChromaServer | null = null;
 const tempDirs: string[] = [];
 
 async function tempDir(): Promise<string> {
@@ -80,10 +83,18 @@ const backends: BackendCase[] = [
     },
   },
   { name: 'lancedb', open: async () => new LanceDbBackend({ path: await tempDir() }) },
+  {
+    name: 'chroma',
+    open: async () => {
+      chroma ??= await startChromaServer();
+      return new ChromaBackend({ url: chroma.url });
+    },
+  },
 ];
 
 after(async () => {
   await pglite?.stop();
+  await chroma?.stop();
   await Promise.all(tempDirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
 });
 
