@@ -138,14 +138,24 @@ function checkVectors(docs: VectorDocument[], items: IngestItem[], fieldOf: (i: 
   const dimensions = docs[0].vector.length;
   const limit = vectorLimitOf(backendName, dimensions);
   docs.forEach((doc, i) => {
-    const field = items[i].vector ? `${fieldOf(i)}.vector` : `The embedding of ${fieldOf(i)}.text, value`;
     if (doc.vector.length !== dimensions) {
       throw new VectorStoreError(
         'DIMENSION_MISMATCH',
         `${fieldOf(i)} has a vector of ${doc.vector.length} dimensions but ${fieldOf(0)} has ${dimensions}: all documents of one message must have vectors of the same size.`,
       );
     }
-    checkPortableVector(doc.vector, field, limit);
+    if (items[i].vector) {
+      checkPortableVector(doc.vector, `${fieldOf(i)}.vector`, limit);
+      return;
+    }
+    try {
+      checkPortableVector(doc.vector, 'value', limit);
+    } catch (err) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `The embedder returned a vector for ${fieldOf(i)}.text that cannot be stored: its ${messageOf(err)} Check the embedding service and model.`,
+      );
+    }
   });
 }
 
@@ -163,7 +173,12 @@ async function toDocuments(embedder: Embedder, items: IngestItem[], slicer: Work
   const docs: VectorDocument[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
-    const id = item.id ?? (item.text !== undefined ? await textId(item.text, slicer) : vectorId(vectors[i]));
+    const { text } = item;
+    // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
+    const id =
+      item.id ??
+      (text === undefined ? vectorId(vectors[i]) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
+    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
     docs.push({ id, vector: vectors[i], text: item.text, metadata: item.metadata });
   }
   return docs;
@@ -178,10 +193,6 @@ const ID_HASH_SLICE_CHARS = 1 << 20;
  * UTF-8 bytes are the whole text's.
  */
 async function textId(text: string, slicer: WorkSlicer): Promise<string> {
-  if (text.length <= ID_HASH_SLICE_CHARS) {
-    if (slicer.spend(text.length / 4)) await slicer.pause();
-    return stableId(text);
-  }
   const hash = createHash('sha256');
   for (let start = 0; start < text.length; ) {
     let end = Math.min(text.length, start + ID_HASH_SLICE_CHARS);

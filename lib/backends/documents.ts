@@ -264,6 +264,7 @@ export function checkPortableId(id: unknown, field: string): void {
  * when `limit` is given, within ±limit.magnitude). `field` is e.g. "msg.payload[1].vector".
  */
 export function checkPortableVector(vector: ArrayLike<unknown>, field: string, limit?: { magnitude: number; why: string }): void {
+  if (vector instanceof Float32Array && limit === undefined && allFinite(vector)) return; // the fast common case: an embedder's output
   const magnitude = limit?.magnitude ?? Infinity;
   for (let i = 0; i < vector.length; i++) {
     const x = vector[i];
@@ -283,6 +284,11 @@ export function checkPortableVector(vector: ArrayLike<unknown>, field: string, l
       );
     }
   }
+}
+
+function allFinite(vector: Float32Array): boolean {
+  for (let i = 0; i < vector.length; i++) if (vector[i] - vector[i] !== 0) return false; // NaN and ±Infinity give NaN
+  return true;
 }
 
 /** The magnitude limit this backend puts on vectors of this size, if any (pgvector's halfvec index). */
@@ -314,78 +320,113 @@ function isLiteralObject(value: object): boolean {
  * JSON does. Awaits `slicer.pause()` between slices of a large value.
  */
 export async function checkPortableMetadata(metadata: Record<string, unknown>, field: string, slicer: WorkSlicer): Promise<void> {
-  type Frame = { value: unknown; field: string; depth: number; inArray: boolean } | { leave: object };
-  const stack: Frame[] = [{ value: metadata, field, depth: 1, inArray: false }];
+  // Paths are kept as links to the parent and written out only for a message:
+  // building a string per value would cost more than checking it.
+  type Path = { parent: Path | null; key: string | number } | null;
+  const pathText = (path: Path): string => {
+    const keys: Array<string | number> = [];
+    for (let p = path; p !== null; p = p.parent) keys.push(p.key);
+    let out = field;
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i];
+      out = typeof key === 'number' ? `${out}[${key}]` : fieldWithKey(out, key);
+    }
+    return out;
+  };
+  type Frame = { value: object; path: Path; depth: number } | { leave: object };
   const open = new Set<object>(); // the objects on the path from the root: a cycle comes back to one
   let values = 0;
-  while (stack.length > 0) {
-    const frame = stack.pop() as Frame;
-    if ('leave' in frame) {
-      open.delete(frame.leave);
-      continue;
-    }
-    const { value, field: at, depth, inArray } = frame;
+
+  /** Checks a value; returns it when it is an array or object to look into, else null. */
+  const check = (value: unknown, path: Path, inArray: boolean): object | null => {
     if (++values > MAX_METADATA_VALUES) {
       throw invalid(`${field} holds more than ${MAX_METADATA_VALUES} values (shared objects count each time they appear): store less metadata per document.`);
     }
-    if (slicer.spend(typeof value === 'string' ? value.length + 1 : 1)) await slicer.pause();
     switch (typeof value) {
       case 'string':
-        checkPortableString(value, at, 'metadata');
-        continue;
+        if (value.length > 0) checkPortableString(value, pathText(path), 'metadata'); // throws only when bad
+        return null;
       case 'boolean':
-        continue;
+        return null;
       case 'number':
         if (!Number.isFinite(value)) {
-          throw invalid(`${at} is ${value}, which JSON cannot hold (it would be stored as null): use a finite number, a string or null.`);
+          throw invalid(`${pathText(path)} is ${value}, which JSON cannot hold (it would be stored as null): use a finite number, a string or null.`);
         }
-        continue;
+        return null;
       case 'undefined':
-        if (inArray) throw invalid(`${at} is undefined, which JSON stores as null: use null, or remove the item.`);
-        continue;
+        if (inArray) throw invalid(`${pathText(path)} is undefined, which JSON stores as null: use null, or remove the item.`);
+        return null;
       case 'bigint':
-        throw invalid(`${at} is ${kindOf(value)}, which JSON cannot hold: convert it to a number or a string.`);
+        throw invalid(`${pathText(path)} is ${kindOf(value)}, which JSON cannot hold: convert it to a number or a string.`);
       case 'function':
       case 'symbol':
-        throw invalid(`${at} is ${kindOf(value)}, which cannot be stored as metadata: remove it.`);
+        throw invalid(`${pathText(path)} is ${kindOf(value)}, which cannot be stored as metadata: remove it.`);
     }
-    if (value === null) continue;
+    if (value === null) return null;
     const object = value as object;
+    if (Array.isArray(object)) return object;
     if (object instanceof Date || Object.prototype.toString.call(object) === '[object Date]') {
-      if (Number.isNaN((object as Date).getTime?.())) throw invalid(`${at} is an invalid Date: use a valid date or a string.`);
-      continue;
+      if (Number.isNaN((object as Date).getTime?.())) throw invalid(`${pathText(path)} is an invalid Date: use a valid date or a string.`);
+      return null;
     }
-    const isArray = Array.isArray(object);
-    if (!isArray && !isLiteralObject(object)) {
+    if (!isLiteralObject(object)) {
       throw invalid(
-        `${at} is ${kindOf(object)}, which JSON cannot store faithfully: ` +
+        `${pathText(path)} is ${kindOf(object)}, which JSON cannot store faithfully: ` +
           'metadata values are strings, numbers, booleans, null, Dates, arrays and plain objects; convert it to one of those.',
       );
     }
-    if (open.has(object)) throw invalid(`${at} refers back to an object that contains it (a circular structure), which JSON cannot hold: remove the reference.`);
+    return object;
+  };
+
+  const stack: Frame[] = [];
+  const enter = (object: object, path: Path, depth: number): void => {
+    if (open.has(object)) {
+      throw invalid(`${pathText(path)} refers back to an object that contains it (a circular structure), which JSON cannot hold: remove the reference.`);
+    }
     if (depth > MAX_METADATA_DEPTH) {
+      const at = pathText(path);
       throw invalid(`${field} is nested more than ${MAX_METADATA_DEPTH} levels deep (at ${at.length > 120 ? `${at.slice(0, 120)}...` : at}): flatten it.`);
     }
     open.add(object);
-    stack.push({ leave: object });
-    let children: Array<[string, unknown]>;
-    try {
-      if (isArray) {
-        const array = object as unknown[];
-        children = Array.from({ length: array.length }, (_, i): [string, unknown] => [`${at}[${i}]`, array[i]]);
-      } else {
-        children = Object.keys(object).map((key): [string, unknown] => {
-          checkPortableString(key, `${at} has a key that`, 'key');
-          return [fieldWithKey(at, key), (object as Record<string, unknown>)[key]];
-        });
+    stack.push({ leave: object }, { value: object, path, depth });
+  };
+
+  try {
+    const root = check(metadata, null, false);
+    if (root !== null) enter(root, null, 1);
+    while (stack.length > 0) {
+      const frame = stack.pop() as Frame;
+      if ('leave' in frame) {
+        open.delete(frame.leave);
+        continue;
       }
-    } catch (err) {
-      if (err instanceof VectorStoreError) throw err;
-      throw invalid(`${at} cannot be read (${messageOf(err)}): send plain data.`);
+      const { value: object, path, depth } = frame;
+      // Children are checked here; only arrays and objects among them are pushed, last first (so the first is looked into first).
+      const nested: Array<[object, Path]> = [];
+      let work = 1;
+      if (Array.isArray(object)) {
+        for (let i = 0; i < object.length; i++) {
+          const childPath = { parent: path, key: i };
+          const child = check(object[i], childPath, true);
+          if (child !== null) nested.push([child, childPath]);
+          const item: unknown = object[i];
+          work += typeof item === 'string' ? 1 + item.length / 8 : 1;
+        }
+      } else {
+        for (const key of Object.keys(object)) {
+          if (key.length > 0) checkPortableString(key, `${pathText(path)} has a key that`, 'key');
+          const item: unknown = (object as Record<string, unknown>)[key];
+          const childPath = { parent: path, key };
+          const child = check(item, childPath, false);
+          if (child !== null) nested.push([child, childPath]);
+          work += typeof item === 'string' ? 1 + item.length / 8 : 1;
+        }
+      }
+      for (let i = nested.length - 1; i >= 0; i--) enter(nested[i][0], nested[i][1], depth + 1);
+      if (slicer.spend(work)) await slicer.pause();
     }
-    if (slicer.spend(children.length)) await slicer.pause();
-    for (let i = children.length - 1; i >= 0; i--) {
-      stack.push({ value: children[i][1], field: children[i][0], depth: depth + 1, inArray: isArray });
-    }
+  } catch (err) {
+    if (err instanceof VectorStoreError) throw err;
+    throw invalid(`${field} cannot be read (reading it threw an error): send plain data, objects of fields without getters or proxies.`);
   }
 }
