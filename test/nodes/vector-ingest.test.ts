@@ -1,4 +1,5 @@
 import should from 'should';
+import fc from 'fast-check';
 import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
 
 function flow(ingest: Record<string, unknown> = {}): FlowNode[] {
@@ -178,5 +179,38 @@ describe('vector-ingest node', function () {
     await delay(200);
     should(seen).have.length(0);
   });
-});
 
+  it('hostile payloads (fast-check), batchSize 1: each ends in one output or one error in our words, and a rejected one writes nothing', async function () {
+    this.timeout(120_000);
+    await loadFlow(flow({ batchSize: 1 }));
+    const ingest = helper.getNode('ingest');
+    const outcomes = new Map<string, { ok: boolean; message?: string }>();
+    helper.getNode('out').on('input', (msg: { collection: string }) => outcomes.set(msg.collection, { ok: true }));
+    helper.getNode('errors').on('input', (msg: { collection: string; error: { message: string } }) =>
+      outcomes.set(msg.collection, { ok: false, message: msg.error.message }),
+    );
+    const value = fc.anything({ withBigInt: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true, withTypedArray: true, withSparseArray: true, maxDepth: 3 });
+    const document = fc.oneof(
+      value,
+      fc.record({ id: fc.oneof(fc.string(), value), text: fc.string({ minLength: 1 }) }, { requiredKeys: ['text'] }),
+      fc.record({ text: fc.string({ minLength: 1 }), metadata: value }),
+      fc.record({ vector: fc.array(fc.oneof(fc.double(), fc.constant(1e39)), { minLength: 64, maxLength: 64 }) }),
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(document, { minLength: 1, maxLength: 3 }), async (payload) => {
+        const collection = `hostile${++n}`;
+        ingest.receive({ payload, collection });
+        const deadline = Date.now() + 10_000;
+        while (!outcomes.has(collection) && Date.now() < deadline) await delay(2);
+        const outcome = outcomes.get(collection);
+        should(outcome).not.be.undefined();
+        if (!outcome?.ok) {
+          should(outcome?.message).not.match(/\bexpected\b|Invalid input|\breceived\b|Maximum call stack|serialize|RangeError|TypeError/);
+          should(await backendOf().collectionExists(collection)).be.false();
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
