@@ -64,27 +64,10 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
     await checkItems(items, fieldOf, slicer);
     docs = await toDocuments(store.embedder, items, slicer);
     checkVectors(docs, items, fieldOf, backend.name);
+    docs = lastOfEachId(docs);
+    await prepareCollection(backend, collection, docs[0].vector.length, options.createCollection);
   } catch (err) {
     throw nothingWritten(err);
-  }
-  const dimensions = docs[0].vector.length;
-  docs = lastOfEachId(docs);
-
-  if (await backend.collectionExists(collection)) {
-    const stats = await backend.stats(collection);
-    if (stats.dimensions !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `Collection "${collection}" holds vectors of ${stats.dimensions} dimensions, but these documents have ${dimensions}. Use the same embedder settings as when the collection was created, or another collection.`,
-      );
-    }
-  } else if (options.createCollection) {
-    await backend.ensureCollection(collection, { dimensions, metric: 'cosine' });
-  } else {
-    throw new VectorStoreError(
-      'NOT_FOUND',
-      `Collection "${collection}" does not exist in the ${backend.name} store, and "create collection" is off. Create it first, or turn the option on.`,
-    );
   }
 
   let totalCount = 0;
@@ -106,6 +89,26 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
     batches,
     durationMs: Math.round(performance.now() - started),
   };
+}
+
+/** The collection exists with these dimensions, or is created when allowed; the last step before the first write. */
+async function prepareCollection(backend: Backend, collection: string, dimensions: number, create: boolean): Promise<void> {
+  if (await backend.collectionExists(collection)) {
+    const stats = await backend.stats(collection);
+    if (stats.dimensions !== dimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `Collection "${collection}" holds vectors of ${stats.dimensions} dimensions, but these documents have ${dimensions}. Use the same embedder settings as when the collection was created, or another collection.`,
+      );
+    }
+  } else if (create) {
+    await backend.ensureCollection(collection, { dimensions, metric: 'cosine' });
+  } else {
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `Collection "${collection}" does not exist in the ${backend.name} store, and "create collection" is off. Create it first, or turn the option on.`,
+    );
+  }
 }
 
 /** A rejected input's error, saying that nothing was written (same code). */
