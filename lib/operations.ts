@@ -9,6 +9,7 @@ import type { Backend, CollectionStats, Embedder, QueryHit, VectorDocument } fro
 import { VectorStoreError, messageOf } from './errors';
 import { stableId } from './ids';
 import type { IngestItem, QuerySpec } from './schemas';
+import { WorkSlicer, checkPortableId, checkPortableMetadata, checkPortableString, checkPortableVector, vectorLimitOf } from './backends/documents';
 
 /** A configured store: what a `vector-store` config node hands to the other nodes. */
 export interface Store {
@@ -25,6 +26,8 @@ export interface IngestOptions {
   buildIndex: boolean;
   /** Memory backend only: make this collection's indexing fail with this reason. */
   simulateFailure?: string;
+  /** How messages name input document i; default `msg.payload[i]`. */
+  fieldOf?: (index: number) => string;
 }
 
 export interface IngestResult {
@@ -38,8 +41,10 @@ export interface IngestResult {
 
 /**
  * Embed, validate and write documents. Everything that can be checked is checked
- * before the first write (ids, vectors, dimensions, the collection), so bad input
- * writes nothing.
+ * on the whole input before the first write and before a collection is created
+ * (ids, texts, metadata, vectors, dimensions, the collection), with the checks of
+ * every backend, so bad input writes nothing. Long inputs are checked in slices,
+ * so the event loop keeps turning.
  */
 export async function ingestDocuments(store: Store, items: IngestItem[], options: IngestOptions): Promise<IngestResult> {
   const started = performance.now();
@@ -51,33 +56,18 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
       `msg.simulate only works with the memory backend; the store of collection "${collection}" is ${backend.name}. Remove msg.simulate.`,
     );
   }
+  const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
 
-  const docs = lastOfEachId(await toDocuments(store.embedder, items));
-  const dimensions = docs[0].vector.length;
-  docs.forEach((doc, i) => {
-    if (doc.vector.length !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `msg.payload[${i}] has a vector of ${doc.vector.length} dimensions but msg.payload[0] has ${dimensions}: all documents of one message must have vectors of the same size.`,
-      );
-    }
-  });
-
-  if (await backend.collectionExists(collection)) {
-    const stats = await backend.stats(collection);
-    if (stats.dimensions !== dimensions) {
-      throw new VectorStoreError(
-        'DIMENSION_MISMATCH',
-        `Collection "${collection}" holds vectors of ${stats.dimensions} dimensions, but these documents have ${dimensions}. Use the same embedder settings as when the collection was created, or another collection.`,
-      );
-    }
-  } else if (options.createCollection) {
-    await backend.ensureCollection(collection, { dimensions, metric: 'cosine' });
-  } else {
-    throw new VectorStoreError(
-      'NOT_FOUND',
-      `Collection "${collection}" does not exist in the ${backend.name} store, and "create collection" is off. Create it first, or turn the option on.`,
-    );
+  const slicer = new WorkSlicer();
+  let docs: VectorDocument[];
+  try {
+    await checkItems(items, fieldOf, slicer);
+    docs = await toDocuments(store.embedder, items, slicer);
+    checkVectors(docs, items, fieldOf, backend.name);
+    docs = lastOfEachId(docs);
+    await prepareCollection(backend, collection, docs[0].vector.length, options.createCollection);
+  } catch (err) {
+    throw nothingWritten(err);
   }
 
   let totalCount = 0;
@@ -101,8 +91,79 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
   };
 }
 
+/** The collection exists with these dimensions, or is created when allowed; the last step before the first write. */
+async function prepareCollection(backend: Backend, collection: string, dimensions: number, create: boolean): Promise<void> {
+  if (await backend.collectionExists(collection)) {
+    const stats = await backend.stats(collection);
+    if (stats.dimensions !== dimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `Collection "${collection}" holds vectors of ${stats.dimensions} dimensions, but these documents have ${dimensions}. Use the same embedder settings as when the collection was created, or another collection.`,
+      );
+    }
+  } else if (create) {
+    await backend.ensureCollection(collection, { dimensions, metric: 'cosine' });
+  } else {
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `Collection "${collection}" does not exist in the ${backend.name} store, and "create collection" is off. Create it first, or turn the option on.`,
+    );
+  }
+}
+
+/** A rejected input's error, saying that nothing was written (same code). */
+function nothingWritten(err: unknown): unknown {
+  if (!(err instanceof VectorStoreError) || err.transient || /Nothing was written/.test(err.message)) return err;
+  return new VectorStoreError(err.code, `${err.message} Nothing was written.`, { transient: false, cause: err.cause });
+}
+
+/** The checks every store makes on ids, texts, given vectors and metadata, for the whole input. */
+async function checkItems(items: IngestItem[], fieldOf: (i: number) => string, slicer: WorkSlicer): Promise<void> {
+  for (let i = 0; i < items.length; i++) {
+    const { id, text, vector, metadata } = items[i];
+    const field = fieldOf(i);
+    if (id !== undefined) checkPortableId(id, `${field}.id`);
+    if (text !== undefined) {
+      checkPortableString(text, `${field}.text`);
+      if (slicer.spend(text.length / 8)) await slicer.pause(); // a scan of the text: cheap per character
+    }
+    if (vector !== undefined) checkPortableVector(vector, `${field}.vector`);
+    if (metadata !== undefined) await checkPortableMetadata(metadata, `${field}.metadata`, slicer);
+    if (slicer.spend(1 + (vector?.length ?? 0))) await slicer.pause();
+  }
+}
+
+/**
+ * Every vector, given or embedded, has the size of the first and values every
+ * store can hold (pgvector's half-precision index included when it is the store).
+ */
+function checkVectors(docs: VectorDocument[], items: IngestItem[], fieldOf: (i: number) => string, backendName: string): void {
+  const dimensions = docs[0].vector.length;
+  const limit = vectorLimitOf(backendName, dimensions);
+  docs.forEach((doc, i) => {
+    if (doc.vector.length !== dimensions) {
+      throw new VectorStoreError(
+        'DIMENSION_MISMATCH',
+        `${fieldOf(i)} has a vector of ${doc.vector.length} dimensions but ${fieldOf(0)} has ${dimensions}: all documents of one message must have vectors of the same size.`,
+      );
+    }
+    if (items[i].vector) {
+      checkPortableVector(doc.vector, `${fieldOf(i)}.vector`, limit);
+      return;
+    }
+    try {
+      checkPortableVector(doc.vector, 'value', limit);
+    } catch (err) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `The embedder returned a vector for ${fieldOf(i)}.text that cannot be stored: its ${messageOf(err)} Check the embedding service and model.`,
+      );
+    }
+  });
+}
+
 /** Give every item an id and a vector; texts are embedded in one call. */
-async function toDocuments(embedder: Embedder, items: IngestItem[]): Promise<VectorDocument[]> {
+async function toDocuments(embedder: Embedder, items: IngestItem[], slicer: WorkSlicer): Promise<VectorDocument[]> {
   const toEmbed: number[] = [];
   items.forEach((item, i) => {
     if (!item.vector) toEmbed.push(i);
@@ -112,12 +173,39 @@ async function toDocuments(embedder: Embedder, items: IngestItem[]): Promise<Vec
   toEmbed.forEach((itemIndex, k) => {
     vectors[itemIndex] = embedded[k];
   });
-  return items.map((item, i) => ({
-    id: item.id ?? (item.text !== undefined ? stableId(item.text) : vectorId(vectors[i])),
-    vector: vectors[i],
-    text: item.text,
-    metadata: item.metadata,
-  }));
+  const docs: VectorDocument[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const { text } = item;
+    // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
+    const id =
+      item.id ??
+      (text === undefined ? vectorId(vectors[i]) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
+    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
+    docs.push({ id, vector: vectors[i], text: item.text, metadata: item.metadata });
+  }
+  return docs;
+}
+
+/** Texts hashed per call to update: about 1 MB of text at a time between pauses. */
+const ID_HASH_SLICE_CHARS = 1 << 20;
+
+/**
+ * `stableId(text)`, hashed in slices so a text of many megabytes does not hold
+ * the event loop. The same id: slices never split a surrogate pair, so their
+ * UTF-8 bytes are the whole text's.
+ */
+async function textId(text: string, slicer: WorkSlicer): Promise<string> {
+  const hash = createHash('sha256');
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(text.length, start + ID_HASH_SLICE_CHARS);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end += 1; // keep a pair whole
+    hash.update(text.slice(start, end), 'utf8');
+    start = end;
+    await slicer.pause();
+  }
+  return 'doc-' + hash.digest('hex').slice(0, 32);
 }
 
 /**
@@ -264,11 +352,24 @@ export function describeUnhealthy(report: HealthReport): string {
 // ---------------------------------------------------------------- query
 
 /** Run queries (texts embedded in one call); one hit list per query, best first. */
-export async function queryCollection(store: Store, collection: string, queries: QuerySpec[]): Promise<QueryHit[][]> {
+export async function queryCollection(
+  store: Store,
+  collection: string,
+  queries: QuerySpec[],
+  /** How messages name query i; default `msg.payload[i]`, or `msg.payload` for a single query. */
+  fieldOf: (index: number) => string = (i) => (queries.length === 1 ? 'msg.payload' : `msg.payload[${i}]`),
+): Promise<QueryHit[][]> {
   // No existence check first: every backend answers NOT_FOUND itself (the
   // conformance suite checks it), and the extra round trip doubled query cost
   // on server stores.
   const { backend } = store;
+  // What every store can take, checked for all queries before the first is sent.
+  const slicer = new WorkSlicer();
+  for (let i = 0; i < queries.length; i++) {
+    const { vector, filter } = queries[i];
+    if (vector) checkPortableVector(vector, `${fieldOf(i)}.vector`);
+    if (filter) await checkPortableMetadata(filter, `${fieldOf(i)}.filter`, slicer);
+  }
   const textIndexes = queries.flatMap((q, i) => (q.vector ? [] : [i]));
   const embedded = textIndexes.length > 0 ? await store.embedder.embed(textIndexes.map((i) => queries[i].text as string)) : [];
   const vectors: Array<Float32Array | number[]> = queries.map((q) => q.vector ?? []);

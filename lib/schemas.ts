@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { VectorStoreError } from './errors';
+import { kindOf } from './backends/values';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -125,15 +126,36 @@ const MAX_ISSUES_IN_MESSAGE = 3;
  * whose fields are then named alone ("batchSize").
  */
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, label: string): T {
-  // Issues whose schema set no message get ours, never zod's default wording.
-  const result = schema.safeParse(value, { error: fallbackMessage });
-  if (result.success) return result.data;
-  throw new VectorStoreError('INVALID_INPUT', describeIssues(result.error.issues, value, label));
+  return readable(label, () => {
+    // Issues whose schema set no message get ours, never zod's default wording.
+    const result = schema.safeParse(value, { error: fallbackMessage });
+    if (result.success) return result.data;
+    throw new VectorStoreError('INVALID_INPUT', describeIssues(result.error.issues, value, label));
+  });
+}
+
+/**
+ * Runs a parser; anything but our own error (a Proxy or a getter that throws,
+ * a value no check foresaw) becomes a sentence naming the value, never the
+ * foreign error's text.
+ */
+function readable<T>(label: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof VectorStoreError) throw err;
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `${label || 'the node configuration'} cannot be read (reading it threw an error): send plain data, objects of fields without getters or proxies`,
+    );
+  }
 }
 
 function describeIssues(issues: readonly z.core.$ZodIssue[], root: unknown, label: string): string {
-  const parts = issues.slice(0, MAX_ISSUES_IN_MESSAGE).map((issue) => describeIssue(issue, root, label));
-  const more = issues.length - parts.length;
+  // Several rules of one field can fail at once (an integer, at most 1000): say it once.
+  const sentences = [...new Set(issues.map((issue) => describeIssue(issue, root, label)))];
+  const parts = sentences.slice(0, MAX_ISSUES_IN_MESSAGE);
+  const more = sentences.length - parts.length;
   if (more > 0) parts.push(`and ${more} more problem${more === 1 ? '' : 's'}`);
   return parts.join('; ');
 }
@@ -148,19 +170,52 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, label: string): s
   return `${where} ${expected}${got}${hint ? `: ${hint}` : ''}`;
 }
 
-/** For the few issues whose schema did not set a message of its own. */
+/** How an expected type is said: "must be a string", "must be true or false". */
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  bigint: 'a BigInt',
+  object: 'an object',
+  array: 'an array',
+  date: 'a Date',
+  map: 'a Map',
+  set: 'a Set',
+  null: 'null',
+  undefined: 'absent',
+};
+
+/** "1 item", "3 characters": what a size limit counts. */
+function sizeUnit(origin: unknown, n: number | bigint): string {
+  const unit = origin === 'array' || origin === 'set' ? 'item' : origin === 'string' ? 'character' : origin === 'map' || origin === 'object' ? 'entry' : null;
+  if (unit === null) return '';
+  return ` ${unit === 'entry' ? (Number(n) === 1 ? 'entry' : 'entries') : Number(n) === 1 ? unit : `${unit}s`}`;
+}
+
+/** For the issues whose schema did not set a message of its own: every zod 4 issue code, in our words. */
 function fallbackMessage(issue: z.core.$ZodRawIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return `must be ${issue.expected === 'array' || issue.expected === 'object' ? 'an' : 'a'} ${issue.expected}`;
+      return `must be ${TYPE_WORDS[issue.expected] ?? 'of another type'}`;
     case 'unrecognized_keys':
       return `has unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     case 'invalid_value':
-      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+      return `must be one of ${issue.values.map((v) => (typeof v === 'bigint' ? `${v}n` : JSON.stringify(v))).join(', ')}`;
     case 'too_small':
-      return `must be at least ${issue.minimum}${issue.origin === 'array' ? ' items long' : ''}`;
+      return `must be at least ${issue.minimum}${sizeUnit(issue.origin, issue.minimum)}`;
     case 'too_big':
-      return `must be at most ${issue.maximum}${issue.origin === 'array' ? ' items long' : ''}`;
+      return `must be at most ${issue.maximum}${sizeUnit(issue.origin, issue.maximum)}`;
+    case 'not_multiple_of':
+      return `must be a multiple of ${issue.divisor}`;
+    case 'invalid_format':
+      return `is not a valid ${issue.format}`;
+    case 'invalid_union':
+      return 'does not match any of the accepted forms';
+    case 'invalid_key':
+      return 'has a key that is not valid';
+    case 'invalid_element':
+      return 'has an entry that is not valid';
     default:
       return 'is not valid';
   }
@@ -187,24 +242,44 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return current;
 }
 
-/** A short, safe description of a received value. */
+/**
+ * A short, safe description of a received value: 42, NaN, "abc", null, nothing,
+ * an array of 3 items, a BigInt (10n), a Date, a Map, a Float32Array, an object.
+ */
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (typeof value === 'string') {
     return JSON.stringify(value.length > 40 ? value.slice(0, 37) + '...' : value);
   }
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (Array.isArray(value)) {
-    return value.length === 0 ? 'an empty array' : `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  try {
+    if (Array.isArray(value)) {
+      return value.length === 0 ? 'an empty array' : `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+    }
+  } catch {
+    return 'an object that cannot be read';
   }
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
-  if (typeof value === 'object') return 'an object';
-  return `a ${typeof value}`;
+  return kindOf(value);
 }
 
 // ---------------------------------------------------------------------------
 // Field builders: lenient about how Node-RED stores values, strict about meaning
+
+/** Stands for a value that throws when looked at (a hostile Proxy), so zod reports the field instead of throwing. */
+const UNREADABLE = Symbol('unreadable');
+
+/** The value, or UNREADABLE when merely inspecting it throws. */
+function readableValue(value: unknown): unknown {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return value;
+  try {
+    Object.getPrototypeOf(value);
+    Array.isArray(value);
+    return value;
+  } catch {
+    return UNREADABLE;
+  }
+}
 
 function isBlank(value: unknown): boolean {
   return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
@@ -258,16 +333,17 @@ function numberSchema(rule: NumberRule, message = numberExpectation(rule)) {
 }
 
 function numberField(rule: NumberRule, defaultValue: number) {
-  return z.preprocess((v) => toNumberOrBlank(v) ?? defaultValue, numberSchema(rule));
+  return z.preprocess((v) => toNumberOrBlank(readableValue(v)) ?? defaultValue, numberSchema(rule));
 }
 
 function optionalNumberField(rule: NumberRule) {
-  return z.preprocess(toNumberOrBlank, numberSchema(rule).optional());
+  return z.preprocess((v) => toNumberOrBlank(readableValue(v)), numberSchema(rule).optional());
 }
 
 function booleanField(defaultValue: boolean) {
   return z.preprocess(
-    (v) => {
+    (raw) => {
+      const v = readableValue(raw);
       if (isBlank(v)) return defaultValue;
       if (v === 'true') return true;
       if (v === 'false') return false;
@@ -279,13 +355,16 @@ function booleanField(defaultValue: boolean) {
 
 function enumField<const T extends readonly [string, ...string[]]>(values: T, defaultValue: T[number]) {
   const message = `must be one of ${values.map((v) => `"${v}"`).join(', ')}`;
-  return z.preprocess((v) => (isBlank(v) ? defaultValue : v), z.enum(values, { error: message }));
+  return z.preprocess((raw) => {
+    const v = readableValue(raw);
+    return isBlank(v) ? defaultValue : v;
+  }, z.enum(values, { error: message }));
 }
 
 /** A plain string property; unset means ''. Surrounding spaces are never meant, so they go. */
 function stringField() {
   return z.preprocess(
-    (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v.trim() : v),
+    (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v.trim() : readableValue(v)),
     z.string({ error: 'must be a string' }),
   );
 }
@@ -409,7 +488,7 @@ export const healthConfigSchema: z.ZodType<HealthConfig> = z.object({
 export const queryConfigSchema: z.ZodType<QueryConfig> = z.object({
   collection: stringField(),
   // The query text is kept as typed; only a missing one becomes ''.
-  query: z.preprocess((v) => (v === undefined || v === null ? '' : v), z.string({ error: 'must be a string' })),
+  query: z.preprocess((v) => (v === undefined || v === null ? '' : readableValue(v)), z.string({ error: 'must be a string' })),
   topK: numberField({ integer: true, min: 1, max: 1000 }, 3),
   failOnEmpty: booleanField(true),
 });
@@ -426,6 +505,9 @@ export const parseQueryConfig = (def: unknown): QueryConfig => parseOrThrow(quer
  * node's `collection` property. Throws when neither names one.
  */
 export function resolveCollection(msgCollection: unknown, configured: string): string {
+  if (typeof msgCollection === 'object' && msgCollection !== null) {
+    throw new VectorStoreError('INVALID_INPUT', `msg.collection must be a collection name (a non-empty string) (got ${describeValue(msgCollection)})`);
+  }
   if (!isBlank(msgCollection)) return parseOrThrow(collectionSchema, msgCollection, 'msg.collection');
   if (configured.trim() !== '') return configured.trim();
   throw new VectorStoreError(
@@ -439,7 +521,7 @@ export function resolveCollection(msgCollection: unknown, configured: string): s
 
 /** null means "not given" for optional fields of message objects (JSON often has nulls). */
 function optional<T extends z.ZodType>(schema: T) {
-  return z.preprocess((v) => (v === null ? undefined : v), schema.optional());
+  return z.preprocess((v) => (v === null ? undefined : readableValue(v)), schema.optional());
 }
 
 const idSchema = z.preprocess(
@@ -532,6 +614,10 @@ const INGEST_PAYLOAD_SHAPE = `a text, or an array of texts or ${INGEST_ITEM_SHAP
  * Duplicate ids are not rejected: as writes are upserts, the last one wins.
  */
 export function parseIngestPayload(payload: unknown): IngestItem[] {
+  return readable('msg.payload', () => parseIngestPayloadUnguarded(payload));
+}
+
+function parseIngestPayloadUnguarded(payload: unknown): IngestItem[] {
   const invalid = (message: string) => new VectorStoreError('INVALID_INPUT', message);
   if (payload === undefined || payload === null) {
     throw invalid(`msg.payload is missing: send ${INGEST_PAYLOAD_SHAPE}`);
@@ -572,12 +658,15 @@ const simulateSchema: z.ZodType<SimulateOption> = z.strictObject(
 /** `msg.simulate`: absent, or `{fail: "reason"}` (memory backend only). */
 export function parseSimulate(value: unknown): SimulateOption | undefined {
   if (value === undefined) return undefined;
+  if (!readable('msg.simulate', () => isPlainObject(value))) {
+    throw new VectorStoreError('INVALID_INPUT', `msg.simulate must be an object {fail: "reason"} (memory backend only) (got ${describeValue(value)})`);
+  }
   return parseOrThrow(simulateSchema, value, 'msg.simulate');
 }
 
 const QUERY_SHAPE = 'a query text, an array of them, or an object {text | vector, topK?, filter?}';
 
-const topKSchema = z.preprocess(toNumberOrBlank, numberSchema({ integer: true, min: 1, max: 1000 }).optional());
+const topKSchema = z.preprocess((v) => toNumberOrBlank(readableValue(v)), numberSchema({ integer: true, min: 1, max: 1000 }).optional());
 
 const queryObjectSchema = z
   .strictObject(
@@ -634,6 +723,10 @@ function looksLikeQuery(payload: unknown): boolean {
  * that is an error.
  */
 export function parseQueryInput(payload: unknown, defaultQuery: string, defaultTopK: number): QueryInput {
+  return readable('msg.payload', () => parseQueryInputUnguarded(payload, defaultQuery, defaultTopK));
+}
+
+function parseQueryInputUnguarded(payload: unknown, defaultQuery: string, defaultTopK: number): QueryInput {
   if (!looksLikeQuery(payload)) {
     if (defaultQuery.trim() !== '') return { queries: [{ text: defaultQuery, topK: defaultTopK }], batch: false };
     const got = isBlank(payload)

@@ -11,7 +11,7 @@ export = function register(RED: NodeAPI): void {
   registerStoreNode(RED, 'sample-query', parseQueryConfig, async ({ text, config, store, collection, msg, status }) => {
     const input = parseQueryInput(msg.payload, config.query, config.topK);
     status.busy(text('sample-query.status.querying', { collection }));
-    const results = await queryCollection(store, collection, input.queries);
+    const results = await queryCollection(store, collection, input.queries, (i) => (input.batch ? `msg.payload[${i}]` : 'msg.payload'));
     // On failure too, msg.payload keeps the (partly) empty results: that is the structured answer.
     msg.payload = input.batch ? results : results[0];
     const emptyAt = results.findIndex((hits) => hits.length === 0);

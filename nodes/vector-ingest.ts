@@ -20,6 +20,7 @@ export = function register(RED: NodeAPI): void {
       createCollection: config.createCollection,
       buildIndex: config.buildIndex,
       simulateFailure: simulate?.fail,
+      fieldOf: Array.isArray(msg.payload) ? undefined : () => 'msg.payload',
     });
     msg.payload = result;
     msg.expectedCount = result.totalCount;
@@ -27,5 +28,7 @@ export = function register(RED: NodeAPI): void {
       ok: true,
       statusText: text('vector-ingest.status.done', { ingested: result.ingested, total: result.totalCount, collection }),
     };
-  });
+  },
+  // A failed ingest leaves the documents in msg.payload, the error in msg.error.
+  { keepPayloadOnError: true });
 };

@@ -8,7 +8,7 @@
  */
 import { VectorStoreError, messageOf } from '../errors';
 import type { UpsertOptions } from '../types';
-import { describeValue, isPlainObject } from './values';
+import { describeValue, isPlainObject, kindOf } from './values';
 
 /** What a vector must be, beyond an array of finite numbers that fit in a 32-bit float. */
 export interface VectorRules {
@@ -54,7 +54,7 @@ export function checkVector(value: unknown, rules: VectorRules, what: string, co
       throw new VectorStoreError(
         'INVALID_INPUT',
         `${what} has an invalid value at position ${i} (${describeValue(x)}): every vector value must be a finite number ` +
-          `${allowed}. Nothing was written to ${collection}.`,
+          `${allowed} (${collection}).`,
       );
     }
   }
@@ -72,12 +72,21 @@ export function jsonText(value: unknown, what: string): string {
   try {
     json = JSON.stringify(value);
   } catch (err) {
-    throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON (${messageOf(err)}).`);
+    throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON: ${whyNotJson(err)}.`);
   }
   if (json === undefined) {
     throw new VectorStoreError('INVALID_INPUT', `${what} cannot be stored as JSON (it is a ${typeof value}).`);
   }
   return json;
+}
+
+/** JSON.stringify's failure in our words (its own are a runtime's, such as "Do not know how to serialize a BigInt"). */
+function whyNotJson(err: unknown): string {
+  const text = messageOf(err);
+  if (err instanceof RangeError) return `it is nested too deeply; flatten it`;
+  if (/BigInt/i.test(text)) return 'it holds a BigInt; convert it to a number or a string';
+  if (/circular/i.test(text)) return 'it refers back to itself (a circular structure); remove the reference';
+  return 'reading it failed; send plain data (strings, numbers, booleans, null, arrays and objects)';
 }
 
 /** A document whose fields were checked, with its vector as the backend's `vector` rule returned it. */
@@ -164,5 +173,260 @@ export function refuseSimulatedFailure(options: UpsertOptions | undefined, colle
       'INVALID_INPUT',
       `Simulated failures (msg.simulate) only work with the memory backend, not with ${collection}. Remove msg.simulate.`,
     );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// What every store can hold: the checks of all backends, made on a whole input
+// before its first write (see `ingestDocuments`). Each names the field the way
+// the user wrote it (`msg.payload[3].metadata.tags[2]`) and says how to fix it.
+
+/**
+ * Longest id, in UTF-8 bytes: Postgres keeps ids in a btree primary key, whose
+ * entries cannot exceed about 2700 bytes.
+ */
+export const MAX_ID_BYTES = 2048;
+/** Deepest metadata nesting: deeper JSON overflows the stack of JSON writers and of Postgres' jsonb parser. */
+export const MAX_METADATA_DEPTH = 100;
+/** Largest magnitude of a half-precision float: pgvector's index above 2000 dimensions (halfvec). */
+export const HALFVEC_MAX = 65504;
+/** pgvector indexes as half precision above this many dimensions. */
+export const HALFVEC_ABOVE_DIMENSIONS = 2000;
+/** Most values (counting a shared object each time it appears) in one document's metadata. */
+export const MAX_METADATA_VALUES = 1_000_000;
+/** Largest finite 32-bit float, for messages. */
+const FLOAT32_MAX_TEXT = '3.4028235e38';
+
+/**
+ * Spreads long checks over several turns of the event loop: call `spend` with
+ * the work just done (characters, values) and await `pause()` when it says so.
+ */
+export class WorkSlicer {
+  private spent = 0;
+
+  constructor(private readonly unitsPerSlice = 256_000) {}
+
+  /** True when enough work was done since the last pause. */
+  spend(units: number): boolean {
+    this.spent += units;
+    return this.spent >= this.unitsPerSlice;
+  }
+
+  async pause(): Promise<void> {
+    this.spent = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+const invalid = (message: string) => new VectorStoreError('INVALID_INPUT', message);
+
+/** True when the string has a UTF-16 surrogate without its partner (no store can encode it as UTF-8). */
+function hasLoneSurrogate(text: string): boolean {
+  const wellFormed = (text as { isWellFormed?: () => boolean }).isWellFormed;
+  if (typeof wellFormed === 'function') return !wellFormed.call(text);
+  return /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text);
+}
+
+/** A string field every store can hold: no NUL character (Postgres), no lone surrogate (UTF-8). */
+export function checkPortableString(text: string, field: string, role = 'text'): void {
+  const nul = text.indexOf('\u0000');
+  if (nul !== -1) {
+    throw invalid(
+      `${field} contains a NUL character (\\u0000) at position ${nul}, which stores such as Postgres cannot hold: remove it from the ${role}.`,
+    );
+  }
+  if (hasLoneSurrogate(text)) {
+    throw invalid(
+      `${field} contains a broken character (half of a UTF-16 surrogate pair), which cannot be stored as UTF-8: ` +
+        `remove it or repair the ${role}'s encoding.`,
+    );
+  }
+}
+
+/** An id every store can hold: a non-empty string, short enough for a database key, of whole characters. */
+export function checkPortableId(id: unknown, field: string): void {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw invalid(`${field} must be a non-empty string (got ${describeValue(id)}).`);
+  }
+  // Cheap bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
+  const bytes = id.length * 3 <= MAX_ID_BYTES ? id.length : Buffer.byteLength(id, 'utf8');
+  if (bytes > MAX_ID_BYTES) {
+    throw invalid(
+      `${field} is too long (${bytes} bytes in UTF-8; at most ${MAX_ID_BYTES}): use a shorter id, ` +
+        'such as a hash of this one, and keep the long value in metadata.',
+    );
+  }
+  checkPortableString(id, field, 'id');
+}
+
+/**
+ * A vector every store can hold: finite numbers that fit in a 32-bit float (and,
+ * when `limit` is given, within ±limit.magnitude). `field` is e.g. "msg.payload[1].vector".
+ */
+export function checkPortableVector(vector: ArrayLike<unknown>, field: string, limit?: { magnitude: number; why: string }): void {
+  if (vector instanceof Float32Array && limit === undefined && allFinite(vector)) return; // the fast common case: an embedder's output
+  const magnitude = limit?.magnitude ?? Infinity;
+  for (let i = 0; i < vector.length; i++) {
+    const x = vector[i];
+    if (typeof x !== 'number' || !Number.isFinite(x)) {
+      throw invalid(`${field}[${i}] is ${describeValue(x)}: every vector value must be a finite number. Fix or drop this document.`);
+    }
+    // fround: 1e39 is finite as a double but Infinity as a 32-bit float.
+    if (!Number.isFinite(Math.fround(x))) {
+      throw invalid(
+        `${field}[${i}] is ${x}, which does not fit in a 32-bit float (largest magnitude ${FLOAT32_MAX_TEXT}): ` +
+          'scale the vector down (normalise it).',
+      );
+    }
+    if (Math.abs(x) > magnitude) {
+      throw invalid(
+        `${field}[${i}] is ${x}, beyond ±${magnitude} (${limit?.why}): scale the vector down (normalise it).`,
+      );
+    }
+  }
+}
+
+function allFinite(vector: Float32Array): boolean {
+  for (let i = 0; i < vector.length; i++) if (vector[i] - vector[i] !== 0) return false; // NaN and ±Infinity give NaN
+  return true;
+}
+
+/** The magnitude limit this backend puts on vectors of this size, if any (pgvector's halfvec index). */
+export function vectorLimitOf(backend: string, dimensions: number): { magnitude: number; why: string } | undefined {
+  return backend === 'pgvector' && dimensions > HALFVEC_ABOVE_DIMENSIONS
+    ? { magnitude: HALFVEC_MAX, why: `pgvector stores the index in half precision above ${HALFVEC_ABOVE_DIMENSIONS} dimensions` }
+    : undefined;
+}
+
+/** `field` followed by an object key, as JavaScript would write the access. */
+export function fieldWithKey(field: string, key: string): string {
+  if (/^[A-Za-z_$][\w$]*$/.test(key)) return `${field}.${key}`;
+  const shown = key.length > 40 ? `${key.slice(0, 40)}...` : key;
+  return `${field}[${JSON.stringify(shown)}]`;
+}
+
+/** An object literal from any realm (a Node-RED function node builds objects in its own VM context). */
+function isLiteralObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+/**
+ * Metadata every store can hold, checked without recursion (100,000 levels of
+ * nesting must give this message, not a stack overflow): plain objects and
+ * arrays of strings, finite numbers, booleans, null and Dates (stored as ISO
+ * text), at most MAX_METADATA_DEPTH levels deep, no cycles, no NUL characters
+ * or broken characters in keys or strings. `undefined` fields are dropped, as
+ * JSON does. Awaits `slicer.pause()` between slices of a large value.
+ */
+export async function checkPortableMetadata(metadata: Record<string, unknown>, field: string, slicer: WorkSlicer): Promise<void> {
+  // Paths are kept as links to the parent and written out only for a message:
+  // building a string per value would cost more than checking it.
+  type Path = { parent: Path | null; key: string | number } | null;
+  const pathText = (path: Path): string => {
+    const keys: Array<string | number> = [];
+    for (let p = path; p !== null; p = p.parent) keys.push(p.key);
+    let out = field;
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i];
+      out = typeof key === 'number' ? `${out}[${key}]` : fieldWithKey(out, key);
+    }
+    return out;
+  };
+  type Frame = { value: object; path: Path; depth: number } | { leave: object };
+  const open = new Set<object>(); // the objects on the path from the root: a cycle comes back to one
+  let values = 0;
+
+  /** Checks a value; returns it when it is an array or object to look into, else null. */
+  const check = (value: unknown, path: Path, inArray: boolean): object | null => {
+    if (++values > MAX_METADATA_VALUES) {
+      throw invalid(`${field} holds more than ${MAX_METADATA_VALUES} values (shared objects count each time they appear): store less metadata per document.`);
+    }
+    switch (typeof value) {
+      case 'string':
+        if (value.length > 0) checkPortableString(value, pathText(path), 'metadata'); // throws only when bad
+        return null;
+      case 'boolean':
+        return null;
+      case 'number':
+        if (!Number.isFinite(value)) {
+          throw invalid(`${pathText(path)} is ${value}, which JSON cannot hold (it would be stored as null): use a finite number, a string or null.`);
+        }
+        return null;
+      case 'undefined':
+        if (inArray) throw invalid(`${pathText(path)} is undefined, which JSON stores as null: use null, or remove the item.`);
+        return null;
+      case 'bigint':
+        throw invalid(`${pathText(path)} is ${kindOf(value)}, which JSON cannot hold: convert it to a number or a string.`);
+      case 'function':
+      case 'symbol':
+        throw invalid(`${pathText(path)} is ${kindOf(value)}, which cannot be stored as metadata: remove it.`);
+    }
+    if (value === null) return null;
+    const object = value as object;
+    if (Array.isArray(object)) return object;
+    if (object instanceof Date || Object.prototype.toString.call(object) === '[object Date]') {
+      if (Number.isNaN((object as Date).getTime?.())) throw invalid(`${pathText(path)} is an invalid Date: use a valid date or a string.`);
+      return null;
+    }
+    if (!isLiteralObject(object)) {
+      throw invalid(
+        `${pathText(path)} is ${kindOf(object)}, which JSON cannot store faithfully: ` +
+          'metadata values are strings, numbers, booleans, null, Dates, arrays and plain objects; convert it to one of those.',
+      );
+    }
+    return object;
+  };
+
+  const stack: Frame[] = [];
+  const enter = (object: object, path: Path, depth: number): void => {
+    if (open.has(object)) {
+      throw invalid(`${pathText(path)} refers back to an object that contains it (a circular structure), which JSON cannot hold: remove the reference.`);
+    }
+    if (depth > MAX_METADATA_DEPTH) {
+      const at = pathText(path);
+      throw invalid(`${field} is nested more than ${MAX_METADATA_DEPTH} levels deep (at ${at.length > 120 ? `${at.slice(0, 120)}...` : at}): flatten it.`);
+    }
+    open.add(object);
+    stack.push({ leave: object }, { value: object, path, depth });
+  };
+
+  try {
+    const root = check(metadata, null, false);
+    if (root !== null) enter(root, null, 1);
+    while (stack.length > 0) {
+      const frame = stack.pop() as Frame;
+      if ('leave' in frame) {
+        open.delete(frame.leave);
+        continue;
+      }
+      const { value: object, path, depth } = frame;
+      // Children are checked here; only arrays and objects among them are pushed, last first (so the first is looked into first).
+      const nested: Array<[object, Path]> = [];
+      let work = 1;
+      if (Array.isArray(object)) {
+        for (let i = 0; i < object.length; i++) {
+          const childPath = { parent: path, key: i };
+          const child = check(object[i], childPath, true);
+          if (child !== null) nested.push([child, childPath]);
+          const item: unknown = object[i];
+          work += typeof item === 'string' ? 1 + item.length / 8 : 1;
+        }
+      } else {
+        for (const key of Object.keys(object)) {
+          if (key.length > 0) checkPortableString(key, `${pathText(path)} has a key that`, 'key');
+          const item: unknown = (object as Record<string, unknown>)[key];
+          const childPath = { parent: path, key };
+          const child = check(item, childPath, false);
+          if (child !== null) nested.push([child, childPath]);
+          work += typeof item === 'string' ? 1 + item.length / 8 : 1;
+        }
+      }
+      for (let i = nested.length - 1; i >= 0; i--) enter(nested[i][0], nested[i][1], depth + 1);
+      if (slicer.spend(work)) await slicer.pause();
+    }
+  } catch (err) {
+    if (err instanceof VectorStoreError) throw err;
+    throw invalid(`${field} cannot be read (reading it threw an error): send plain data, objects of fields without getters or proxies.`);
   }
 }

@@ -9,11 +9,54 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
 }
 
-/** A short description of a received value for a message: 42, "abc", null, an array, object. */
+/** A short description of a received value for a message: 42, NaN, "abc", null, an array, a Date, a Map. */
 export function describeValue(x: unknown): string {
   if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return String(x);
   if (typeof x === 'string') return JSON.stringify(x.length > 20 ? `${x.slice(0, 20)}...` : x);
-  return Array.isArray(x) ? 'an array' : typeof x;
+  return Array.isArray(x) ? 'an array' : kindOf(x);
+}
+
+/**
+ * What kind of value this is, in words, for values that are not plain numbers,
+ * strings or booleans: "a BigInt (10n)", "a Date", "a Map", "a Uint8Array",
+ * "a function", "an object" (a plain one), "a Foo object" (an instance of a class).
+ * Never throws, even on a hostile object (a Proxy, a throwing getter).
+ */
+export function kindOf(x: unknown): string {
+  switch (typeof x) {
+    case 'bigint':
+      return `a BigInt (${String(x).length > 20 ? `${String(x).slice(0, 20)}...` : String(x)}n)`;
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    case 'undefined':
+      return 'nothing (undefined)';
+    case 'number':
+      return Number.isNaN(x) ? 'NaN' : String(x);
+    case 'string':
+      return 'a string';
+    case 'boolean':
+      return String(x);
+  }
+  if (x === null) return 'null';
+  try {
+    if (Array.isArray(x)) return 'an array';
+    const tag = Object.prototype.toString.call(x).slice(8, -1);
+    const proto = Object.getPrototypeOf(x);
+    if (proto === null || Object.getPrototypeOf(proto) === null) return tag === 'Object' ? 'an object' : withArticle(tag);
+    const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+    const named = typeof name === 'string' && /^[A-Za-z_$][\w$]{0,40}$/.test(name) ? name : null;
+    if (tag !== 'Object') return withArticle(named ?? tag); // a Date, a Map, a Buffer (tagged Uint8Array)
+    return named ? `${withArticle(named)} object` : 'an object of a class';
+  } catch {
+    return 'an object that cannot be read';
+  }
+}
+
+/** "an Error", "a Map" (a "U" is read "you": "a Uint8Array"). */
+function withArticle(word: string): string {
+  return `${/^[AEIOaeio]/.test(word) ? 'an' : 'a'} ${word}`;
 }
 
 /**

@@ -29,6 +29,9 @@ const TRIGRAMS_WEIGHT = 0.5;
 const STOP_WORD_FACTOR = 0.25;
 /** Yield to the event loop after about this many characters of a large batch. */
 const CHARS_PER_SLICE = 200_000;
+/** A text longer than this is embedded in slices of about SLICE_CHARS characters, yielding between them. */
+const LONG_TEXT_CHARS = 100_000;
+const SLICE_CHARS = 50_000;
 
 // Distinct FNV offset bases keep feature kinds apart: the word "the" and the
 // 3-gram "the" land in unrelated slots.
@@ -48,6 +51,20 @@ const STOP_WORDS: ReadonlySet<string> = new Set(
 
 /** Letters and digits of any script make words; everything else separates them. */
 const NON_WORD = /[^\p{L}\p{N}]+/u;
+
+/** A run of letters and digits, at most 4096 code points at a time (see embedLong). */
+const WORD_FRAGMENT = '[\\p{L}\\p{N}]{1,4096}';
+
+/** ASCII whitespace: where a long text may be cut without changing how it lower-cases or splits. */
+const SAFE_CUT = /[ \t\n\r\f\v]/g;
+
+/** The end of the piece starting before `target`: just after the first ASCII whitespace at or after target - 1, else the text's end. */
+function pieceEnd(text: string, target: number): number {
+  if (target >= text.length) return text.length;
+  SAFE_CUT.lastIndex = target - 1;
+  const found = SAFE_CUT.exec(text);
+  return found === null ? text.length : found.index + 1;
+}
 
 /** FNV-1a over the UTF-16 code units of `s` from `start` to `end`. */
 function fnv(hash: number, s: string, start: number, end: number): number {
@@ -94,6 +111,10 @@ export class HashEmbedder implements Embedder {
       if (typeof text !== 'string') {
         throw new VectorStoreError('INVALID_INPUT', `the hash embedder can only embed strings (got ${typeof text})`);
       }
+      if (text.length > LONG_TEXT_CHARS) {
+        out.push(await this.embedLong(text, signal));
+        continue;
+      }
       out.push(this.embedOne(text));
       // Large batches must not hold the event loop for long.
       charsSinceYield += text.length;
@@ -112,17 +133,22 @@ export class HashEmbedder implements Embedder {
     let previous = '';
     for (const word of words) {
       if (word === '') continue; // split leaves '' at the ends
-      const factor = STOP_WORDS.has(word) ? STOP_WORD_FACTOR : 1;
-      this.add(scratch, fnv(SEED_WORD, word, 0, word.length), UNIGRAM_WEIGHT * factor);
-      if (previous !== '') {
-        let pair = fnv(SEED_PAIR, previous, 0, previous.length);
-        pair = fnv(fnvUnit(pair, PAIR_SEPARATOR), word, 0, word.length);
-        this.add(scratch, pair, BIGRAM_WEIGHT * factor);
-      }
-      this.addTrigrams(scratch, word, factor);
+      this.addWord(scratch, word, previous);
       previous = word;
     }
     return normalise(scratch);
+  }
+
+  /** A word's features: the word, the pair it makes with the previous word ('' for none), its 3-grams. */
+  private addWord(scratch: Float64Array, word: string, previous: string): void {
+    const factor = STOP_WORDS.has(word) ? STOP_WORD_FACTOR : 1;
+    this.add(scratch, fnv(SEED_WORD, word, 0, word.length), UNIGRAM_WEIGHT * factor);
+    if (previous !== '') {
+      let pair = fnv(SEED_PAIR, previous, 0, previous.length);
+      pair = fnv(fnvUnit(pair, PAIR_SEPARATOR), word, 0, word.length);
+      this.add(scratch, pair, BIGRAM_WEIGHT * factor);
+    }
+    this.addTrigrams(scratch, word, factor);
   }
 
   /** The 3-grams of "<word>", hashed in place without building substrings. */
@@ -136,6 +162,99 @@ export class HashEmbedder implements Embedder {
       this.add(scratch, fnvUnit(fnvUnit(fnvUnit(SEED_TRIGRAM, first), second), third), weight);
       first = second;
       second = third;
+    }
+  }
+
+  /**
+   * What embedOne gives, bit for bit, for a long text, in slices of about
+   * SLICE_CHARS characters with a turn of the event loop between them. The
+   * same features are added in the same order:
+   * - the text is lower-cased piece by piece, cut just after an ASCII space,
+   *   tab or line break: such a character is neither cased nor "case-ignorable",
+   *   so no context-dependent mapping (the final sigma) looks across it, and no
+   *   word or surrogate pair spans it;
+   * - words are found as runs of letters and digits, read in bounded fragments
+   *   joined when adjacent (what `split(NON_WORD)` keeps);
+   * - a giant word's hashes are computed in slices too (FNV is sequential).
+   */
+  private async embedLong(text: string, signal?: AbortSignal): Promise<Float32Array> {
+    const acc = new Float64Array(this.dimensions); // its own: other embed calls run between slices
+    let work = 0;
+    const spend = async (units: number): Promise<void> => {
+      work += units;
+      if (work < SLICE_CHARS) return;
+      work = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (signal?.aborted) throw cancelled(signal);
+    };
+    let previous = '';
+    for (let start = 0; start < text.length; ) {
+      const end = pieceEnd(text, start + SLICE_CHARS);
+      const lower = text.slice(start, end).toLowerCase();
+      start = end;
+      await spend(lower.length / 4); // lower-casing and slicing: cheap per character
+      const fragments = new RegExp(WORD_FRAGMENT, 'gu');
+      let wordStart = -1;
+      let wordEnd = -1;
+      for (let m = fragments.exec(lower); ; m = fragments.exec(lower)) {
+        if (m !== null && m.index === wordEnd) {
+          wordEnd += m[0].length; // the same word goes on
+          continue;
+        }
+        if (wordStart !== -1) {
+          const word = lower.slice(wordStart, wordEnd);
+          if (word.length + previous.length < SLICE_CHARS) {
+            // The common case, synchronous: an await per word would cost more than the word.
+            this.addWord(acc, word, previous);
+            work += word.length + 1;
+            if (work >= SLICE_CHARS) await spend(0);
+          } else {
+            await this.addWordSliced(acc, word, previous, spend);
+          }
+          previous = word;
+        }
+        if (m === null) break;
+        wordStart = m.index;
+        wordEnd = m.index + m[0].length;
+      }
+    }
+    return normalise(acc);
+  }
+
+  /** addWord for a giant word (or one after a giant word), its hashes computed in slices. */
+  private async addWordSliced(
+    acc: Float64Array,
+    word: string,
+    previous: string,
+    spend: (units: number) => Promise<void>,
+  ): Promise<void> {
+    const fnvSliced = async (hash: number, s: string): Promise<number> => {
+      for (let from = 0; from < s.length; from += SLICE_CHARS) {
+        hash = fnv(hash, s, from, Math.min(s.length, from + SLICE_CHARS));
+        await spend(Math.min(SLICE_CHARS, s.length - from));
+      }
+      return hash;
+    };
+    const factor = STOP_WORDS.has(word) ? STOP_WORD_FACTOR : 1;
+    this.add(acc, await fnvSliced(SEED_WORD, word), UNIGRAM_WEIGHT * factor);
+    if (previous !== '') {
+      const pair = await fnvSliced(fnvUnit(await fnvSliced(SEED_PAIR, previous), PAIR_SEPARATOR), word);
+      this.add(acc, pair, BIGRAM_WEIGHT * factor);
+    }
+    // addTrigrams, with the loop cut in slices.
+    const n = word.length;
+    const weight = (TRIGRAMS_WEIGHT * factor) / Math.sqrt(n);
+    let first = BOUNDARY_START;
+    let second = word.charCodeAt(0);
+    for (let from = 0; from < n; from += SLICE_CHARS) {
+      const to = Math.min(n, from + SLICE_CHARS);
+      for (let i = from; i < to; i++) {
+        const third = i + 1 < n ? word.charCodeAt(i + 1) : BOUNDARY_END;
+        this.add(acc, fnvUnit(fnvUnit(fnvUnit(SEED_TRIGRAM, first), second), third), weight);
+        first = second;
+        second = third;
+      }
+      await spend(2 * (to - from));
     }
   }
 

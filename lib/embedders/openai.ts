@@ -9,9 +9,13 @@
  * with a transient UNAVAILABLE error so the caller can retry later. A refused
  * key (401/403) or a refused request (other 4xx) fails at once: retrying would
  * not help. The API key is sent as a bearer token and never appears in a
- * message.
+ * message: a key that cannot go in a header (a line break, a control character)
+ * is refused before any request, naming the `embedApiKey` credential, and every
+ * error text (the server's, the HTTP client's) is redacted of the key in every
+ * form a server may echo it (see ../redact.ts).
  */
 import { VectorStoreError, messageOf } from '../errors';
+import { redact, redactError, secretProblem } from '../redact';
 import type { Embedder } from '../types';
 
 export interface OpenAIEmbedderOptions {
@@ -50,6 +54,8 @@ export class OpenAIEmbedder implements Embedder {
   private readonly where: string;
   private readonly model: string;
   private readonly apiKey: string | undefined;
+  /** Why the key cannot be sent (a line break...), or null; said on every embed call, never retried. */
+  private readonly keyProblem: string | null;
   private readonly batchSize: number;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
@@ -69,6 +75,7 @@ export class OpenAIEmbedder implements Embedder {
     }
     this.model = options.model.trim();
     this.apiKey = options.apiKey ? options.apiKey : undefined;
+    this.keyProblem = secretProblem('embedApiKey', this.apiKey) ?? headerProblem('embedApiKey', this.apiKey);
     this.batchSize = checkedOption('batchSize', options.batchSize ?? 64, 1, true);
     this.timeoutMs = checkedOption('timeoutMs', options.timeoutMs ?? 30_000, 1, false);
     this.maxRetries = checkedOption('maxRetries', options.maxRetries ?? 4, 0, true);
@@ -85,6 +92,7 @@ export class OpenAIEmbedder implements Embedder {
 
   async embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (this.closed) throw new VectorStoreError('INTERNAL', `the embedder for ${this.where} is closed`);
+    if (this.keyProblem !== null) throw new VectorStoreError('INVALID_INPUT', this.keyProblem, { transient: false });
     if (texts.length === 0) return [];
     // One signal for this call: aborted by the caller's signal or by close().
     const call = new AbortController();
@@ -98,6 +106,9 @@ export class OpenAIEmbedder implements Embedder {
         vectors.push(...(await this.embedBatch(texts.slice(start, start + this.batchSize), call.signal)));
       }
       return vectors;
+    } catch (err) {
+      // The server's and the HTTP client's texts may hold the key, in any form.
+      throw redactError(err, [this.apiKey]);
     } finally {
       signal?.removeEventListener('abort', forward);
       this.running.delete(call);
@@ -161,6 +172,14 @@ export class OpenAIEmbedder implements Embedder {
     } catch (err) {
       this.throwIfCancelled(signal);
       if (timedOut) return { reason: `no answer within ${this.timeoutMs} ms` };
+      if (isLocalRequestError(err)) {
+        // fetch refused to build the request (a header it cannot send...): trying again gives the same.
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `the request to the embedding service at ${this.where} could not be built (${redact(messageOf(err), [this.apiKey])}): check embedUrl and the embedApiKey credential`,
+          { transient: false },
+        );
+      }
       return { reason: `network error: ${networkErrorText(err).split(this.endpoint).join(this.where)}` };
     } finally {
       clearTimeout(timer);
@@ -281,8 +300,7 @@ export class OpenAIEmbedder implements Embedder {
     } catch {
       if (!body.trimStart().startsWith('<')) text = body; // skip HTML error pages
     }
-    text = text.replace(/\s+/g, ' ').trim();
-    if (this.apiKey) text = text.split(this.apiKey).join('***');
+    text = redact(text, [this.apiKey]).replace(/\s+/g, ' ').trim();
     return text.length > 200 ? text.slice(0, 197) + '...' : text;
   }
 
@@ -293,6 +311,12 @@ export class OpenAIEmbedder implements Embedder {
       cause: signal.reason,
     });
   }
+}
+
+/** An HTTP header carries Latin-1 characters only (fetch refuses others); names the field, never the value. */
+function headerProblem(field: string, secret: string | undefined): string | null {
+  if (secret === undefined || !/[^\u0000-\u00ff]/.test(secret)) return null;
+  return `The ${field} credential contains a character that cannot be sent in an HTTP header (a letter outside Latin-1, or a typographic quote or dash from a copy-paste). Paste the key again in the vector-store configuration, and deploy.`;
 }
 
 function parseBaseUrl(baseUrl: string): URL {
@@ -337,6 +361,15 @@ function checkedOption(name: string, value: number, min: number, integer: boolea
     );
   }
   return value;
+}
+
+/**
+ * An error fetch throws before sending anything (an invalid header value, a
+ * character a header cannot hold): a TypeError of its own, not undici's
+ * "fetch failed", which wraps a network failure in `cause`.
+ */
+function isLocalRequestError(err: unknown): boolean {
+  return err instanceof TypeError && err.message !== 'fetch failed' && (err as { cause?: unknown }).cause === undefined;
 }
 
 /** fetch wraps the real reason ("ECONNREFUSED") in `cause`. */

@@ -3,13 +3,14 @@
  */
 import { VectorStoreError, messageOf } from '../../lib/errors';
 import { validateCollectionName } from '../../lib/backends/collection-name';
+import { describeValue } from '../../lib/schemas';
 
 /** `msg.collection` wins over the configured collection; one of them must be set. */
 export function collectionOf(msg: { collection?: unknown }, configured: string, backend: string): string {
   const fromMsg = msg.collection;
   if (fromMsg !== undefined && fromMsg !== null && fromMsg !== '') {
     if (typeof fromMsg !== 'string') {
-      throw new VectorStoreError('INVALID_INPUT', `msg.collection must be a string (got ${typeof fromMsg}).`);
+      throw new VectorStoreError('INVALID_INPUT', `msg.collection must be a string, the collection's name (got ${describeValue(fromMsg)}).`);
     }
     return validateCollectionName(fromMsg, backend);
   }
@@ -54,11 +55,12 @@ export function toError(err: unknown): Error {
 export function expectedCountOf(msg: object & { expectedCount?: unknown }): number {
   const value = msg.expectedCount;
   if (value === undefined || value === null || value === '') return 0;
-  const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  // Safe integers only: 1e300 is an integer to JavaScript, but no count of documents.
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
     throw new VectorStoreError(
       'INVALID_INPUT',
-      `msg.expectedCount must be a whole number of documents, 0 or more (got ${JSON.stringify(value)}).`,
+      `msg.expectedCount must be a whole number of documents, 0 or more (got ${describeValue(value)}).`,
     );
   }
   return n;

@@ -27,11 +27,21 @@ export interface OperationContext<C> {
   status: NodeStatus;
 }
 
+export interface StoreNodeOptions {
+  /**
+   * On failure, leave msg.payload as it came (the error is in msg.error of the
+   * message Catch nodes get) instead of the structured error payload: a failed
+   * ingest keeps its documents, so a flow can retry or store them elsewhere.
+   */
+  keepPayloadOnError?: boolean;
+}
+
 export function registerStoreNode<C extends { collection: string }>(
   RED: NodeAPI,
   type: string,
   parseConfig: (def: unknown) => C,
   operation: (ctx: OperationContext<C>) => Promise<Outcome>,
+  options: StoreNodeOptions = {},
 ): void {
   const text = catalogTexts(RED);
 
@@ -72,7 +82,9 @@ export function registerStoreNode<C extends { collection: string }>(
         send(msg);
         done();
       } catch (err) {
-        msg.payload = errorPayload(collection, err);
+        // Node-RED clones the message for Catch nodes: a payload it cannot clone
+        // (nested thousands of levels deep) would lose the error, so it goes.
+        if (!options.keepPayloadOnError || !cloneable(RED, msg.payload)) msg.payload = errorPayload(collection, err);
         status.fail(messageOf(err));
         done(toError(err));
       }
@@ -80,4 +92,14 @@ export function registerStoreNode<C extends { collection: string }>(
   }
 
   RED.nodes.registerType(type, StoreNode as never);
+}
+
+/** Can Node-RED clone this value (as it does to hand a message to a Catch node)? */
+function cloneable(RED: NodeAPI, value: unknown): boolean {
+  try {
+    RED.util.cloneMessage({ payload: value } as never);
+    return true;
+  } catch {
+    return false;
+  }
 }

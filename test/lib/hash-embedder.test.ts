@@ -1,4 +1,5 @@
 import should from 'should';
+import { createHash } from 'node:crypto';
 import { HashEmbedder } from '../../lib/embedders/hash';
 import { VectorStoreError } from '../../lib/errors';
 
@@ -157,4 +158,84 @@ describe('HashEmbedder', () => {
     controller.abort();
     await should(embedder.embed(['text'], controller.signal)).be.rejectedWith(VectorStoreError);
   });
+
+  it("keeps today's vectors (stored collections depend on them)", () => {
+    const texts = ['The sensor waits for the collection to finish indexing.', 'ΟΔΥΣΣΕΥΣ ΣΟΦΟΣ. Naïve café — 東京 😀 x', '', 'a', "Don't stop: the-quick_brown fox 123 456"];
+    const fingerprints: Record<number, string> = { 384: '4a538caf4c7648695bc69ebe0fc2a420', 64: '698a33bf1a9932929dc42e7a3a341340' };
+    for (const dims of [384, 64]) {
+      const e = new HashEmbedder(dims);
+      const hash = createHash('sha256');
+      for (const t of texts) hash.update(Buffer.from(e.embedOne(t).buffer));
+      should(hash.digest('hex').slice(0, 32)).equal(fingerprints[dims], `vectors of ${dims} dimensions changed`);
+    }
+  });
+
+  describe('long texts, embedded in slices', () => {
+    const unit = 'The Sensor WAITS for ΟΔΥΣΣΕΥΣ\u2019Σ ship; naïve café 😀 東京 the-quick_brown ΣΑΣ\n\t';
+    const cases: Array<[string, () => string]> = [
+      ['prose with capital sigmas, surrogate pairs and stop words', () => unit.repeat(Math.ceil(600_000 / unit.length))],
+      ['one word of a million letters', () => 'ab'.repeat(500_000)],
+      ['a million characters without whitespace', () => 'word-Σ.'.repeat(150_000)],
+      ['a giant word between ordinary ones', () => `start here ${'x'.repeat(700_000)} and end there ${'ΣΑΣ '.repeat(50_000)}`],
+      ['an emoji run across every slice boundary', () => '😀'.repeat(400_000)],
+    ];
+    for (const [what, make] of cases) {
+      it(`gives exactly the vector of embedOne: ${what}`, async () => {
+        const text = make();
+        const e = new HashEmbedder(384);
+        const [sliced] = await e.embed([text]);
+        should(Buffer.from(sliced.buffer).equals(Buffer.from(e.embedOne(text).buffer))).be.true();
+      });
+    }
+
+    it('runs several long embeddings at once without mixing them up', async () => {
+      const e = new HashEmbedder(64);
+      const a = 'alpha beta gamma '.repeat(40_000);
+      const b = 'delta epsilon zeta '.repeat(40_000);
+      const [[va], [vb]] = await Promise.all([e.embed([a]), e.embed([b])]);
+      should(Array.from(va)).eql(Array.from(e.embedOne(a)));
+      should(Array.from(vb)).eql(Array.from(e.embedOne(b)));
+    });
+
+    it('stops a long embedding when its signal aborts', async () => {
+      const controller = new AbortController();
+      const running = embedder.embed(['many words here '.repeat(200_000)], controller.signal);
+      setImmediate(() => controller.abort());
+      await should(running).be.rejectedWith(VectorStoreError);
+    });
+
+    it('does not hold the event loop long on a 10 MB text (the longest block is reported)', async function () {
+      this.timeout(60_000);
+      const words = 'the quick brown fox jumps over a lazy dog while waiting for indexing to finish'.split(' ');
+      const parts: string[] = [];
+      for (let n = 0; n < 10_000_000; ) {
+        const w = words[(n * 7) % words.length];
+        parts.push(w);
+        n += w.length + 1;
+      }
+      const text = parts.join(' ');
+      const longest = await longestBlockDuring(() => new HashEmbedder(384).embed([text]));
+      console.log(`      longest event-loop block while embedding 10 MB: ${longest.toFixed(0)} ms`);
+      // Very loose on purpose (shared machine): the unsliced embedder held it for 700 ms idle, seconds under load.
+      should(longest).be.below(300);
+    });
+  });
 });
+
+/** Run `work`, probing the event loop every millisecond; the longest gap seen between probes, in ms. */
+export async function longestBlockDuring(work: () => Promise<unknown>): Promise<number> {
+  let last = performance.now();
+  let longest = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+  }, 1);
+  try {
+    await work();
+    const now = performance.now();
+    return Math.max(longest, now - last);
+  } finally {
+    clearInterval(probe);
+  }
+}

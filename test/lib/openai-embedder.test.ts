@@ -217,6 +217,65 @@ describe('OpenAIEmbedder', () => {
     should(server.seen.length).equal(1);
   });
 
+  for (const [what, key] of [
+    ['a trailing line break', `${SECRET}\n`],
+    ['a line break inside', `${SECRET.slice(0, 10)}\r\n${SECRET.slice(10)}`],
+    ['a control character', `${SECRET}\u0007`],
+    ['a character a header cannot hold', `${SECRET}\u2014x`],
+  ] as const) {
+    it(`refuses a key with ${what} before any request: INVALID_INPUT naming embedApiKey, never the key, not retried`, async () => {
+      const err = await rejection(embedder({ apiKey: key }).embed(['a']));
+      should(err.code).equal('INVALID_INPUT');
+      should(err.transient).be.false();
+      should(err.message).containEql('embedApiKey');
+      should(err.message).not.containEql(SECRET.slice(0, 10));
+      should(server.seen.length).equal(0);
+      should(sleeps).be.empty();
+    });
+  }
+
+  it('does not retry a request fetch refuses to build, and does not quote the key', async () => {
+    // A test double for fetch: only a local TypeError before any request is made is simulated.
+    let calls = 0;
+    const refusing = (async () => {
+      calls += 1;
+      throw new TypeError(`Headers.append: "Bearer ${SECRET}" is an invalid header value.`);
+    }) as unknown as typeof fetch;
+    const err = await rejection(embedder({ fetch: refusing }).embed(['a']));
+    should(err.code).equal('INVALID_INPUT');
+    should(err.transient).be.false();
+    should(err.message).not.containEql(SECRET.slice(0, 10));
+    should(calls).equal(1);
+    should(sleeps).be.empty();
+  });
+
+  describe('a server that echoes the key it received in another form', () => {
+    const key = `${SECRET}/+=`;
+    const forms: Array<[string, (token: string) => string]> = [
+      ['URL-encoded', (token) => encodeURIComponent(token)],
+      ['upper-cased', (token) => token.toUpperCase()],
+      ['in base64 (a Basic auth header)', (token) => Buffer.from(`user:${token}`).toString('base64')],
+      ['cut short', (token) => `${token.slice(0, 14)}...`],
+    ];
+    for (const [what, transform] of forms) {
+      for (const status of [400, 503]) {
+        it(`never shows it ${what} (HTTP ${status})`, async () => {
+          let echoed = '';
+          server.fallback = (req, res) => {
+            echoed = transform((req.authorization ?? '').replace(/^Bearer /, ''));
+            answer(res, status, { error: { message: `bad key ${echoed} for this model` } });
+          };
+          const err = await rejection(embedder({ apiKey: key, maxRetries: 1 }).embed(['a']));
+          should(echoed.length).be.above(8);
+          should(err.message).containEql('bad key');
+          should(err.message).not.containEql(echoed);
+          for (const piece of [SECRET.slice(0, 8), SECRET.slice(-8), SECRET.slice(0, 8).toUpperCase()]) should(err.message).not.containEql(piece);
+          should(err.message).not.match(/c2stdGVzdC1TRUNSRVQt|dGVzdC1TRUNSRVQt/); // base64 of the key's start
+        });
+      }
+    }
+  });
+
   it('reads FastAPI-style 422 details and hints at the URL on 404', async () => {
     server.replies.push((_req, res) => answer(res, 422, { detail: [{ msg: 'input too long' }] }));
     server.replies.push((_req, res) => answer(res, 404, '<html>Not Found</html>'));

@@ -100,4 +100,26 @@ describe('sample-query node', function () {
     const err = await errors;
     should(err.error.message).match(/msg\.payload/);
   });
+
+  const hostileQueries: Array<[string, () => unknown, RegExp]> = [
+    ['a vector value beyond 32-bit float range', () => ({ vector: new Array(384).fill(1e39) }), /^(Error: )?msg\.payload\.vector\[0\] is 1e\+39, which does not fit in a 32-bit float/],
+    ['a filter nested 100,000 levels deep', () => {
+      let deep: Record<string, unknown> = {};
+      for (let i = 0; i < 100_000; i++) deep = { next: deep };
+      return { text: 'pasta', filter: { topic: deep } };
+    }, /^(Error: )?msg\.payload\.filter is nested more than 100 levels deep/],
+    ['a BigInt in the filter', () => ({ text: 'pasta', filter: { topic: 10n } }), /^(Error: )?msg\.payload\.filter\.topic is a BigInt \(10n\)/],
+    ['a filter in the second query of an array', () => ['pasta', { text: 'train', filter: { when: new Map() } }], /^(Error: )?msg\.payload\[1\]\.filter\.when is a Map/],
+  ];
+  for (const [what, payload, message] of hostileQueries) {
+    it(`rejects ${what} in our own words, naming the field`, async function () {
+      await loadWithDocs();
+      const errors = nextMessage('errors');
+      helper.getNode('query').receive({ payload: payload() });
+      const err = await errors;
+      should(err.error.message).match(message);
+      should(err.error.code).equal('INVALID_INPUT');
+      should(err.error.message).not.match(/RangeError|Maximum call stack|serialize/);
+    });
+  }
 });
