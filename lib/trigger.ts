@@ -19,6 +19,7 @@
 import { z } from 'zod';
 import { VectorStoreError, isTransient, messageOf } from './errors';
 import { newWaitId } from './ids';
+import { parseOrThrow } from './schemas';
 import type { CollectionStatus } from './types';
 
 /**
@@ -272,12 +273,12 @@ function readSpec(value: unknown, adopt: boolean): TriggerSpec {
   // ~10x more, measured with 100,000 waits); zod explains the others.
   const checked = checkSpecV1(value as Record<string, unknown>, adopt);
   if (checked) return checked;
-  const parsed = specV1Schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw invalid(`This saved wait is damaged: field "${issue?.path.join('.')}" ${issue?.message ?? 'is invalid'}.`);
+  try {
+    return parseOrThrow(specV1Schema, value, '') as TriggerSpec;
+  } catch (err) {
+    // Our own sentence for the damaged field (never the schema library's wording).
+    throw invalid(`This saved wait is damaged: ${messageOf(err)}`);
   }
-  return parsed.data as TriggerSpec;
 }
 
 /*

@@ -368,7 +368,9 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
       should(parseTriggerSpec(JSON.parse(JSON.stringify(spec())))).eql(spec());
       should(() => parseTriggerSpec({ ...spec(), v: 2 })).throw(/format version 2, which this version of the package does not know/);
       should(() => new CollectionReadyTrigger({ ...spec(), v: 2 } as unknown as TriggerSpec)).throw(/format version 2/);
-      should(() => parseTriggerSpec({ ...spec(), polls: -3 })).throw(/damaged: field "polls"/);
+      should(() => parseTriggerSpec({ ...spec(), polls: -3 })).throw(/^This saved wait is damaged: polls must be at least 0 \(got -3\)/);
+      // Our words, not the schema library's.
+      should(() => parseTriggerSpec({ ...spec(), expectedCount: 1e300 })).throw((err: Error) => !/Too big|expected int|Invalid input/.test(err.message));
       should(() => parseTriggerSpec(null)).throw(/format version undefined/);
     });
 
