@@ -195,6 +195,7 @@ describe('schemas', () => {
         maxPollInterval: 60,
         timeout: 3600,
         deferrable: true,
+        maxErrors: 0,
       });
     });
 
@@ -208,7 +209,7 @@ describe('schemas', () => {
           timeout: '90',
           deferrable: 'false',
         }),
-      ).eql({ collection: 'docs', expectedCount: 500, pollInterval: 0.5, maxPollInterval: 30, timeout: 90, deferrable: false });
+      ).eql({ collection: 'docs', expectedCount: 500, pollInterval: 0.5, maxPollInterval: 30, timeout: 90, deferrable: false, maxErrors: 0 });
     });
 
     it('raises an unset maxPollInterval to a long pollInterval, but rejects a set one below it', () => {
