@@ -41,7 +41,8 @@
  *
  * Delivery: exactly once per process, at most one flagged redelivery across a
  * crash. A final is first recorded on disk as being delivered (WaitStore
- * `markFinal`), then handed to the owner, then the wait is removed. A wait
+ * `markFinal`), then handed to the owner, then, a moment later (`removalGraceMs`:
+ * Node-RED passes a sent message on asynchronously), the wait is removed. A wait
  * loaded with such a record (the process died between the two) is not polled
  * again: its recorded final is delivered with `redelivered: true`. Every event
  * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
@@ -82,6 +83,12 @@ export interface TriggererOptions {
   sliceSize?: number;
   /** Longest time a status answer is shared with other waits (also capped at half their poll interval). */
   statusReuseMs?: number;
+  /**
+   * How long a delivered wait stays on disk (marked as delivered) before it is
+   * removed: Node-RED hands a sent message to the next node a moment later, so a
+   * crash in that moment must redeliver (flagged), not lose it.
+   */
+  removalGraceMs?: number;
 }
 
 export interface TriggererStats {
@@ -418,6 +425,40 @@ class RunStarter implements Wakeable {
   }
 }
 
+/**
+ * Removals of delivered waits, written together `graceMs` after the first of
+ * them: one scheduler entry per batch, not per wait.
+ */
+class RemovalBatch implements Wakeable {
+  private ids: string[] = [];
+  private task: ScheduledTask | null = null;
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly now: () => number,
+    private readonly graceMs: number,
+    private readonly write: (ids: string[]) => void,
+  ) {}
+
+  add(id: string): void {
+    this.ids.push(id);
+    this.task ??= this.scheduler.schedule(this.now() + this.graceMs, this);
+  }
+
+  wake(): void {
+    this.task = null;
+    this.flush();
+  }
+
+  flush(): void {
+    this.task?.cancel();
+    this.task = null;
+    const ids = this.ids;
+    this.ids = [];
+    if (ids.length > 0) this.write(ids);
+  }
+}
+
 function callStatus(backend: Backend, collection: string): Promise<CollectionStatus> {
   try {
     return Promise.resolve(backend.status(collection));
@@ -443,6 +484,7 @@ export class Triggerer {
   private readonly finishing = new Set<WaitState>();
   /** Finals being recorded on disk before they are handed over. */
   private readonly recording = new Set<Promise<void>>();
+  private readonly removals: RemovalBatch;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private finals = 0;
@@ -462,6 +504,9 @@ export class Triggerer {
     this.random = options.random ?? Math.random;
     this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 0;
     this.starter = new RunStarter(this.scheduler, this.now, (wait, dueAt) => this.startIfWanted(wait, dueAt));
+    this.removals = new RemovalBatch(this.scheduler, this.now, options.removalGraceMs ?? 1000, (ids) => {
+      for (const id of ids) this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the finished wait ${id} from disk: ${messageOf(err)}`));
+    });
     this.host = {
       scheduler: this.scheduler,
       poll: (run, dueAt) => this.poll(run, dueAt),
@@ -604,6 +649,7 @@ export class Triggerer {
       await this.starting?.catch(() => undefined);
       for (const wait of this.waits.values()) this.stopRun(wait);
       this.owners.clear();
+      this.removals.flush(); // delivered while running: written as removed
       this.scheduler.close();
       this.pool.clear();
       await this.store?.close();
@@ -770,7 +816,8 @@ export class Triggerer {
     if (!slot || this.closing || !wait.final || !this.finishing.has(wait)) return;
     this.finishing.delete(wait);
     this.notify(slot.owner, wait.record, wait.final);
-    this.removeFromDisk(wait, 'finished');
+    // Removed a little later: a crash before the next node got the message redelivers it, flagged.
+    if (this.store) this.removals.add(wait.record.spec.waitId);
   }
 
   private removeFromDisk(wait: WaitState, what: string): void {

@@ -621,6 +621,13 @@ describe('Triggerer (scripted status double)', () => {
       store.set('docs', ready(100));
       await clock.advance(0);
       should(onDiskWhenDelivered).eql(['put', 'final']);
+      // Kept a moment after delivery (Node-RED passes the message on asynchronously): a
+      // crash now redelivers it flagged instead of losing it. Then removed.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      should((await fileLines()).map((r) => r.op)).eql(['put', 'final']);
+      await clock.advance(1000);
+      await t.close();
+      should((await fileLines()).map((r) => r.op)).eql(['put', 'final', 'del']);
     });
 
     it('after a crash between recording and removing a final, delivers that final again, flagged, without polling', async () => {
