@@ -22,6 +22,8 @@ export interface PipelineOptions {
   pollS: number;
   maxPollS?: number;
   timeoutS: number;
+  /** vector-ingest batchSize (default 100): small batches give a collection file of many lines. */
+  ingestBatchSize?: number;
 }
 
 export const TAB = 'rel-tab';
@@ -39,6 +41,7 @@ export interface SensorEvent {
   redelivered: boolean;
   status?: string;
   elapsedMs?: number;
+  indexedCount?: number;
   progress?: number | null;
   message?: string;
   at: number;
@@ -54,7 +57,7 @@ function recorder(kind: SensorEvent['kind']): string {
       ? "if (msg.quiet) { const seen = context.get('seen') || new Set(); if (seen.has(msg.waitId)) return null; seen.add(msg.waitId); context.set('seen', seen); }"
       : '',
     `const event = { kind: '${kind}', waitId: msg.waitId, ticket: msg.ticket, run: msg.run, collection: msg.collection,`,
-    '  redelivered: msg.redelivered === true, status: p.status, elapsedMs: p.elapsedMs, progress: p.progress,',
+    '  redelivered: msg.redelivered === true, status: p.status, elapsedMs: p.elapsedMs, indexedCount: p.indexedCount, progress: p.progress,',
     '  message: (msg.error && msg.error.message) || p.message, at: Date.now() };',
     "if (event.kind === 'failed' && !msg.waitId) event.kind = 'error';",
     "fs.appendFileSync(file, JSON.stringify(event) + '\\n');",
@@ -98,13 +101,13 @@ export function pipelineFlows(options: PipelineOptions): FlowNode[] {
     fn(
       'rel-start',
       [
-        'const { run, collections, docs, waits, quiet } = msg.payload;',
+        'const { run, collections, docs, waits, quiet, names, expectAll } = msg.payload;',
         'const out = [];',
-        'for (let c = 0; c < collections; c++) {',
-        "  const collection = run + '-c' + c;",
+        'for (let c = 0; c < (names ? names.length : collections); c++) {',
+        "  const collection = names ? names[c] : run + '-c' + c;",
         '  const texts = [];',
         "  for (let d = 0; d < docs; d++) texts.push('Reliability ' + collection + ' document ' + d + ': harbours, tides and ships.');",
-        '  out.push({ payload: texts, collection, run, waits, quiet });',
+        '  out.push({ payload: texts, collection, run, waits, quiet, expectAll });',
         '}',
         "msg.payload = 'started';",
         'return [out, msg];',
@@ -113,13 +116,13 @@ export function pipelineFlows(options: PipelineOptions): FlowNode[] {
       2,
     ),
     { id: 'rel-http-res', type: 'http response', z: TAB, name: '', statusCode: '', headers: {}, x: 500, y: 60, wires: [] },
-    { id: INGEST, type: 'vector-ingest', z: TAB, name: '', store: STORE, collection: 'unused', batchSize: '100', createCollection: true, buildIndex: true, x: 300, y: 160, wires: [['rel-fanout']] },
+    { id: INGEST, type: 'vector-ingest', z: TAB, name: '', store: STORE, collection: 'unused', batchSize: String(options.ingestBatchSize ?? 100), createCollection: true, buildIndex: true, x: 300, y: 160, wires: [['rel-fanout']] },
     fn(
       'rel-fanout',
       [
         'const out = [];',
         'for (let i = 0; i < msg.waits; i++) {',
-        "  out.push({ collection: msg.collection, expectedCount: msg.expectedCount, run: msg.run, quiet: msg.quiet, ticket: msg.collection + '-w' + i });",
+        "  out.push({ collection: msg.collection, expectedCount: msg.expectAll === false ? 0 : msg.expectedCount, run: msg.run, quiet: msg.quiet, ticket: msg.collection + '-w' + i });",
         '}',
         'return [out];',
       ].join('\n'),
@@ -145,6 +148,12 @@ export function pipelineFlows(options: PipelineOptions): FlowNode[] {
     fn('rel-rec-progress', recorder('progress'), [[]]),
     { id: 'rel-catch', type: 'catch', z: TAB, name: '', scope: null, uncaught: false, x: 100, y: 400, wires: [['rel-rec-failed']] },
     fn('rel-rec-failed', recorder('failed'), [[]]),
+    // GET /reliability/health?collection=<name>: index-health's payload (healthy or not) as JSON.
+    { id: 'rel-health-http', type: 'http in', z: TAB, name: '', url: '/reliability/health', method: 'get', upload: false, swaggerDoc: '', x: 100, y: 500, wires: [['rel-health-prep']] },
+    fn('rel-health-prep', 'msg.collection = msg.req.query.collection;\nreturn msg;', [['rel-health']]),
+    { id: 'rel-health', type: 'index-health', z: TAB, name: '', store: STORE, collection: 'unused', expectedCount: '0', countMode: 'atLeast', dimensions: '0', x: 500, y: 500, wires: [['rel-health-res']] },
+    { id: 'rel-health-catch', type: 'catch', z: TAB, name: '', scope: ['rel-health'], uncaught: false, x: 100, y: 560, wires: [['rel-health-res']] },
+    { id: 'rel-health-res', type: 'http response', z: TAB, name: '', statusCode: '', headers: {}, x: 700, y: 500, wires: [] },
   ];
 }
 
@@ -173,9 +182,28 @@ export async function startPipeline(userDir: string, options: Omit<StartOptions,
 }
 
 /** Ask the flow to start a run (answers once the ingest messages are on their way). */
-export async function startRun(nodeRed: NodeRed, run: { run: string; collections: number; docs: number; waits: number; quiet?: boolean }): Promise<void> {
+export interface RunRequest {
+  run: string;
+  collections: number;
+  docs: number;
+  waits: number;
+  /** Record only the first progress message of each wait. */
+  quiet?: boolean;
+  /** Collection names instead of `<run>-c<k>`. */
+  names?: string[];
+  /** false: the waits wait for "ready" alone (expectedCount 0), not for every document. */
+  expectAll?: boolean;
+}
+
+export async function startRun(nodeRed: NodeRed, run: RunRequest): Promise<void> {
   const result = await httpRequest('POST', `${nodeRed.url}/reliability/start`, run);
   if (result.status !== 200) throw new Error(`Starting run ${run.run} failed with HTTP ${result.status}: ${result.body}`);
+}
+
+/** index-health's payload for a collection (documentCount...), or its failure payload. */
+export async function healthOf(nodeRed: NodeRed, collection: string): Promise<Record<string, any>> {
+  const result = await httpRequest('GET', `${nodeRed.url}/reliability/health?collection=${encodeURIComponent(collection)}`);
+  return JSON.parse(result.body) as Record<string, any>;
 }
 
 /** Reads the events file incrementally (only the new bytes each time). */
