@@ -186,7 +186,8 @@ describe('reliability: kill -9 matrix on a real node-red process', function () {
 
     nodeRed = await startPipeline(userDir);
     const seen = () => byWait(events.events, run);
-    await events.until(() => [...seen().values()].every((list) => list.some(isFinal)) && seen().size > 0, 30_000, 20);
+    // Collections are ready by now or soon: every resumed wait ends within a few polls.
+    await events.until(() => [...seen().values()].every((list) => list.some(isFinal)) && seen().size > 0, 15_000, 20);
     await sleep(1500); // room for a late duplicate
     await events.poll();
 
