@@ -97,6 +97,7 @@ interface CaseFigures {
   maxElapsedMs: number | null;
   /** timeout: how late after the deadline the last final came; success: after the store was ready again. */
   maxLatenessMs: number | null;
+  /** Warning lines naming the collection during the fault (the target: one per collection per outage). */
   warnings: number;
   /** blackhole: how long index-health and sample-query took to end (ms), null if they never did. */
   healthMs?: number | null;
@@ -233,7 +234,7 @@ describe('reliability: fault matrix through a TCP proxy (real Postgres and Chrom
               : null;
             row.warnings = logLines()
               .slice(logFrom)
-              .filter((line) => line.includes(collection) && !/^\S* ?(info|debug)/i.test(line)).length;
+              .filter((line) => line.startsWith('warn ') && line.includes(collection)).length;
 
             if (fault === 'blackhole') {
               const otherEnds = errors.filter((e) => e.msg.ticket === undefined);

@@ -53,13 +53,15 @@ export async function unload(keep = false): Promise<void> {
   if (!keep) userDir = null;
 }
 
-/** Every log line of the runtime (helper.log() is a sinon spy on the log handler) as text. */
+const LEVELS: Record<number, string> = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'audit', 99: 'metric' };
+
+/** Every log line of the runtime (helper.log() is a sinon spy on the log handler) as "<level> <node type> <text>". */
 export function logLines(): string[] {
   const spy = helper.log();
   return spy.args.map((args: unknown[]) => {
-    const entry = args[0] as { msg?: unknown; type?: string } | undefined;
+    const entry = args[0] as { msg?: unknown; type?: string; level?: number } | undefined;
     const text = typeof entry?.msg === 'string' ? entry.msg : JSON.stringify(entry?.msg ?? entry);
-    return `${entry?.type ?? ''} ${text}`;
+    return `${LEVELS[entry?.level ?? 0] ?? entry?.level} ${entry?.type ?? '-'} ${text}`;
   });
 }
 
