@@ -55,7 +55,7 @@ function killMatrix(r) {
     '',
     `Last run ${when(r)}: ${t.runs} runs (${r.runsPerMoment} per moment), ${r.waitsPerRun} waits over ${r.collectionsPerRun} collections each, ${t.waits} waits in all.`,
     '',
-    `Totals: **${t.lost} lost**, **${t.unflaggedDuplicates} unflagged duplicates**, ${t.flaggedRedeliveries} flagged redeliveries (\`msg.redelivered = true\`), ${t.elapsedResets} elapsed-time resets, ${t.staleTmpFiles} stale temp files left after a restart.`,
+    `Totals: **${t.lost} lost**${t.lost ? ` (${t.lostRemoved ?? '?'} already removed from waits.jsonl when the process died, ${t.lostStillPending ?? '?'} still pending in it)` : ''}, **${t.unflaggedDuplicates} unflagged duplicates**, ${t.flaggedRedeliveries} flagged redeliveries (\`msg.redelivered = true\`), ${t.elapsedResets} elapsed-time resets, ${t.staleTmpFiles} stale temp files left after a restart.`,
     '',
     '| moment | runs | waits | finals seen before the kill | lost | flagged redeliveries | unflagged duplicates | elapsed resets | at the kill |',
     '|---|---|---|---|---|---|---|---|---|',
