@@ -206,12 +206,14 @@ export = function register(RED: NodeAPI): void {
           const startError = triggererStartError(RED);
           throw startError ? deferError(startError) : stoppedError();
         }
-        // Resolves once the wait is on disk: durable before its first progress message.
-        await t.defer(record).catch((err: unknown) => {
-          throw deferError(err);
-        });
+        // The triggerer counts the wait as pending from this call on (before it is on disk).
+        const deferred = t.defer(record);
         deferring -= 1;
         counted = false;
+        // Resolves once the wait is on disk: durable before its first progress message.
+        await deferred.catch((err: unknown) => {
+          throw deferError(err);
+        });
         scheduleStatus();
       } catch (err) {
         if (counted) deferring -= 1;
