@@ -263,7 +263,7 @@ describe('store call timeouts', function () {
       const realSetTimeout = global.setTimeout;
       global.setTimeout = ((fn: () => void, ms?: number, ...rest: unknown[]) => {
         const timer = realSetTimeout(fn, ms, ...rest);
-        if (ms === 61_000) started.push(timer);
+        if (ms === 61_000) started.push(timer as unknown as NodeJS.Timeout);
         return timer;
       }) as typeof setTimeout;
       try {
