@@ -26,19 +26,23 @@ export interface BackendEnvironment {
   callTimeoutMs?: number;
 }
 
-/** How the credentials are called in the vector-store configuration, for messages. */
-const CREDENTIAL_LABELS = { password: 'Password', apiKey: 'API key' } as const;
+/** The credential each backend sends, and how the vector-store configuration calls it. */
+const CREDENTIAL_OF: Record<string, { field: 'password' | 'apiKey'; label: string }> = {
+  pgvector: { field: 'password', label: 'Password' },
+  chroma: { field: 'apiKey', label: 'API key' },
+};
 
 /**
- * A credential that cannot be sent (a line break, a control character, a space at
- * either end) is a configuration error naming the field, never the value; it is
- * not worth retrying. Throws INVALID_INPUT.
+ * The backend's credential, if it cannot be sent (a line break, a control
+ * character, a space at either end), is a configuration error naming the field,
+ * never the value; it is not worth retrying. Throws INVALID_INPUT. A credential
+ * the backend does not use (left over from another backend) is not looked at.
  */
-export function checkBackendSecrets(credentials: BackendEnvironment['credentials']): void {
-  for (const field of Object.keys(CREDENTIAL_LABELS) as Array<keyof typeof CREDENTIAL_LABELS>) {
-    const problem = secretProblem(CREDENTIAL_LABELS[field], credentials[field]);
-    if (problem) throw new VectorStoreError('INVALID_INPUT', problem, { transient: false });
-  }
+export function checkBackendSecrets(backend: unknown, credentials: BackendEnvironment['credentials']): void {
+  const used = typeof backend === 'string' ? CREDENTIAL_OF[backend] : undefined;
+  if (!used) return;
+  const problem = secretProblem(used.label, credentials[used.field]);
+  if (problem) throw new VectorStoreError('INVALID_INPUT', problem, { transient: false });
 }
 
 /** Where this package keeps its files inside the Node-RED user directory. */
@@ -48,7 +52,7 @@ export function dataRoot(userDir: string): string {
 
 /** The backend for this configuration, every call of which settles within the call timeout. */
 export function createBackend(config: StoreConfig, env: BackendEnvironment): Backend {
-  checkBackendSecrets(env.credentials);
+  checkBackendSecrets(config.backend, env.credentials);
   // Whole milliseconds: the clients' timeout options take integers.
   const callTimeoutMs = Math.max(1, Math.ceil(env.callTimeoutMs ?? DEFAULT_SETTINGS.storeTimeoutMs));
   return withCallTimeouts(createClient(config, env, callTimeoutMs), callTimeoutMs);
