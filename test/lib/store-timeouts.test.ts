@@ -42,7 +42,12 @@ describe('store call timeouts', function () {
   this.timeout(30_000);
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    // Bounded: when a test failed because a call hung, its clean-up may hang too; report, do not stall.
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([cleanup().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
+    }
   });
   const blackhole = async (): Promise<Blackhole> => {
     const server = await startBlackholeServer();
@@ -147,10 +152,14 @@ describe('store call timeouts', function () {
       await admin.query('LOCK TABLE vector_pipeline.locked IN ACCESS EXCLUSIVE MODE');
 
       const backend = closing(new PgVectorBackend({ connectionString: postgres!.url, callTimeoutMs: TIMEOUT_MS }));
-      const message = await timesOut(() => backend.status('locked'));
+      let message: string;
+      try {
+        message = await timesOut(() => backend.status('locked'));
+      } finally {
+        await admin.query('ROLLBACK');
+      }
       should(message).match(/did not answer within 0\.5 s while reading the status of collection "locked"/);
       should(message).match(/lock/);
-      await admin.query('ROLLBACK');
       should((await backend.status('locked')).documentCount).equal(0);
     });
 
