@@ -129,7 +129,7 @@ describe('pgvector backend: error mapping', () => {
       [pgError('55P03', 'canceling statement due to lock timeout'), /another session holds a lock/],
       [new Error('Query read timeout'), /no answer to the statement/],
       [new Error('Connection terminated due to connection timeout'), /no connection could be opened/],
-      [new Error('timeout exceeded when trying to connect'), /no connection could be opened/],
+      [new Error('timeout exceeded when trying to connect'), /no connection could be opened or became free/],
     ];
     for (const [cause, what] of cases) {
       const err = toStoreError(cause, timed);

@@ -94,7 +94,9 @@ export function timeoutKind(err: unknown): string | null {
   if (state === '55P03' && /lock timeout/i.test(text)) return 'another session holds a lock on the table; the server gave up at lock_timeout';
   if (state !== null) return null;
   if (/^Query read timeout/i.test(text)) return 'no answer to the statement';
-  if (/timeout exceeded when trying to connect|connection timeout/i.test(text)) return 'no connection could be opened';
+  // pg-pool: no pooled connection came free, and no new one could be opened, in time.
+  if (/timeout exceeded when trying to connect/i.test(text)) return 'no connection could be opened or became free';
+  if (/connection timeout/i.test(text)) return 'no connection could be opened';
   return null;
 }
 
