@@ -53,14 +53,11 @@ export function timeoutError(storeName: string, operation: keyof typeof DOING, c
   );
 }
 
-/** Race `call` against a timer of `ms`; the timer is cleared as soon as the call settles. */
+/**
+ * Race `call` against a timer of `ms`, started before the call so that its
+ * synchronous part counts too; the timer is cleared as soon as the call settles.
+ */
 function raceTimer<T>(call: () => Promise<T>, ms: number, onTimeout: () => VectorStoreError): Promise<T> {
-  let promise: Promise<T>;
-  try {
-    promise = call();
-  } catch (err) {
-    return Promise.reject(err);
-  }
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const timer = setTimeout(() => {
@@ -68,18 +65,25 @@ function raceTimer<T>(call: () => Promise<T>, ms: number, onTimeout: () => Vecto
       // The call goes on; whatever it ends with is swallowed by the handlers below.
       reject(onTimeout());
     }, ms);
+    const finish = () => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      return true;
+    };
+    let promise: Promise<T>;
+    try {
+      promise = Promise.resolve(call());
+    } catch (err) {
+      if (finish()) reject(err);
+      return;
+    }
     promise.then(
       (value) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(value);
+        if (finish()) resolve(value);
       },
       (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(err);
+        if (finish()) reject(err);
       },
     );
   });
