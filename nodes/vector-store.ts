@@ -2,15 +2,18 @@
  * `vector-store` config node: owns one backend (client, pool or embedded store)
  * and one embedder for every node that uses it, and releases them on close.
  * Secrets (`password`, `apiKey`, `embedApiKey`) are Node-RED credentials: stored
- * encrypted apart from the flow, never logged, never put in a message.
+ * encrypted apart from the flow, never logged, never put in a message; one that
+ * cannot be sent (a line break) is a configuration error naming the field.
+ * Every store call times out after the runtime setting `vectorPipeline.storeTimeout`.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { createBackend } from '../lib/backends';
+import { checkBackendSecrets, createBackend } from '../lib/backends';
 import { forgetVolatileCollections } from '../lib/backends/memory';
 import { createEmbedder } from '../lib/embedders';
 import { parseStoreConfig, type StoreConfig } from '../lib/schemas';
 import type { Store } from '../lib/operations';
-import { messageOf } from '../lib/errors';
+import { VectorStoreError, messageOf } from '../lib/errors';
+import { runtimeSettingsOrDefaults } from '../lib/settings';
 import type { VectorStoreConfigNode } from './shared/store';
 
 interface StoreCredentials {
@@ -20,6 +23,11 @@ interface StoreCredentials {
 }
 
 export = function register(RED: NodeAPI): void {
+  // Read once: settings.js and the environment do not change while Node-RED runs.
+  const settings = runtimeSettingsOrDefaults((RED.settings as { vectorPipeline?: unknown }).vectorPipeline, (message) =>
+    RED.log.warn(message),
+  );
+
   function VectorStoreNode(this: VectorStoreConfigNode, def: NodeDef & Record<string, unknown>): void {
     RED.nodes.createNode(this, def);
     const node = this as VectorStoreConfigNode & Node<StoreCredentials>;
@@ -28,8 +36,13 @@ export = function register(RED: NodeAPI): void {
     let configError: Error | null = null;
     try {
       config = parseStoreConfig(def);
+      // Before any use: a credential that cannot be sent is reported now, once, not per message.
+      checkBackendSecrets(config.backend, storeCredentials(node.credentials));
     } catch (err) {
-      configError = new Error(`Invalid vector-store configuration "${def.name || node.id}": ${messageOf(err)}`);
+      // A configuration error: permanent (the sensor must not retry it), until the user fixes and deploys.
+      configError = new VectorStoreError('INVALID_INPUT', `Invalid vector-store configuration "${def.name || node.id}": ${messageOf(err)}`, {
+        transient: false,
+      });
       node.error(configError.message);
     }
 
@@ -43,7 +56,8 @@ export = function register(RED: NodeAPI): void {
         const backend = createBackend(config, {
           userDir: RED.settings.userDir ?? null,
           storeKey: node.id,
-          credentials: { password: credentials.password, apiKey: credentials.apiKey },
+          credentials: storeCredentials(credentials),
+          callTimeoutMs: settings.storeTimeoutMs,
         });
         const embedder = createEmbedder(config, { embedApiKey: credentials.embedApiKey });
         store = { backend, embedder };
@@ -61,6 +75,10 @@ export = function register(RED: NodeAPI): void {
         .catch((err) => node.warn(`Closing the vector store failed: ${messageOf(err)}`))
         .finally(done);
     });
+  }
+
+  function storeCredentials(credentials: StoreCredentials | undefined): { password?: string; apiKey?: string } {
+    return { password: credentials?.password, apiKey: credentials?.apiKey };
   }
 
   RED.nodes.registerType('vector-store', VectorStoreNode as never, {

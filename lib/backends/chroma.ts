@@ -19,6 +19,7 @@
  * - The API key is sent as `x-chroma-token` and as `Authorization: Bearer`.
  */
 import { VectorStoreError } from '../errors';
+import { secretProblem } from '../redact';
 import type {
   Backend,
   CollectionSpec,
@@ -55,7 +56,7 @@ export interface ChromaBackendOptions {
   database?: string;
   /** Token for servers with token auth (Chroma Cloud: the API key). */
   apiKey?: string;
-  /** Milliseconds one request may take before it counts as unavailable (default 30000). */
+  /** Milliseconds one request may take before it fails as TIMEOUT (default 10000: the runtime setting storeTimeout). */
   timeoutMs?: number;
   /** Most records per write request (default 1000); the server's own maximum lowers it further. */
   maxBatchSize?: number;
@@ -65,7 +66,7 @@ const BACKEND_NAME = 'chroma';
 const DEFAULT_URL = 'http://localhost:8000';
 const DEFAULT_TENANT = 'default_tenant';
 const DEFAULT_DATABASE = 'default_database';
-const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_BATCH = 1000;
 /** Chroma's own name rule is stricter than the shared one at both ends. */
 const CHROMA_NAME_MIN_LENGTH = 3;
@@ -107,6 +108,9 @@ export class ChromaBackend implements Backend {
     const timeoutMs = wholeNumberOption(options.timeoutMs, DEFAULT_TIMEOUT_MS, "The chroma backend's request timeout (ms)");
     this.maxBatchSize = wholeNumberOption(options.maxBatchSize, DEFAULT_MAX_BATCH, "The chroma backend's maximum batch size");
     const apiKey = options.apiKey ? options.apiKey : undefined;
+    // A line break would make fetch throw with the whole header value (the token) in its message.
+    const problem = secretProblem('API key', apiKey);
+    if (problem) throw new VectorStoreError('INVALID_INPUT', problem, { transient: false });
     this.http = new ChromaHttp({ baseUrl, apiKey, timeoutMs });
   }
 

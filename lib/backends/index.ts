@@ -7,7 +7,10 @@ import * as path from 'node:path';
 import type { Backend } from '../types';
 import type { StoreConfig } from '../schemas';
 import { VectorStoreError } from '../errors';
+import { DEFAULT_SETTINGS } from '../settings';
+import { secretProblem } from '../redact';
 import { MemoryBackend } from './memory';
+import { withCallTimeouts } from './timeouts';
 
 export interface BackendEnvironment {
   /** Node-RED's user directory: where embedded stores keep their files. Null: keep nothing on disk. */
@@ -15,6 +18,31 @@ export interface BackendEnvironment {
   /** Identifies the config node: in-process collections are shared under it across redeploys. */
   storeKey: string;
   credentials: { password?: string; apiKey?: string };
+  /**
+   * Longest time one store call may take (the runtime setting storeTimeout), in
+   * milliseconds; default 10 000. Given to the client where it has a timeout of its
+   * own, and enforced around every call in any case (see ./timeouts.ts).
+   */
+  callTimeoutMs?: number;
+}
+
+/** The credential each backend sends, and how the vector-store configuration calls it. */
+const CREDENTIAL_OF: Record<string, { field: 'password' | 'apiKey'; label: string }> = {
+  pgvector: { field: 'password', label: 'Password' },
+  chroma: { field: 'apiKey', label: 'API key' },
+};
+
+/**
+ * The backend's credential, if it cannot be sent (a line break, a control
+ * character, a space at either end), is a configuration error naming the field,
+ * never the value; it is not worth retrying. Throws INVALID_INPUT. A credential
+ * the backend does not use (left over from another backend) is not looked at.
+ */
+export function checkBackendSecrets(backend: unknown, credentials: BackendEnvironment['credentials']): void {
+  const used = typeof backend === 'string' ? CREDENTIAL_OF[backend] : undefined;
+  if (!used) return;
+  const problem = secretProblem(used.label, credentials[used.field]);
+  if (problem) throw new VectorStoreError('INVALID_INPUT', problem, { transient: false });
 }
 
 /** Where this package keeps its files inside the Node-RED user directory. */
@@ -22,7 +50,15 @@ export function dataRoot(userDir: string): string {
   return path.join(userDir, 'vector-pipeline');
 }
 
+/** The backend for this configuration, every call of which settles within the call timeout. */
 export function createBackend(config: StoreConfig, env: BackendEnvironment): Backend {
+  checkBackendSecrets(config.backend, env.credentials);
+  // Whole milliseconds: the clients' timeout options take integers.
+  const callTimeoutMs = Math.max(1, Math.ceil(env.callTimeoutMs ?? DEFAULT_SETTINGS.storeTimeoutMs));
+  return withCallTimeouts(createClient(config, env, callTimeoutMs), callTimeoutMs);
+}
+
+function createClient(config: StoreConfig, env: BackendEnvironment, callTimeoutMs: number): Backend {
   switch (config.backend) {
     case 'memory':
       return new MemoryBackend({
@@ -34,7 +70,12 @@ export function createBackend(config: StoreConfig, env: BackendEnvironment): Bac
     case 'pgvector': {
       // Loaded on demand: only users of this backend load its client.
       const { PgVectorBackend } = require('./pgvector') as typeof import('./pgvector');
-      return new PgVectorBackend({ connectionString: config.url, password: env.credentials.password, ssl: config.ssl });
+      return new PgVectorBackend({
+        connectionString: config.url,
+        password: env.credentials.password,
+        ssl: config.ssl,
+        callTimeoutMs,
+      });
     }
     case 'lancedb': {
       const { LanceDbBackend } = require('./lancedb') as typeof import('./lancedb');
@@ -51,6 +92,7 @@ export function createBackend(config: StoreConfig, env: BackendEnvironment): Bac
         tenant: config.tenant || undefined,
         database: config.database || undefined,
         apiKey: env.credentials.apiKey,
+        timeoutMs: callTimeoutMs,
       });
     }
     default:

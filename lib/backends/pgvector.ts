@@ -19,6 +19,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import type * as Pg from 'pg';
 import { VectorStoreError } from '../errors';
+import { redactError, secretProblem } from '../redact';
 import type {
   Backend,
   CollectionSpec,
@@ -34,7 +35,7 @@ import type {
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
 import { refuseSimulatedFailure } from './documents';
 import { BackendLifecycle } from './lifecycle';
-import { parseConnectionString, type ConnectionSettings } from './pgvector/connection';
+import { connectionConfig, parseConnectionString, type ConnectionSettings } from './pgvector/connection';
 import { prepareDocuments, prepareFilter, toVectorLiteral, type PreparedDocument } from './pgvector/documents';
 import { reasonOf, sqlState, toStoreError, type ErrorContext } from './pgvector/errors';
 import { IndexBuilds, type BuildRequest } from './pgvector/index-builds';
@@ -52,7 +53,15 @@ export interface PgVectorBackendOptions {
   ssl?: boolean | ConnectionOptions;
   /** Connections in the pool (default 4); index builds use one more each. */
   maxConnections?: number;
-  /** Milliseconds to wait for a connection before calling the store unavailable (default 10 000). */
+  /**
+   * Longest time one call may take, in milliseconds (default 10 000: the runtime
+   * setting storeTimeout). Sent to the server as statement_timeout and lock_timeout
+   * of the pooled connections (so a locked table or a slow statement is cancelled
+   * by the server), and used by the client as its query timeout (so a server that
+   * accepted the connection but never answers is given up on).
+   */
+  callTimeoutMs?: number;
+  /** Milliseconds to wait for a connection before calling the store unavailable (default: callTimeoutMs). */
   connectionTimeoutMs?: number;
   /** Schema holding the collection tables (default `vector_pipeline`). */
   schema?: string;
@@ -63,7 +72,7 @@ export interface PgVectorBackendOptions {
 const BACKEND_NAME = 'pgvector';
 const DEFAULT_SCHEMA = 'vector_pipeline';
 const DEFAULT_MAX_CONNECTIONS = 4;
-const DEFAULT_CONNECTION_TIMEOUT_MS = 10_000;
+const DEFAULT_CALL_TIMEOUT_MS = 10_000;
 const DEFAULT_AUTO_INDEX_THRESHOLD = 1000;
 /** Idle pooled connections are closed after this long. */
 const IDLE_TIMEOUT_MS = 10_000;
@@ -72,7 +81,6 @@ const ROWS_PER_STATEMENT = 1000;
 /** hnsw.ef_search must lie in [1, 1000]; pgvector's default is 40. */
 const MIN_EF_SEARCH = 40;
 const MAX_EF_SEARCH = 1000;
-const APPLICATION_NAME = 'node-red-vector-pipeline';
 
 /** What the catalog says about a collection's table. */
 interface CollectionInfo {
@@ -140,6 +148,7 @@ export class PgVectorBackend implements Backend {
   private readonly password: string | undefined;
   private readonly maxConnections: number;
   private readonly connectionTimeoutMs: number;
+  private readonly callTimeoutMs: number;
   private readonly schema: string;
   private readonly autoIndexThreshold: number;
   private pool: Pg.Pool | null = null;
@@ -153,9 +162,12 @@ export class PgVectorBackend implements Backend {
   constructor(options: PgVectorBackendOptions) {
     this.settings = parseConnectionString(options?.connectionString, options?.ssl);
     this.password = typeof options.password === 'string' && options.password !== '' ? options.password : undefined;
+    const problem = secretProblem('Password', this.password);
+    if (problem) throw new VectorStoreError('INVALID_INPUT', problem, { transient: false });
     const option = (field: keyof PgVectorBackendOptions) => `The pgvector backend's ${field}`;
     this.maxConnections = wholeNumberOption(options.maxConnections, DEFAULT_MAX_CONNECTIONS, option('maxConnections'));
-    this.connectionTimeoutMs = wholeNumberOption(options.connectionTimeoutMs, DEFAULT_CONNECTION_TIMEOUT_MS, option('connectionTimeoutMs'));
+    this.callTimeoutMs = wholeNumberOption(options.callTimeoutMs, DEFAULT_CALL_TIMEOUT_MS, option('callTimeoutMs'));
+    this.connectionTimeoutMs = wholeNumberOption(options.connectionTimeoutMs, this.callTimeoutMs, option('connectionTimeoutMs'));
     this.autoIndexThreshold = wholeNumberOption(options.autoIndexThreshold, DEFAULT_AUTO_INDEX_THRESHOLD, option('autoIndexThreshold'), 0);
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(this.schema)) {
@@ -222,7 +234,7 @@ export class PgVectorBackend implements Backend {
       if (inTransaction) await client.query('COMMIT');
       return Number(counted.rows[0].count);
     } catch (err) {
-      if (inTransaction) await client.query('ROLLBACK').catch(() => undefined);
+      if (inTransaction) await rollback(client, err);
       broken = true;
       throw this.error(err, doing, names);
     } finally {
@@ -303,7 +315,7 @@ export class PgVectorBackend implements Backend {
     return new VectorStoreError(
       'INDEX_FAILED',
       `building the HNSW index "${names.indexName}" failed: ${reasonOf(err, this.password)} (SQLSTATE ${state})`,
-      { cause: err },
+      { cause: redactError(err, [this.password]) },
     );
   }
 
@@ -407,7 +419,7 @@ export class PgVectorBackend implements Backend {
       await client.query('COMMIT');
       return result.rows;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await rollback(client, err);
       broken = true;
       throw this.error(err, doing, names);
     } finally {
@@ -436,19 +448,14 @@ export class PgVectorBackend implements Backend {
 
   // ------------------------------------------------------------ connections and catalog
 
-  private clientConfig(purpose: string): Pg.ClientConfig {
-    const { host, port, user, database, ssl } = this.settings;
-    return {
-      host,
-      port,
-      user,
-      database,
+  /** The `pg` settings of the pool's connections ('pool') or of an index build's own connection. */
+  clientConfig(purpose: 'pool' | 'index build'): Pg.ClientConfig {
+    return connectionConfig(this.settings, {
       password: this.password,
-      ssl,
-      connectionTimeoutMillis: this.connectionTimeoutMs,
-      keepAlive: true,
-      application_name: purpose === 'pool' ? APPLICATION_NAME : `${APPLICATION_NAME} ${purpose}`,
-    };
+      purpose,
+      callTimeoutMs: this.callTimeoutMs,
+      connectionTimeoutMs: this.connectionTimeoutMs,
+    });
   }
 
   private getPool(): Pg.Pool {
@@ -541,7 +548,7 @@ export class PgVectorBackend implements Backend {
             'AUTH',
             `The database user may not install the vector extension in ${this.where()}: ask an administrator to run ` +
               '"CREATE EXTENSION vector;" in that database once, then retry.',
-            { cause: err },
+            { cause: redactError(err, [this.password]) },
           );
         }
         // 23505/42710: another session installed it at the same moment.
@@ -566,7 +573,7 @@ export class PgVectorBackend implements Backend {
       await client.query(sql.commentTable(names, metric));
       await client.query('COMMIT');
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await rollback(client, err);
       broken = true;
       // 42P07 duplicate_table, 23505 unique_violation (in the catalog): created by someone else meanwhile.
       if (sqlState(err) !== '42P07' && sqlState(err) !== '23505') throw this.error(err, doing, names);
@@ -587,7 +594,14 @@ export class PgVectorBackend implements Backend {
   }
 
   private context(doing: string, names?: CollectionNames): ErrorContext {
-    return { where: this.settings.where, doing, collection: names?.collection, table: names?.table, password: this.password };
+    return {
+      where: this.settings.where,
+      doing,
+      collection: names?.collection,
+      table: names?.table,
+      password: this.password,
+      timeoutMs: this.callTimeoutMs,
+    };
   }
 
   private error(err: unknown, doing: string, names?: CollectionNames): VectorStoreError {
@@ -601,6 +615,17 @@ export class PgVectorBackend implements Backend {
         'Ingest documents into it first (vector-ingest creates it), or check the collection name.',
     );
   }
+}
+
+/**
+ * Roll back after a server error. After a client-side error (timeout, broken
+ * connection) there is nothing to say to the server: a ROLLBACK would only wait
+ * behind the statement that did not answer; the connection is destroyed on
+ * release, which ends the transaction on the server.
+ */
+async function rollback(client: Pg.PoolClient, err: unknown): Promise<void> {
+  if (sqlState(err) === null) return;
+  await client.query('ROLLBACK').catch(() => undefined);
 }
 
 function numberOrNull(value: unknown): number | null {

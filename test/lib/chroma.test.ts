@@ -270,7 +270,8 @@ describe('chroma backend', function () {
       const config = parseStoreConfig({ backend: 'chroma', url: recording.url, tenant: '', database: '' });
       const store = createBackend(config, { userDir: null, storeKey: 'k', credentials: { apiKey: TOKEN } });
       try {
-        should(store).be.instanceOf(ChromaBackend);
+        // Wrapped with the call timeouts (lib/backends/timeouts.ts), so not the class itself.
+        should(store.name).equal('chroma');
         should(await store.collectionExists(freshName())).be.false();
         should(recording.requests[0].path).match(/^\/api\/v2\/tenants\/default_tenant\/databases\/default_database\//);
       } finally {
@@ -311,6 +312,46 @@ describe('chroma backend', function () {
       }
     });
 
+    it('(stand-in server) never shows a token the server echoes URL-encoded, upper-cased, base64 or cut short', async () => {
+      const token = 'tok/Sek+ret=98765-xyz';
+      // Echoes the Authorization header it received, in each form, in its error message.
+      const echo = (r: RecordedRequest) => {
+        const sent = String(r.headers.authorization).replace(/^Bearer /, '');
+        const forms = [
+          encodeURIComponent(sent),
+          sent.toUpperCase(),
+          Buffer.from(`Bearer ${sent}`).toString('base64'),
+          Buffer.from(`user:${sent}`).toString('base64'),
+          `${sent.slice(0, 9)}...`,
+        ];
+        return forms.join(' | ');
+      };
+      for (const status of [400, 401, 404, 429, 500]) {
+        let echoed = '';
+        const echoing = await standIn((r) => {
+          echoed = echo(r);
+          return { status, body: { error: 'InvalidArgumentError', message: `bad token: ${echoed}` } };
+        });
+        const err = await rejectsWith(backend({ url: echoing.url, apiKey: token }).status('docs'), status === 401 ? 'AUTH' : status === 404 ? 'NOT_FOUND' : status >= 429 ? 'UNAVAILABLE' : 'INVALID_INPUT');
+        should(echoed).containEql(encodeURIComponent(token)); // the stand-in did echo it
+        const shown = `${err.message} ${JSON.stringify(err)} ${String((err.cause as Error | undefined)?.message ?? '')}`;
+        for (const form of echoed.split(' | ')) should(shown).not.containEql(form.replace(/\.\.\.$/, ''));
+        should(shown.toLowerCase()).not.containEql(token.toLowerCase().slice(0, 8));
+      }
+    });
+
+    it('refuses an API key with a line break before any request, naming the field and not the value (not retried)', async () => {
+      const recording = await proxy();
+      const secret = 'tok-line-break-secret\n';
+      const config = parseStoreConfig({ backend: 'chroma', url: recording.url, tenant: '', database: '' });
+      const err = throwsWith(() => createBackend(config, { userDir: null, storeKey: 'k', credentials: { apiKey: secret } }), 'INVALID_INPUT');
+      should(err.transient).be.false();
+      should(err.message).match(/API key credential contains a line break/);
+      should(err.message).not.containEql('tok-line');
+      throwsWith(() => new ChromaBackend({ url: recording.url, apiKey: secret }), 'INVALID_INPUT');
+      should(recording.requests).have.length(0);
+    });
+
     it('never puts the token in the message when the server cannot be reached', async () => {
       const port = await freePort();
       const err = await rejectsWith(backend({ url: `http://127.0.0.1:${port}`, apiKey: TOKEN }).status('docs'), 'UNAVAILABLE', true);
@@ -333,10 +374,10 @@ describe('chroma backend', function () {
       await rejectsWith(backend({ url: limiting.url }).collectionExists('docs'), 'UNAVAILABLE', true);
     });
 
-    it('says UNAVAILABLE, transient, when the server does not answer in time', async () => {
+    it('says TIMEOUT, transient, when the server does not answer in time, naming the setting to raise', async () => {
       const silent = await standIn(() => 'hang');
-      const err = await rejectsWith(backend({ url: silent.url, timeoutMs: 200 }).collectionExists('docs'), 'UNAVAILABLE', true);
-      should(err.message).match(/did not answer within 0.2 s/);
+      const err = await rejectsWith(backend({ url: silent.url, timeoutMs: 200 }).collectionExists('docs'), 'TIMEOUT', true);
+      should(err.message).match(/did not answer within 0.2 s/).and.match(/vectorPipeline\.storeTimeout/);
     });
 
     it('says DIMENSION_MISMATCH when the server refuses a vector size', async () => {

@@ -66,6 +66,15 @@ describe('pgvector backend: connection settings', () => {
     }
   });
 
+  it('refuses a Password with a line break, naming the field and not the value (a configuration error, not retried)', () => {
+    for (const password of [`${SECRET}\n`, `${SECRET}\r\nX`, ` ${SECRET}`]) {
+      const err = throwsWith(() => new PgVectorBackend({ connectionString: 'postgres://alice@host/db', password }), 'INVALID_INPUT');
+      should(err.transient).be.false();
+      should(err.message).match(/Password credential/);
+      should(err.message).not.containEql(SECRET.slice(0, 6));
+    }
+  });
+
   it('names the field to fix for a missing, malformed or non-postgres URL, or query parameters', () => {
     should(throwsWith(() => new PgVectorBackend({ connectionString: '' }), 'INVALID_INPUT').message).match(/set URL/);
     should(throwsWith(() => new PgVectorBackend({ connectionString: 'not a url' }), 'INVALID_INPUT').message).match(/postgres:\/\/user@host/);
@@ -88,12 +97,11 @@ describe('pgvector backend: error mapping', () => {
     }
   });
 
-  it('connection refused, timeouts and server overload are UNAVAILABLE and transient', () => {
+  it('connection refused, a cancelled statement and server overload are UNAVAILABLE and transient', () => {
     const cases = [
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
       Object.assign(new AggregateError([new Error('connect ECONNREFUSED ::1:1')], ''), { code: 'ECONNREFUSED' }),
-      new Error('Connection terminated due to connection timeout'),
-      new Error('timeout exceeded when trying to connect'),
+      pgError('57014', 'canceling statement due to user request'),
       pgError('57P03', 'the database system is starting up'),
       pgError('53300', 'sorry, too many clients already'),
       pgError('57P01', 'terminating connection due to administrator command'),
@@ -114,10 +122,33 @@ describe('pgvector backend: error mapping', () => {
     should(missing.message).match(/Install pgvector on the database server/);
   });
 
-  it('never repeats the password, even if an error message held it', () => {
-    const err = toStoreError(pgError('XX000', `something echoed ${SECRET} back`), ctx);
-    should(err.message).not.containEql(SECRET);
-    should(err.message).containEql('[hidden]');
+  it('timeouts (statement_timeout, lock_timeout, no answer, no connection) are TIMEOUT, transient, saying what timed out and the setting', () => {
+    const timed = { ...ctx, timeoutMs: 10_000 };
+    const cases: Array<[Error, RegExp]> = [
+      [pgError('57014', 'canceling statement due to statement timeout'), /statement_timeout/],
+      [pgError('55P03', 'canceling statement due to lock timeout'), /another session holds a lock/],
+      [new Error('Query read timeout'), /no answer to the statement/],
+      [new Error('Connection terminated due to connection timeout'), /no connection could be opened/],
+      [new Error('timeout exceeded when trying to connect'), /no connection could be opened or became free/],
+    ];
+    for (const [cause, what] of cases) {
+      const err = toStoreError(cause, timed);
+      should(err).match({ code: 'TIMEOUT', transient: true });
+      should(err.message).startWith('The pgvector store at h:5432/db did not answer within 10 s while reading the status of collection "docs" (');
+      should(err.message).match(what).and.match(/vectorPipeline\.storeTimeout/);
+    }
+    // Another session's lock that is not a lock_timeout (NOWAIT) stays UNAVAILABLE.
+    should(toStoreError(pgError('55P03', 'could not obtain lock on relation "t"'), timed).code).equal('UNAVAILABLE');
+  });
+
+  it('never repeats the password, in any form an error message may hold it (and not in the cause either)', () => {
+    const forms = [SECRET, encodeURIComponent(SECRET), SECRET.toUpperCase(), Buffer.from(`postgres:${SECRET}`).toString('base64'), SECRET.slice(0, 10)];
+    for (const form of forms) {
+      const err = toStoreError(pgError('XX000', `something echoed ${form} back`), ctx);
+      should(err.message).not.containEql(form);
+      should(err.message).containEql('***');
+      should(String((err.cause as Error).message)).not.containEql(form);
+    }
   });
 });
 

@@ -77,6 +77,24 @@ describe('vector-store config node', function () {
     }
   });
 
+  for (const [backend, field, label] of [
+    ['pgvector', 'password', 'Password'],
+    ['chroma', 'apiKey', 'API key'],
+  ] as const) {
+    it(`refuses the ${label} credential when it has a line break: a clear error naming the field, never the value, and no connection`, async function () {
+      const secret = `${SECRET}\n`;
+      // A port nothing listens on: the check must come before any connection attempt.
+      const url = backend === 'pgvector' ? 'postgres://postgres@127.0.0.1:1/postgres' : 'http://127.0.0.1:1';
+      await loadFlow(flow({ backend, url }), { store: { [field]: secret } });
+      const errors = nextMessage('errors');
+      helper.getNode('ingest').receive({ payload: ['one'] });
+      const err = await errors;
+      should(err.error.message).match(new RegExp(`The ${label} credential contains a line break`));
+      should(err.error.message).not.match(/ECONNREFUSED|reach/);
+      should(JSON.stringify(err)).not.containEql(SECRET.slice(0, 8));
+    });
+  }
+
   it('turns an invalid configuration into a clear error on use', async function () {
     await loadFlow(flow({ dimensions: 'lots' }));
     const errors = nextMessage('errors');

@@ -3,14 +3,17 @@
  * the global `fetch`, a per-request timeout, the token headers, and the mapping
  * of every failure onto a `VectorStoreError`.
  *
- * No retries here: a transient error (connection refused, timeout, 429, 5xx)
- * surfaces as UNAVAILABLE and the caller (the triggerer, or the user re-sending
+ * No retries here: a transient error (connection refused, 429, 5xx) surfaces as
+ * UNAVAILABLE, no answer within the request timeout (the runtime setting
+ * storeTimeout) as TIMEOUT, and the caller (the triggerer, or the user re-sending
  * a message) decides when to try again.
  *
- * The token goes only into headers, never into a message: server messages are
- * quoted in errors, so any echo of the token is redacted from them first.
+ * The token goes only into headers, never into a message: server messages and
+ * fetch's own errors are quoted in errors, so any echo of the token, in any form
+ * (URL-encoded, other case, base64, cut short), is redacted from them first.
  */
 import { VectorStoreError, type ErrorCode } from '../../errors';
+import { redact, redactError } from '../../redact';
 
 export interface ChromaHttpOptions {
   /** Base URL of the server, without a trailing slash (e.g. http://127.0.0.1:8000). */
@@ -33,6 +36,8 @@ export function chromaErrorName(response: ChromaResponse): string | null {
 }
 
 const SERVER_MESSAGE_MAX = 300;
+const UNKNOWN_WRITE =
+  ' The write may or may not have completed; sending the same documents again is safe (documents are replaced by id).';
 
 export class ChromaHttp {
   private readonly inFlight = new Set<AbortController>();
@@ -46,7 +51,8 @@ export class ChromaHttp {
 
   /**
    * Send one request. Resolves with the answer for any HTTP status; rejects with
-   * UNAVAILABLE when there is no answer (refused, reset, timeout, closed).
+   * UNAVAILABLE when there is no answer (refused, reset, closed), TIMEOUT when the
+   * answer (headers and body) did not arrive within the request timeout.
    * `what` completes "while trying to ...", for messages.
    */
   async send(method: 'GET' | 'POST' | 'PUT', path: string, body: unknown, what: string): Promise<ChromaResponse> {
@@ -71,17 +77,21 @@ export class ChromaHttp {
       if (this.closed) throw closedError();
       if (timedOut) {
         throw new VectorStoreError(
-          'UNAVAILABLE',
-          `The Chroma server at ${this.options.baseUrl} did not answer within ${this.options.timeoutMs / 1000} s ` +
-            `while trying to ${what}. It may be overloaded or unreachable; retry later.`,
+          'TIMEOUT',
+          `The Chroma server at ${this.options.baseUrl} did not answer within ${seconds(this.options.timeoutMs)} ` +
+            `while trying to ${what}.${path.endsWith('/upsert') ? UNKNOWN_WRITE : ''} ` +
+            'It may be overloaded or unreachable; it will be retried. If it is only slow, raise ' +
+            'vectorPipeline.storeTimeout (seconds) in settings.js or the environment variable VECTOR_PIPELINE_STORE_TIMEOUT.',
+          { transient: true },
         );
       }
+      const secrets = [this.options.apiKey];
       throw new VectorStoreError(
         'UNAVAILABLE',
-        `Cannot reach the Chroma server at ${this.options.baseUrl} (${networkReason(err)}) while trying to ${what}. ` +
+        `Cannot reach the Chroma server at ${this.options.baseUrl} (${redact(networkReason(err), secrets)}) while trying to ${what}. ` +
           'Check that it is running (e.g. `npx chroma run --path ./chroma-data --port 8000`) and that the URL in the ' +
           'vector-store configuration is right; retry later.',
-        { cause: err },
+        { cause: redactError(err, secrets) },
       );
     } finally {
       clearTimeout(timer);
@@ -147,8 +157,8 @@ export class ChromaHttp {
       json && typeof json === 'object' && typeof json.message === 'string'
         ? json.message
         : response.text.trim().replace(/\s+/g, ' ');
-    const token = this.options.apiKey;
-    if (token) message = message.split(token).join('[token]');
+    // Redacted before shortening, so that a cut cannot leave a piece too short to recognise.
+    message = redact(message, [this.options.apiKey]);
     return message.length > SERVER_MESSAGE_MAX ? `${message.slice(0, SERVER_MESSAGE_MAX)}...` : message;
   }
 
@@ -170,6 +180,10 @@ export class ChromaHttp {
     }
     return headers;
   }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 function parseJson(text: string): unknown {

@@ -89,3 +89,60 @@ export function parseConnectionString(value: unknown, ssl: boolean | ConnectionO
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return { host, port, user, database, ssl: tls, where: `${shownHost}:${port}/${database ?? user ?? '(default database)'}` };
 }
+
+const APPLICATION_NAME = 'node-red-vector-pipeline';
+
+export interface ConnectionTimeouts {
+  password: string | undefined;
+  /** 'pool': the connections of every call; 'index build': a background build's own connection. */
+  purpose: 'pool' | 'index build';
+  /** Longest time one call may take (the runtime setting storeTimeout), in ms. */
+  callTimeoutMs: number;
+  /** Longest wait for a connection, in ms. */
+  connectionTimeoutMs: number;
+}
+
+/** How much later than the server's statement_timeout the client itself gives up on an answer. */
+function clientGraceMs(callTimeoutMs: number): number {
+  return Math.min(500, Math.max(10, Math.round(callTimeoutMs / 20)));
+}
+
+/**
+ * The `pg` settings of one connection.
+ *
+ * Pooled connections carry the call timeout three ways: statement_timeout and
+ * lock_timeout are sent in the startup message, so the server itself cancels a
+ * statement that runs too long or waits for a lock held by another session (the
+ * connection stays usable); query_timeout, a little later, is the client's own
+ * clock, for a server that accepted the connection and then stopped answering
+ * (that connection is then destroyed, never returned to the pool).
+ *
+ * An index build's connection has no statement, lock or query timeout (0): a
+ * CREATE INDEX CONCURRENTLY can rightly take hours, and waits for older
+ * transactions to end. It runs in the background and no caller waits for it;
+ * `close()` ends it.
+ */
+export function connectionConfig(settings: ConnectionSettings, options: ConnectionTimeouts): import('pg').ClientConfig {
+  const { host, port, user, database, ssl } = settings;
+  const pooled = options.purpose === 'pool';
+  return {
+    host,
+    port,
+    user,
+    database,
+    password: options.password,
+    ssl,
+    connectionTimeoutMillis: options.connectionTimeoutMs,
+    keepAlive: true,
+    application_name: pooled ? APPLICATION_NAME : `${APPLICATION_NAME} ${options.purpose}`,
+    ...(pooled
+      ? {
+          statement_timeout: options.callTimeoutMs,
+          lock_timeout: options.callTimeoutMs,
+          query_timeout: options.callTimeoutMs + clientGraceMs(options.callTimeoutMs),
+        }
+      : // pg leaves out a statement_timeout of 0; the startup options say it explicitly, so that
+        // a timeout set on the role or database does not kill a build either.
+        { options: '-c statement_timeout=0 -c lock_timeout=0' }),
+  };
+}

@@ -5,6 +5,7 @@
  * credentials, missing collection, missing extension, ...).
  */
 import { VectorStoreError, messageOf, type ErrorCode } from '../../errors';
+import { redact, redactError } from '../../redact';
 
 /** What the failing call was doing, for the message. */
 export interface ErrorContext {
@@ -18,6 +19,8 @@ export interface ErrorContext {
   table?: string;
   /** The password, scrubbed from every message should a server or library ever echo it. */
   password?: string;
+  /** The call timeout (storeTimeout) in ms, for timeout messages. */
+  timeoutMs?: number;
 }
 
 /** SQLSTATEs (or their two-character classes) worth retrying: the server is down, starting, overloaded or busy. */
@@ -26,7 +29,7 @@ const TRANSIENT_SQLSTATES = new Set([
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now (starting up, in recovery)
-  '57014', // query_canceled (statement_timeout)
+  '57014', // query_canceled (by an administrator; by statement_timeout: TIMEOUT, below)
   '40001', // serialization_failure
   '40P01', // deadlock_detected
   '55P03', // lock_not_available
@@ -76,7 +79,29 @@ export function reasonOf(err: unknown, password?: string): string {
 }
 
 function scrub(text: string, password: string | undefined): string {
-  return password ? text.split(password).join('[hidden]') : text;
+  return redact(text, [password]);
+}
+
+/**
+ * What timed out, when the error is a timeout of this backend's: the server's
+ * statement_timeout or lock_timeout, the client's query timeout, or the wait for a
+ * connection. Null for any other error.
+ */
+export function timeoutKind(err: unknown): string | null {
+  const state = sqlState(err);
+  const text = messageOf(err);
+  if (state === '57014' && /statement timeout/i.test(text)) return 'the server cancelled the statement at statement_timeout';
+  if (state === '55P03' && /lock timeout/i.test(text)) return 'another session holds a lock on the table; the server gave up at lock_timeout';
+  if (state !== null) return null;
+  if (/^Query read timeout/i.test(text)) return 'no answer to the statement';
+  // pg-pool: no pooled connection came free, and no new one could be opened, in time.
+  if (/timeout exceeded when trying to connect/i.test(text)) return 'no connection could be opened or became free';
+  if (/connection timeout/i.test(text)) return 'no connection could be opened';
+  return null;
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 export function toStoreError(err: unknown, ctx: ErrorContext): VectorStoreError {
@@ -84,8 +109,21 @@ export function toStoreError(err: unknown, ctx: ErrorContext): VectorStoreError 
   const state = sqlState(err);
   const reason = reasonOf(err);
   const store = `the pgvector store at ${ctx.where}`;
+  const cause = redactError(err, [ctx.password]);
   const make = (code: ErrorCode, message: string, transient?: boolean) =>
-    new VectorStoreError(code, scrub(message, ctx.password), { transient, cause: err });
+    new VectorStoreError(code, scrub(message, ctx.password), { transient, cause });
+
+  const timedOut = timeoutKind(err);
+  if (timedOut !== null) {
+    const within = ctx.timeoutMs === undefined ? 'in time' : `within ${seconds(ctx.timeoutMs)}`;
+    return make(
+      'TIMEOUT',
+      `The pgvector store at ${ctx.where} did not answer ${within} while ${ctx.doing} (${timedOut}). It may be overloaded, ` +
+        'locked by another session or unreachable; it will be retried. If it is only slow, raise vectorPipeline.storeTimeout ' +
+        '(seconds) in settings.js or the environment variable VECTOR_PIPELINE_STORE_TIMEOUT.',
+      true,
+    );
+  }
 
   if (state === '28P01' || state === '28000') {
     return make(
