@@ -43,11 +43,18 @@ export function readRuntimeSettings(fromSettingsJs: unknown, env: Env = process.
 }
 
 /** The settings, or the defaults plus a warning when they are not usable: a bad setting never stops Node-RED. */
+/** Problems already warned about: every node type reads the settings, the log says it once. */
+const warned = new Set<string>();
+
 export function runtimeSettingsOrDefaults(fromSettingsJs: unknown, warn: (message: string) => void, env: Env = process.env): RuntimeSettings {
   try {
     return readRuntimeSettings(fromSettingsJs, env);
   } catch (err) {
-    warn(`${(err as Error).message} Using the defaults meanwhile.`);
+    const message = `${(err as Error).message} Using the defaults meanwhile.`;
+    if (!warned.has(message)) {
+      warned.add(message);
+      warn(message);
+    }
     return { ...DEFAULT_SETTINGS };
   }
 }

@@ -58,6 +58,7 @@ export = function register(RED: NodeAPI): void {
           storeKey: node.id,
           credentials: storeCredentials(credentials),
           callTimeoutMs: settings.storeTimeoutMs,
+          log: { warn: (message: string) => RED.log.warn(`vector-store: ${message}`) },
         });
         const embedder = createEmbedder(config, { embedApiKey: credentials.embedApiKey });
         store = { backend, embedder };

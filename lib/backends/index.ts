@@ -24,6 +24,8 @@ export interface BackendEnvironment {
    * own, and enforced around every call in any case (see ./timeouts.ts).
    */
   callTimeoutMs?: number;
+  /** Where embedded stores report damage they found in their files (once per file). */
+  log?: { warn(message: string): void };
 }
 
 /** The credential each backend sends, and how the vector-store configuration calls it. */
@@ -66,6 +68,7 @@ function createClient(config: StoreConfig, env: BackendEnvironment, callTimeoutM
         volatileKey: env.storeKey,
         indexingRate: config.indexingRate,
         indexingDelay: config.indexingDelay,
+        log: env.log,
       });
     case 'pgvector': {
       // Loaded on demand: only users of this backend load its client.
