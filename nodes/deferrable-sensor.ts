@@ -154,14 +154,6 @@ export = function register(RED: NodeAPI): void {
         msg.waitId = waitId;
         status.busy(text('deferrable-sensor.status.checking', { collection }));
 
-        // 1. Validate: an unknown collection will never become ready.
-        if (!(await store.backend.collectionExists(collection))) {
-          throw new Error(
-            `Collection "${collection}" does not exist in the ${store.backend.name} store, so there is nothing to wait for. Check the collection name, or ingest documents into it first.`,
-          );
-        }
-        if (closed) throw stoppedError();
-
         const spec = createTriggerSpec({
           waitId,
           collection,
@@ -172,11 +164,25 @@ export = function register(RED: NodeAPI): void {
           now: startedAt,
         });
 
-        // 2. Quick check: already ready (or already failed) ends here.
-        const first = checkOnce(spec, await store.backend.status(collection), startedAt);
-        if (first) {
-          finish({ msg, send, done }, first);
-          return;
+        // 1. Validate (an unknown collection will never become ready), then
+        // 2. quick check: already ready (or already failed) ends here. A store
+        // that is down for now does not fail the message: the wait is deferred
+        // and the triggerer retries until its deadline.
+        try {
+          if (!(await store.backend.collectionExists(collection))) {
+            throw new VectorStoreError(
+              'NOT_FOUND',
+              `Collection "${collection}" does not exist in the ${store.backend.name} store, so there is nothing to wait for. Check the collection name, or ingest documents into it first.`,
+            );
+          }
+          if (closed) throw stoppedError();
+          const first = checkOnce(spec, await store.backend.status(collection), startedAt);
+          if (first) {
+            finish({ msg, send, done }, first);
+            return;
+          }
+        } catch (err) {
+          if (!(err instanceof VectorStoreError) || !err.transient) throw err;
         }
 
         // 3. Defer. The quick check was the wait's first poll.

@@ -9,6 +9,8 @@ import * as path from 'node:path';
 import should from 'should';
 import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, silence, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
 import { triggererFor, waitStoreFile } from '../../nodes/shared/runtime';
+import { FaultProxy } from '../support/fault-proxy';
+import { startPgliteServer } from '../support/pglite-server';
 
 function flow(sensor: Record<string, unknown> = {}, store: Record<string, unknown> = {}, extra: FlowNode[] = []): FlowNode[] {
   return [
@@ -136,6 +138,29 @@ describe('deferrable-sensor under faults', function () {
     const err = await errors;
     should(err.error.message).match(/waits\.jsonl/).and.match(/directory/);
     should(err.error.message).not.match(/stopped before/);
+  });
+
+  it('a message that arrives while the store refuses connections is deferred, not failed, and ends once the store is back', async function () {
+    const server = await startPgliteServer({ maxConnections: 8 });
+    const proxy = await FaultProxy.start({ port: server.port });
+    try {
+      await loadFlow(flow({ timeout: 20 }, { backend: 'pgvector', url: `postgres://postgres@127.0.0.1:${proxy.port}/postgres`, dimensions: 16 }));
+      await ingest(docs(5));
+      await proxy.setMode('refuse');
+      const ready = nextMessage('ready', () => true, 15_000);
+      const failed = collect('errors');
+      helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 5, ticket: 'T-8' });
+      await delay(1500);
+      should(failed).have.length(0);
+      await proxy.setMode('pass');
+      const msg = await ready;
+      should(msg.payload).match({ status: 'success', deferred: true, indexedCount: 5 });
+      should(msg.ticket).equal('T-8');
+    } finally {
+      await helper.unload();
+      await proxy.stop();
+      await server.stop();
+    }
   });
 
   it('a disabled sensor keeps its waits dormant, and they resume when it is enabled again', async function () {
