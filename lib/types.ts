@@ -58,8 +58,19 @@ export interface CollectionStatus {
   progress: number | null;
   /** Seconds until ready when the store can tell, else null. */
   etaSeconds: number | null;
-  /** Why indexing failed (state "failed"), or a store-specific phase name. */
+  /**
+   * The store's own phase name while indexing ("building index: loading tuples",
+   * "waiting for old snapshots", "optimizing"), else null or absent.
+   */
+  phase?: string | null;
+  /**
+   * A short sentence: why indexing failed (state "failed"), or what is going on
+   * ("20,000 rows not yet indexed", "waiting for a free connection to start the
+   * build"). Shown to the user on progress, in the status and in messages.
+   */
   detail?: string;
+  /** State "failed": the store's own code for the failure when it has one (e.g. SQLSTATE "57014"). */
+  code?: string;
 }
 
 export interface CollectionStats {
