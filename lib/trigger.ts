@@ -62,9 +62,14 @@ export interface ProgressPayload {
   expectedCount: number;
   /** 0..1, or null when neither the store nor an expected count tells. */
   progress: number | null;
+  /** Seconds left: the store's own estimate, else from the smoothed rate of progress; never 0 while waiting. */
   etaSeconds: number | null;
   elapsedMs: number;
   polls: number;
+  /** The store's own phase name ("building index: loading tuples", "optimizing"), or null. */
+  phase: string | null;
+  /** A short sentence from the store or the sensor ("20,000 rows not yet indexed", a retry reason), or null. */
+  detail: string | null;
 }
 
 /** Output 1 of the sensor. */
@@ -113,6 +118,8 @@ export interface WarningEvent {
   type: 'warning';
   message: string;
   error: unknown;
+  /** The last known progress, with the retry reason as `detail`: what output 2 tells while the store fails. */
+  payload: ProgressPayload;
 }
 export interface FinalEvent {
   type: 'final';
@@ -156,6 +163,8 @@ export interface TriggerContext extends StepContext {
   untilDeadline?<T>(answer: Promise<T>, deadline: number, atDeadline: () => T): Promise<T>;
 }
 
+/** Weight of the newest rate sample in the smoothed rate behind the ETA. */
+const RATE_SMOOTHING = 0.3;
 /** Growth of the poll interval per poll without progress. */
 const BACKOFF_FACTOR = 1.5;
 /** +-10% randomness so waits started together drift apart instead of polling in bursts. */
@@ -228,6 +237,9 @@ const progressSchema = z.object({
   etaSeconds: z.number().nullable(),
   elapsedMs: z.number(),
   polls: count,
+  // Added by a later version of the format: absent in waits saved before.
+  phase: z.string().nullable().default(null),
+  detail: z.string().nullable().default(null),
 });
 const specV1Schema = z.object({
   v: z.literal(1),
@@ -293,7 +305,8 @@ const isFiniteNumber = (x: unknown): x is number => typeof x === 'number' && Num
 const isPositive = (x: unknown): x is number => isFiniteNumber(x) && x > 0;
 const isNullableNumber = (x: unknown): x is number | null => x === null || isFiniteNumber(x);
 const SPEC_FIELDS = 11;
-const PROGRESS_FIELDS = 8;
+const PROGRESS_FIELDS = 10;
+const isNullableString = (x: unknown): x is string | null | undefined => x === undefined || x === null || typeof x === 'string';
 
 function ownFieldCount(value: object): number {
   let count = 0;
@@ -317,12 +330,13 @@ function checkSpecV1(s: Record<string, unknown>, adopt: boolean): TriggerSpec | 
 
 function checkProgress(value: unknown, adopt: boolean): ProgressPayload | null {
   if (typeof value !== 'object' || value === null) return null;
-  const { status, collection, indexedCount, expectedCount, progress, etaSeconds, elapsedMs, polls } = value as Record<string, unknown>;
+  const { status, collection, indexedCount, expectedCount, progress, etaSeconds, elapsedMs, polls, phase, detail } = value as Record<string, unknown>;
   if (status !== 'indexing' || typeof collection !== 'string') return null;
   if (!isCount(indexedCount) || !isCount(expectedCount) || !isCount(polls)) return null;
   if (!isNullableNumber(progress) || !isNullableNumber(etaSeconds) || !isFiniteNumber(elapsedMs)) return null;
-  if (adopt && ownFieldCount(value) === PROGRESS_FIELDS) return value as ProgressPayload;
-  return { status, collection, indexedCount, expectedCount, progress, etaSeconds, elapsedMs, polls };
+  if (!isNullableString(phase) || !isNullableString(detail)) return null;
+  if (adopt && phase !== undefined && detail !== undefined && ownFieldCount(value) === PROGRESS_FIELDS) return value as ProgressPayload;
+  return { status, collection, indexedCount, expectedCount, progress, etaSeconds, elapsedMs, polls, phase: phase ?? null, detail: detail ?? null };
 }
 
 // ---------------------------------------------------------------------------
@@ -347,7 +361,8 @@ export function checkOnce(spec: TriggerSpec, status: CollectionStatus, now: numb
 }
 
 function failedPayload(spec: TriggerSpec, status: CollectionStatus, now: number): FailurePayload {
-  const reason = status.detail?.trim() || 'the store gave no reason';
+  const given = status.detail?.trim() || 'the store gave no reason';
+  const reason = status.code && !given.includes(status.code) ? `${withoutFinalPeriod(given)} (code ${status.code})` : given;
   return {
     status: 'failed',
     code: 'INDEX_FAILED',
@@ -385,6 +400,8 @@ export class CollectionReadyTrigger {
   private stalePolls = 0;
   /** The last transient error's message, while errors go on (not persisted: only for this run's messages). */
   private lastError: string | null = null;
+  /** Progress (fraction) per ms, smoothed over the polls of this run: the ETA when the store gives none. */
+  private rate: number | null = null;
 
   /**
    * `spec` must be valid: built by `createTriggerSpec` or read through
@@ -487,7 +504,8 @@ export class CollectionReadyTrigger {
     }
     this.stalePolls += 1;
     const delayMs = this.nextDelay(ctx);
-    return { event: { type: 'warning', message: this.warningMessage(err, delayMs, ctx), error: err }, delayMs };
+    const message = this.warningMessage(err, delayMs, ctx);
+    return { event: { type: 'warning', message, error: err, payload: this.retryPayload(err, delayMs, ctx) }, delayMs };
   }
 
   /**
@@ -566,9 +584,11 @@ export class CollectionReadyTrigger {
       if (consecutiveErrors > 0) return `the store did not answer (${consecutiveErrors} errors in a row)`;
       return polls === 0 ? 'it was never checked before the deadline' : 'no progress was reported';
     }
-    const percent = last.progress === null ? '' : ` (${Math.floor(last.progress * 100)}%)`;
-    if (last.expectedCount > 0) return `${last.indexedCount} of ${last.expectedCount} documents indexed${percent}`;
-    return `${last.indexedCount} documents indexed so far${percent}`;
+    const notes = [last.progress === null ? null : `${Math.floor(last.progress * 100)}%`, last.phase ? `phase "${last.phase}"` : null].filter(Boolean);
+    const percent = notes.length > 0 ? ` (${notes.join(', ')})` : '';
+    const detail = last.detail ? `; the store said: ${withoutFinalPeriod(last.detail)}` : '';
+    if (last.expectedCount > 0) return `${last.indexedCount} of ${last.expectedCount} documents indexed${percent}${detail}`;
+    return `${last.indexedCount} documents indexed so far${percent}${detail}`;
   }
 
   private failure(kind: FailurePayload['status'], message: string, now: number, code?: string): FailurePayload {
@@ -587,15 +607,55 @@ export class CollectionReadyTrigger {
   private progressPayload(status: CollectionStatus, now: number): ProgressPayload {
     const spec = this.spec;
     const elapsedMs = Math.max(0, now - spec.startedAt);
+    const progress = progressOf(status, spec.expectedCount);
+    const estimated = this.estimateEta(spec.lastProgress, progress, elapsedMs);
+    const eta = typeof status.etaSeconds === 'number' && Number.isFinite(status.etaSeconds) ? status.etaSeconds : estimated;
     return {
       status: 'indexing',
       collection: spec.collection,
       indexedCount: status.indexedCount,
       expectedCount: spec.expectedCount,
-      progress: progressOf(status, spec.expectedCount),
-      etaSeconds: status.etaSeconds ?? estimateEta(spec.lastProgress, status.indexedCount, spec.expectedCount, elapsedMs),
+      progress,
+      // Not ready yet: "0 s left" would be a promise the store has not kept.
+      etaSeconds: eta === null ? null : Math.max(1, Math.ceil(eta)),
       elapsedMs,
       polls: spec.polls,
+      phase: status.phase ?? null,
+      detail: status.detail?.trim() || null,
+    };
+  }
+
+  /**
+   * Seconds left from the rate of progress, smoothed (exponentially, over this
+   * run's polls) so that one quick or slow poll does not swing it; a stall lowers
+   * the rate and so lengthens the estimate. Null when nothing is known yet.
+   */
+  private estimateEta(previous: ProgressPayload | null, progress: number | null, elapsedMs: number): number | null {
+    if (progress === null || progress >= 1) return null;
+    if (previous && previous.progress !== null && elapsedMs > previous.elapsedMs) {
+      const sample = Math.max(0, (progress - previous.progress) / (elapsedMs - previous.elapsedMs));
+      this.rate = this.rate === null ? sample : RATE_SMOOTHING * sample + (1 - RATE_SMOOTHING) * this.rate;
+    }
+    if (!this.rate || this.rate <= 0) return null;
+    return (1 - progress) / this.rate / 1000;
+  }
+
+  /** Output 2 while the store fails: the last known progress, and why there is no newer one. */
+  private retryPayload(err: unknown, delayMs: number, ctx: StepContext): ProgressPayload {
+    const spec = this.spec;
+    const last = spec.lastProgress;
+    const now = ctx.now();
+    return {
+      status: 'indexing',
+      collection: spec.collection,
+      indexedCount: last?.indexedCount ?? 0,
+      expectedCount: spec.expectedCount,
+      progress: last?.progress ?? null,
+      etaSeconds: null,
+      elapsedMs: Math.max(0, now - spec.startedAt),
+      polls: spec.polls,
+      phase: last?.phase ?? null,
+      detail: `The ${storeLabel(ctx)} store did not answer (${withoutFinalPeriod(messageOf(err))}); retrying in ${formatDuration(delayMs)}.`,
     };
   }
 }
@@ -613,14 +673,6 @@ export function progressOf(status: CollectionStatus, expectedCount: number): num
   return Math.round(Math.min(1, Math.max(0, value)) * 10000) / 10000;
 }
 
-/** From the indexing rate since the previous poll, when the store gives no ETA. */
-function estimateEta(previous: ProgressPayload | null, indexedCount: number, expectedCount: number, elapsedMs: number): number | null {
-  if (!previous || expectedCount === 0 || indexedCount >= expectedCount) return null;
-  const gained = indexedCount - previous.indexedCount;
-  const spentMs = elapsedMs - previous.elapsedMs;
-  if (gained <= 0 || spentMs <= 0) return null;
-  return Math.ceil(((expectedCount - indexedCount) * spentMs) / gained / 1000);
-}
 
 /**
  * Did indexing move since the last poll (more documents indexed, or a higher

@@ -254,11 +254,7 @@ export = function register(RED: NodeAPI): void {
         case 'progress': {
           if (!newest || newest.waitId === waitId) newest = { waitId, progress: event.payload };
           retrying = false;
-          const progressMsg = copyOf(wait, 'progress');
-          progressMsg._msgid = RED.util.generateId();
-          progressMsg.payload = event.payload;
-          progressMsg.waitId = waitId;
-          node.send([null, progressMsg]);
+          sendProgress(wait, event.payload);
           scheduleStatus();
           break;
         }
@@ -269,6 +265,8 @@ export = function register(RED: NodeAPI): void {
             localOutages.add(wait.spec.collection);
             node.warn(event.message);
           }
+          // Output 2 says why there is no news: the last progress, the retry reason as its detail.
+          sendProgress(wait, event.payload);
           scheduleStatus();
           break;
         case 'final': {
@@ -288,6 +286,14 @@ export = function register(RED: NodeAPI): void {
           break;
         }
       }
+    }
+
+    function sendProgress(wait: WaitRecord, payload: ProgressPayload): void {
+      const progressMsg = copyOf(wait, 'progress');
+      progressMsg._msgid = RED.util.generateId();
+      progressMsg.payload = payload;
+      progressMsg.waitId = wait.spec.waitId;
+      node.send([null, progressMsg]);
     }
 
     /**
@@ -422,7 +428,10 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const percent = Math.floor(progress.progress * 100);
-      if (progress.etaSeconds === null) {
+      if (progress.phase) {
+        // The store's own words say more than an estimate ("waiting for old snapshots").
+        status.waiting(text('deferrable-sensor.status.waitingPhase', { pending, percent, phase: progress.phase }));
+      } else if (progress.etaSeconds === null) {
         status.waiting(text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       } else {
         status.waiting(text('deferrable-sensor.status.waiting', { pending, percent, eta: formatEta(progress.etaSeconds) }));

@@ -152,7 +152,51 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
         etaSeconds: 12,
         elapsedMs: 0,
         polls: 1,
+        phase: null,
+        detail: null,
       });
+    });
+
+    it("carries the store's phase and detail on progress, and into the timeout message", async () => {
+      const phase = 'waiting for old snapshots';
+      const { ctx, state } = scripted([indexing(98, 100, { progress: 0.98, phase, detail: 'another transaction holds an old snapshot' })]);
+      const events = await collect(new CollectionReadyTrigger(spec({ expectedCount: 100, timeoutMs: 3000 })), ctx);
+      const [first] = progressEvents(events);
+      should(first).match({ phase, detail: 'another transaction holds an old snapshot' });
+      const final = events[events.length - 1] as { type: 'final'; payload: FailurePayload };
+      should(final.payload.status).equal('timeout');
+      should(final.payload.message).match(/98 of 100 documents indexed \(98%, phase "waiting for old snapshots"\); the store said: another transaction holds an old snapshot/);
+      should(state.calls).be.above(1);
+    });
+
+    it("a failure keeps the store's code in the message", () => {
+      const trigger = new CollectionReadyTrigger(spec());
+      const step = trigger.onStatus({ ...failed('the index build was cancelled by the server'), code: '57014' }, scripted([]).ctx);
+      should((step.event as { payload: FailurePayload }).payload.message).equal('Indexing of collection "docs" failed: the index build was cancelled by the server (code 57014).');
+    });
+
+    it('smooths the estimated ETA over polls and never says 0 while not ready', async () => {
+      // 100 per s, then a quick poll (300 in 1 s), then 100 per s: the estimate moves, but not by 3x.
+      const { ctx } = scripted([indexing(100), indexing(200), indexing(500), indexing(600), indexing(499 * 0 + 999, 1000), ready(1000)]);
+      const progress = progressEvents(await collect(new CollectionReadyTrigger(spec({ expectedCount: 1000 })), ctx));
+      const etas = progress.map((p) => p.etaSeconds);
+      should(etas[0]).be.null();
+      should(etas[1]).equal(8); // 100/s, 800 to go
+      // Instant rate 300/s would say 2 s; the smoothed one (160/s) says 4 s.
+      should(etas[2]).equal(4);
+      for (const eta of etas.slice(1)) should(eta).be.aboveOrEqual(1);
+      // The store's own estimate of 0 while still indexing is shown as 1 s.
+      const { ctx: zero } = scripted([indexing(10, 100, { progress: 0.99, etaSeconds: 0 }), ready(100)]);
+      const [p] = progressEvents(await collect(new CollectionReadyTrigger(spec({ expectedCount: 100 })), zero));
+      should(p.etaSeconds).equal(1);
+    });
+
+    it('while the store fails, a warning carries the last progress with the retry reason as detail', async () => {
+      const { ctx } = scripted([indexing(40, 100), unavailable('connect ECONNREFUSED 127.0.0.1:5432'), ready(100)]);
+      const events = await collect(new CollectionReadyTrigger(spec({ expectedCount: 100 })), ctx);
+      const warning = events.find((e) => e.type === 'warning') as { payload: ProgressPayload };
+      should(warning.payload).match({ status: 'indexing', indexedCount: 40, progress: 0.4, etaSeconds: null });
+      should(warning.payload.detail).match(/^The memory store did not answer \(connect ECONNREFUSED 127\.0\.0\.1:5432\); retrying in /);
     });
 
     it('computes indexed/expected when the store gives no progress, and estimates the ETA from the rate', async () => {

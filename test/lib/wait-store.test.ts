@@ -52,7 +52,7 @@ describe('WaitStore', () => {
     const b = record('b');
     const c = record('c', 'node-2');
     await Promise.all([first.put(a), first.put(b), first.put(c)]);
-    b.spec = { ...b.spec, polls: 7, lastProgress: { status: 'indexing', collection: 'docs', indexedCount: 4, expectedCount: 10, progress: 0.4, etaSeconds: null, elapsedMs: 2000, polls: 7 } };
+    b.spec = { ...b.spec, polls: 7, lastProgress: { status: 'indexing', collection: 'docs', indexedCount: 4, expectedCount: 10, progress: 0.4, etaSeconds: null, elapsedMs: 2000, polls: 7, phase: null, detail: null } };
     first.update(b);
     await first.remove('a');
     await first.close();

@@ -58,7 +58,12 @@ describe('deferrable-sensor when the store goes away mid-wait', function () {
         const errors = nextMessage('errors', () => true, 45_000);
         helper.getNode('sensor').receive({ collection: 'going_away', ticket: 'T-9' });
         await progress;
+        const retrying = nextMessage('progress', (m) => typeof m.payload.detail === 'string' && /did not answer/.test(m.payload.detail), 20_000);
         await server.stop();
+        // Output 2 says why there is no news while the store is gone.
+        const retry = await retrying;
+        should(retry.payload).match({ status: 'indexing', collection: 'going_away', etaSeconds: null });
+        should(retry.ticket).equal('T-9');
         const err = await errors;
         should(err.payload).match({ status: 'timeout', code: 'STORE_NOT_ANSWERING', collection: 'going_away' });
         should(err.payload.polls).be.above(5);
