@@ -121,6 +121,8 @@ interface WaitState {
   pending: boolean;
   /** Its final event, once it ended: being recorded, or waiting for its owner to attach. */
   final?: FinalEvent;
+  /** The final is recorded on disk (or there is no disk): it may be handed over. */
+  recorded?: boolean;
 }
 
 /** An attached owner and the step context its waits share. */
@@ -693,6 +695,7 @@ export class Triggerer {
       this.unindex(wait);
       this.finals += 1;
       wait.final = { type: 'final', payload: recorded, redelivered: true };
+      wait.recorded = true;
       this.finishing.add(wait);
       this.handOver(wait);
       return;
@@ -791,6 +794,7 @@ export class Triggerer {
     wait.final = event;
     this.finishing.add(wait);
     if (!this.store) {
+      wait.recorded = true;
       this.handOver(wait);
       return;
     }
@@ -800,6 +804,7 @@ export class Triggerer {
       .catch((err) => this.log.warn(`Could not record on disk that the final message of wait ${waitId} (collection "${collection}") is being delivered; delivering it anyway: ${messageOf(err)}`))
       .then(() => {
         this.recording.delete(recorded);
+        wait.recorded = true;
         this.handOver(wait);
       });
     this.recording.add(recorded);
@@ -813,7 +818,8 @@ export class Triggerer {
   /** Give an ended wait's final to its owner, if attached (else on its next attach), then forget the wait. */
   private handOver(wait: WaitState): void {
     const slot = this.owners.get(wait.record.ownerId);
-    if (!slot || this.closing || !wait.final || !this.finishing.has(wait)) return;
+    // Not before its record is on disk: a crash after an unrecorded delivery would repeat it unflagged.
+    if (!slot || this.closing || !wait.final || !wait.recorded || !this.finishing.has(wait)) return;
     this.finishing.delete(wait);
     this.notify(slot.owner, wait.record, wait.final);
     // Removed a little later: a crash before the next node got the message redelivers it, flagged.

@@ -649,6 +649,33 @@ describe('Triggerer (scripted status double)', () => {
       should(await waitStore(file).load()).eql([]);
     });
 
+    it('a redeploy while a final is being recorded hands it over only once it is on disk', async () => {
+      const store = scriptedBackend();
+      const ws = waitStore();
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const markFinal = ws.markFinal.bind(ws);
+      ws.markFinal = async (...args) => {
+        await gate; // a slow disk
+        return markFinal(...args);
+      };
+      const t = triggerer({ waitStore: ws });
+      t.attach('sensor-1', recordingOwner(store.backend).owner);
+      await t.defer(waitRecord('w1'));
+      await clock.advance(0);
+      store.set('docs', ready(100));
+      clock.afterStep = async () => undefined;
+      await clock.advance(1000); // ended; its record is held by the slow disk
+      const second = recordingOwner(store.backend);
+      t.attach('sensor-1', second.owner); // the redeploy
+      await clock.advance(0);
+      should(ofType(second.events, 'final')).have.length(0);
+      release();
+      await t.delivered();
+      await clock.advance(0);
+      should(ofType(second.events, 'final')).have.length(1);
+    });
+
     it('a final that ends while its owner is detached (a redeploy) is delivered once on the next attach, not flagged', async () => {
       const store = scriptedBackend();
       const ws = waitStore();
