@@ -228,12 +228,13 @@ export class LanceDbBackend implements Backend {
 
     const ready = (): CollectionStatus => ({ state: 'ready', documentCount, indexedCount, progress: 1, etaSeconds: 0, phase: null });
 
+    const t = this.database.now();
+    if (index) maintenance.observeBacklog(unindexed, t);
     // Fully indexed, whoever did it (a later run of ours, another process): an earlier failure no longer applies.
     if (index && unindexed === 0) {
       maintenance.settled();
       return { status: ready(), index };
     }
-    if (index) maintenance.observeBacklog(unindexed);
 
     if (maintenance.failure) {
       const { kind, reason } = maintenance.failure;
@@ -258,7 +259,7 @@ export class LanceDbBackend implements Backend {
         documentCount,
         indexedCount: 0,
         progress: 0,
-        etaSeconds: maintenance.etaSeconds('create', documentCount),
+        etaSeconds: maintenance.createEtaSeconds(documentCount, t),
         phase: maintenance.conflict ? CONFLICT_PHASE : 'creating the vector index',
         detail: maintenance.conflict ? `creating the vector index; ${CONFLICT_DETAIL}` : 'creating the vector index',
       };
@@ -273,7 +274,7 @@ export class LanceDbBackend implements Backend {
       documentCount,
       indexedCount,
       progress: fraction,
-      etaSeconds: maintenance.etaSeconds('optimize', unindexed),
+      etaSeconds: maintenance.optimizeEtaSeconds(unindexed, t),
       phase: maintenance.conflict ? CONFLICT_PHASE : 'optimizing',
       detail: maintenance.conflict ? `${waiting}; ${CONFLICT_DETAIL}` : waiting,
     };

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LanceDbBackend, type LanceDbBackendOptions } from '../../lib/backends/lancedb';
 import type { CollectionStatus, VectorDocument } from '../../lib/types';
+import { Gate, optimizeThrough } from '../support/lancedb-optimize-double';
 
 const DIM = 8;
 const OTHER_PROCESS = path.join(__dirname, '..', 'support', 'lancedb-other-process.js');
@@ -67,7 +68,11 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     return b;
   }
 
+  /** Gates left closed by a failing test would hold close() forever. */
+  const gates: Gate[] = [];
+
   afterEach(async () => {
+    for (const gate of gates.splice(0)) gate.open();
     await Promise.all(opened.splice(0).map((b) => b.close()));
     await Promise.all(tempDirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
   });
@@ -124,5 +129,52 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     should.exist(retrying, 'no commit conflict met in 6 rounds');
     should(retrying).match({ state: 'indexing', detail: /not yet indexed; another process is optimizing this table; retrying$/ });
     should(seen[seen.length - 1]).match({ state: 'ready', documentCount: written + otherRows, indexedCount: written + otherRows, progress: 1 });
+  });
+
+  it('a failed optimize() (simulated by a test double) is failed, then ready once another process indexed the table anyway', async () => {
+    const dir = await tempDir();
+    const modules = optimizeThrough(() => Promise.reject(new Error('disk on fire (simulated)')));
+    const b = backend({ path: dir, indexThreshold: 100, loadModules: () => modules });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(300), { buildIndex: true }); // creating the index does not optimize
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', indexedCount: 300 });
+    await b.upsert('docs', docsOf(50, 300), { buildIndex: false });
+    const seen = await untilSettled(b, 'docs');
+    should(seen[seen.length - 1]).match({ state: 'failed', documentCount: 350, indexedCount: 300, detail: /disk on fire \(simulated\)/ });
+
+    should(await otherProcess('optimize', dir, 'docs', 1, 0, DIM, 0)).match({ rounds: 1, conflicts: 0 });
+    should(await b.status('docs')).match({ state: 'ready', documentCount: 350, indexedCount: 350, progress: 1, etaSeconds: 0 });
+  });
+
+  it('rows folded in by another process give the ETA its rate (our optimize() held by a test double, injected clock)', async () => {
+    const dir = await tempDir();
+    let clock = Date.UTC(2024, 0, 1);
+    const gate = new Gate();
+    const modules = optimizeThrough(async (optimize) => {
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: dir, indexThreshold: 100, now: () => clock, loadModules: () => modules });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(300), { buildIndex: true });
+    await untilSettled(b, 'docs');
+
+    gate.closed = true; // our optimize() waits: only the other process folds rows in
+    gates.push(gate);
+    await otherProcess('append', dir, 'docs', 300, 1000, DIM);
+    const entered = gate.entered();
+    should(await b.status('docs')).match({ state: 'indexing', documentCount: 1300, indexedCount: 300, phase: 'optimizing', etaSeconds: null });
+    await entered;
+    clock += 4000;
+    await otherProcess('optimize', dir, 'docs', 1, 0, DIM, 0); // 1000 rows folded in within 4 s: 250 rows/s
+    should(await b.status('docs')).match({ state: 'ready', documentCount: 1300, indexedCount: 1300, etaSeconds: 0 });
+    await otherProcess('append', dir, 'docs', 1300, 500, DIM);
+    should(await b.status('docs')).match({ state: 'indexing', documentCount: 1800, indexedCount: 1300, etaSeconds: 2 });
+    clock += 500;
+    should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 1.5 }); // counts down
+    clock += 5000; // longer than the rate says: still not 0
+    should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 1 });
+    gate.open();
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 1800, etaSeconds: 0 });
   });
 });

@@ -4,7 +4,7 @@
 //   node lancedb-other-process.js append <dir> <table> <from> <count> <dimensions>
 //     appends rows doc-<from>.. in the package's layout (id, vector, text, metadata)
 //   node lancedb-other-process.js optimize <dir> <table> <rounds> <rowsPerRound> <dimensions> <from>
-//     appends a few rows and optimizes, <rounds> times (to collide with another optimizer)
+//     appends <rowsPerRound> rows (none if 0) and optimizes, <rounds> times (to collide with another optimizer)
 // Prints one JSON line per step on stdout; exits 0 when done, 1 on an error.
 'use strict';
 const lancedb = require('@lancedb/lancedb');
@@ -37,7 +37,7 @@ async function main() {
       const [rounds, perRound, dimensions, from] = rest.map(Number);
       let conflicts = 0;
       for (let round = 0; round < rounds; round++) {
-        await table.add(rows(from + round * perRound, perRound, dimensions));
+        if (perRound > 0) await table.add(rows(from + round * perRound, perRound, dimensions));
         try {
           await table.optimize();
         } catch (err) {

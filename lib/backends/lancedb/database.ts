@@ -68,6 +68,11 @@ export class SharedDatabase {
     return this.settings.indexThreshold;
   }
 
+  /** Epoch ms (the first user's clock). */
+  now(): number {
+    return this.settings.now();
+  }
+
   /** The collection's table, or null if it does not exist. */
   get(name: string): Promise<CollectionTable | null> {
     return this.tables.get(name) ?? this.track(name, this.open(name));

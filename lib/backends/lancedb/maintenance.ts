@@ -174,41 +174,42 @@ export class IndexMaintenance {
   settled(): void {
     this.failure = null;
     this.conflict = null;
-    this.backlog = null;
   }
 
   /**
-   * Status saw `rows` unindexed rows: when fewer than last time and no run of
-   * ours finished meanwhile, another process folded them in - a rate sample
-   * (rows gone over the time since that backlog was first seen).
+   * Status saw `rows` unindexed rows at time t (epoch ms). When fewer than last
+   * time and no run of ours finished meanwhile, another process folded them in:
+   * a rate sample (rows gone over the time since the backlog last changed).
    */
-  observeBacklog(rows: number): void {
+  observeBacklog(rows: number, t: number): void {
     const last = this.backlog;
     if (last && rows === last.rows && last.completedRuns === this.completedRuns) return; // nothing new
-    const t = this.options.now();
     if (last && rows < last.rows && last.completedRuns === this.completedRuns) {
       this.rates.optimize.add(last.rows - rows, (t - last.since) / 1000);
     }
-    // More rows than before (new writes): they are still waiting since the same time.
-    const since = last && rows > last.rows ? last.since : t;
-    this.backlog = rows > 0 ? { rows, since, completedRuns: this.completedRuns } : null;
+    this.backlog = rows > 0 ? { rows, since: t, completedRuns: this.completedRuns } : null;
   }
 
   /**
-   * Seconds until `rows` rows are done by work of `kind`, from the smoothed rate;
-   * null before any rate was measured, at least MIN_ETA_SECONDS otherwise. During
-   * a run, its remaining time plus the rows that arrived since it started.
+   * Seconds until the `rows` unindexed rows are folded in at the smoothed rate,
+   * less the time they have already been waiting (since status last saw the
+   * backlog change); null before any rate was measured, never below
+   * MIN_ETA_SECONDS (the work is not done). t: epoch ms.
    */
-  etaSeconds(kind: WorkKind, rows: number): number | null {
-    const rate = this.rates[kind].rowsPerSecond;
+  optimizeEtaSeconds(rows: number, t: number): number | null {
+    const rate = this.rates.optimize.rowsPerSecond;
+    if (rate === null) return null;
+    const waited = this.backlog ? (t - this.backlog.since) / 1000 : 0;
+    return Math.max(MIN_ETA_SECONDS, rows / rate - waited);
+  }
+
+  /** Seconds until the vector index over `rows` rows exists, from the rate of earlier creations; null when unknown. */
+  createEtaSeconds(rows: number, t: number): number | null {
+    const rate = this.rates.create.rowsPerSecond;
     if (rate === null) return null;
     const run = this.current;
-    let seconds = rows / rate;
-    if (run && run.kind === kind) {
-      const elapsed = (this.options.now() - run.startedAt) / 1000;
-      seconds = run.rows / rate - elapsed + Math.max(0, rows - run.rows) / rate;
-    }
-    return Math.max(MIN_ETA_SECONDS, seconds);
+    const elapsed = run && run.kind === 'create' ? (t - run.startedAt) / 1000 : 0;
+    return Math.max(MIN_ETA_SECONDS, rows / rate - elapsed);
   }
 
   /** Accept no more requests; resolves once the work already asked for is done (no more conflict retries). Never rejects. */
