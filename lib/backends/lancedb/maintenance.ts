@@ -64,12 +64,10 @@ export interface MaintenanceFailure {
   reason: string;
 }
 
-/** The last run lost a commit race (another process committed first); it is retried. */
+/** The last run lost a commit race (another process committed first); it is being retried. */
 export interface CommitConflict {
   kind: WorkKind;
   reason: string;
-  /** Retries so far in this series (1 = the first retry is pending or running). */
-  attempts: number;
 }
 
 interface Run {
@@ -100,7 +98,7 @@ export function isCommitConflict(reason: string): boolean {
   return /commit conflict|preempted by concurrent transaction/i.test(reason);
 }
 
-/** Retries of a commit conflict in one series; after that the next status that finds unindexed rows starts a new series. */
+/** Retries after commit conflicts in a row; after that, the next status that still finds unindexed rows asks again. */
 export const MAX_CONFLICT_RETRIES = 8;
 /** Backoff before retry n: BASE * 2^(n-1), at most MAX, each with up to 50% random jitter (so two processes drift apart). */
 const CONFLICT_BACKOFF_BASE_MS = 100;
@@ -142,17 +140,14 @@ export class IndexMaintenance {
   failure: MaintenanceFailure | null = null;
   /** Set while runs lose commit races with another process (cleared by a run that succeeds). */
   conflict: CommitConflict | null = null;
+  /** Retries after conflicts in a row, for the backoff. */
+  private conflictRetries = 0;
 
   constructor(private readonly options: IndexMaintenanceOptions) {}
 
   /** True from a request until the work it asked for is done (retries included). */
   get busy(): boolean {
     return this.loop !== null;
-  }
-
-  /** The kind of the run going on now, if any. */
-  get running(): WorkKind | null {
-    return this.current?.kind ?? null;
   }
 
   /**
@@ -222,28 +217,30 @@ export class IndexMaintenance {
   private async drain(): Promise<void> {
     while (this.wanted) {
       this.wanted = false;
-      let kind: WorkKind = 'optimize';
       try {
         await this.options.queue.run(() => this.catchUp());
         this.failure = null;
         this.conflict = null;
+        this.conflictRetries = 0;
       } catch (err) {
-        kind = this.current?.kind ?? 'optimize';
+        const kind = this.current?.kind ?? 'optimize';
         const reason = lanceReason(err) || messageOf(err);
         if (!isCommitConflict(reason)) {
           this.failure = { kind, reason };
           this.conflict = null;
+          this.conflictRetries = 0;
           continue;
         }
-        // Lost a commit race with another process: not a failure. Back off and retry,
-        // up to a bound; after that, the next status that finds unindexed rows asks again.
-        const attempts = (this.conflict?.attempts ?? 0) + 1;
-        this.conflict = { kind, reason, attempts: Math.min(attempts, MAX_CONFLICT_RETRIES) };
-        if (attempts > MAX_CONFLICT_RETRIES || this.stopped) {
-          this.conflict.attempts = 0; // the next series starts afresh
+        // Lost a commit race with another process: not a failure. Back off and try again
+        // (the next run sees the table as the other process left it), a bounded number of
+        // times; after that, the next status that still finds unindexed rows asks again.
+        this.conflict = { kind, reason };
+        this.conflictRetries += 1;
+        if (this.conflictRetries > MAX_CONFLICT_RETRIES || this.stopped) {
+          this.conflictRetries = 0;
           continue;
         }
-        await this.pause(conflictBackoffMs(attempts));
+        await this.pause(conflictBackoffMs(this.conflictRetries));
         if (!this.stopped) this.wanted = true;
       } finally {
         this.current = null;
