@@ -258,7 +258,8 @@ export class ChromaBackend implements Backend {
     return this.withCollection(info, async (current) => {
       const [documentCount, unindexed] = await Promise.all([this.count(current), this.unindexedOps(current)]);
       if (unindexed === null || unindexed.pending === 0) {
-        return { state: 'ready', documentCount, indexedCount: documentCount, progress: null, etaSeconds: null };
+        // Ready reads the same for every store: all indexed, nothing left to wait for.
+        return { state: 'ready', documentCount, indexedCount: documentCount, progress: 1, etaSeconds: 0 };
       }
       return {
         state: 'indexing',

@@ -67,6 +67,15 @@ const FILTER_OVERFETCH = 10;
 const FILTER_MIN_FETCH = 100;
 const FILTER_GROWTH = 8;
 
+/** Phase and detail while runs lose commit races with another process on the same directory. */
+const CONFLICT_PHASE = 'retrying after a commit conflict';
+const CONFLICT_DETAIL = 'another process is optimizing this table; retrying';
+
+/** 20000 -> "20,000 rows", 1 -> "1 row". */
+function rowsText(count: number): string {
+  return `${count.toLocaleString('en-US')} row${count === 1 ? '' : 's'}`;
+}
+
 /** "IvfFlat" -> "ivf_flat". */
 function snakeCase(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
@@ -127,12 +136,16 @@ export class LanceDbBackend implements Backend {
   }
 
   /**
+   * Read from the table as it is now, including other processes' commits:
+   * - an index with no unindexed rows: ready (even after a failed run: the work got done).
    * - failed: the last background index creation or optimize() failed (detail says
-   *   why); a later write with buildIndex retries it.
+   *   why); a later write with buildIndex retries it. A lost commit race with
+   *   another process is not a failure: it is retried, and reads "indexing".
    * - no vector index yet: ready, everything counts as indexed (searches are exact
    *   flat scans) - unless the index is being created: indexing at 0.
-   * - an index: indexing while it reports unindexed rows, with progress = indexed /
-   *   all rows and an ETA from the speed of the last run; ready when none remain.
+   * - an index with unindexed rows: indexing, progress = indexed / all rows, phase
+   *   "optimizing", detail "N rows not yet indexed", ETA from the smoothed rate at
+   *   which unindexed rows go (null until one was seen, never 0).
    */
   status(collection: string): Promise<CollectionStatus> {
     return this.lifecycle.track(async () => {
@@ -213,7 +226,15 @@ export class LanceDbBackend implements Backend {
     const indexedCount = index ? documentCount - unindexed : documentCount;
     const fraction = documentCount > 0 ? indexedCount / documentCount : null;
 
-    const ready = (): CollectionStatus => ({ state: 'ready', documentCount, indexedCount, progress: 1, etaSeconds: 0 });
+    const ready = (): CollectionStatus => ({ state: 'ready', documentCount, indexedCount, progress: 1, etaSeconds: 0, phase: null });
+
+    const t = this.database.now();
+    if (index) maintenance.observeBacklog(unindexed, t);
+    // Fully indexed, whoever did it (a later run of ours, another process): an earlier failure no longer applies.
+    if (index && unindexed === 0) {
+      maintenance.settled();
+      return { status: ready(), index };
+    }
 
     if (maintenance.failure) {
       const { kind, reason } = maintenance.failure;
@@ -224,6 +245,7 @@ export class LanceDbBackend implements Backend {
         indexedCount: index ? indexedCount : 0,
         progress: index ? fraction : 0,
         etaSeconds: null,
+        phase: null,
         detail:
           `The background ${work} of LanceDB collection "${target.name}" failed: ${reason}. ` +
           'Ingest again with "build index" on to retry.',
@@ -237,21 +259,24 @@ export class LanceDbBackend implements Backend {
         documentCount,
         indexedCount: 0,
         progress: 0,
-        etaSeconds: maintenance.etaSeconds('create', documentCount),
-        detail: 'creating the vector index',
+        etaSeconds: maintenance.createEtaSeconds(documentCount, t),
+        phase: maintenance.conflict ? CONFLICT_PHASE : 'creating the vector index',
+        detail: maintenance.conflict ? `creating the vector index; ${CONFLICT_DETAIL}` : 'creating the vector index',
       };
       return { status, index };
     }
-    if (unindexed === 0) return { status: ready(), index };
-    // Rows are waiting and nothing folds them in (a write without buildIndex, or a restart): do it now.
+    // Rows are waiting and nothing of ours folds them in (a write without buildIndex, another
+    // process's rows, a restart, or conflict retries that gave up): do it now.
     if (!maintenance.busy) maintenance.request(false);
+    const waiting = `${rowsText(unindexed)} not yet indexed`;
     const status: CollectionStatus = {
       state: 'indexing',
       documentCount,
       indexedCount,
       progress: fraction,
-      etaSeconds: maintenance.etaSeconds('optimize', unindexed),
-      detail: `${unindexed} row(s) waiting for optimize()`,
+      etaSeconds: maintenance.optimizeEtaSeconds(unindexed, t),
+      phase: maintenance.conflict ? CONFLICT_PHASE : 'optimizing',
+      detail: maintenance.conflict ? `${waiting}; ${CONFLICT_DETAIL}` : waiting,
     };
     return { status, index };
   }

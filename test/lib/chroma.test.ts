@@ -179,7 +179,8 @@ describe('chroma backend', function () {
       const name = freshName();
       await store.ensureCollection(name, { dimensions: DIM });
       await store.upsert(name, [{ id: 'a', vector: unit(0) }]);
-      should(await store.status(name)).eql({ state: 'ready', documentCount: 1, indexedCount: 1, progress: null, etaSeconds: null });
+      // Ready reads like every other store's ready: all of it, nothing left to wait for.
+      should(await store.status(name)).eql({ state: 'ready', documentCount: 1, indexedCount: 1, progress: 1, etaSeconds: 0 });
       await store.status(name);
       should(recording.requests.filter((r) => r.path.endsWith('/indexing_status'))).have.length(1);
     });
@@ -200,7 +201,7 @@ describe('chroma backend', function () {
       should(indexing.detail).match(/6 write operation/);
       should(await store.stats(name)).match({ documentCount: 10, indexedCount: 4, dimensions: DIM, metric: 'cosine', indexType: 'hnsw' });
       unindexed = 0;
-      should(await store.status(name)).match({ state: 'ready', documentCount: 10, indexedCount: 10 });
+      should(await store.status(name)).match({ state: 'ready', documentCount: 10, indexedCount: 10, progress: 1, etaSeconds: 0 });
     });
 
     it('finds a collection again after it was deleted and re-created under the same name', async () => {

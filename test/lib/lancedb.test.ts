@@ -16,6 +16,7 @@ import {
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
 import type { CollectionStatus, VectorDocument } from '../../lib/types';
 import { rejectsWith } from '../support/errors';
+import { Gate, optimizeThrough } from '../support/lancedb-optimize-double';
 
 const DIM = 8;
 
@@ -68,7 +69,11 @@ describe('lancedb backend', function () {
     return b;
   }
 
+  /** Gates left closed by a failing test would hold close() forever. */
+  const gates: Gate[] = [];
+
   afterEach(async () => {
+    for (const gate of gates.splice(0)) gate.open();
     await Promise.all(opened.splice(0).map((b) => b.close()));
     await Promise.all(tempDirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
   });
@@ -167,7 +172,7 @@ describe('lancedb backend', function () {
     should(first).match({ state: 'indexing', documentCount: 240, indexedCount: 180 });
     should(first.progress).be.above(0).and.below(1);
     should(first.progress).be.approximately(180 / 240, 1e-9);
-    should(first.detail).match(/60 row\(s\) waiting for optimize\(\)/);
+    should(first).match({ phase: 'optimizing', detail: '60 rows not yet indexed' });
 
     const seen = await untilSettled(b, 'docs');
     for (const status of seen.slice(0, -1)) {
@@ -207,20 +212,37 @@ describe('lancedb backend', function () {
     should(await other.status('docs')).match({ state: 'ready', documentCount: 180, indexedCount: 180 });
   });
 
-  it('estimates the time left from the speed of the last optimize() (injected clock)', async () => {
+  it('estimates the time left from the smoothed rate of optimize() runs, counting down, never 0 while indexing (runs timed by a test double, injected clock)', async () => {
     let clock = Date.UTC(2024, 0, 1);
-    // Every reading moves the clock by one second: each background run "takes" one second.
-    const now = () => (clock += 1000);
-    const b = backend({ path: await tempDir(), indexThreshold: 100, now });
+    let runSeconds = 1;
+    const gate = new Gate();
+    gates.push(gate);
+    // Each optimize() "takes" runSeconds on the injected clock (and may be held at the gate).
+    const modules = optimizeThrough(async (optimize) => {
+      clock += runSeconds * 1000;
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: await tempDir(), indexThreshold: 100, now: () => clock, loadModules: () => modules });
     await b.ensureCollection('docs', { dimensions: DIM });
     await b.upsert('docs', docsOf(100), { buildIndex: true });
     await untilSettled(b, 'docs');
     await b.upsert('docs', docsOf(20, 100), { buildIndex: false });
-    should((await b.status('docs')).etaSeconds).be.null(); // no optimize() measured yet
-    await untilSettled(b, 'docs'); // that one drained 20 rows in "1 s"
+    should(await b.status('docs')).match({ state: 'indexing', etaSeconds: null }); // no optimize() measured yet
+    await untilSettled(b, 'docs'); // that one drained 20 rows in "1 s": 20 rows/s
     await b.upsert('docs', docsOf(40, 120), { buildIndex: false });
     should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 2 }); // 40 rows at 20 rows/s
-    await untilSettled(b, 'docs');
+    await untilSettled(b, 'docs'); // 40 rows in 1 s: smoothed to 30 rows/s
+
+    runSeconds = 3;
+    gate.closed = true;
+    await b.upsert('docs', docsOf(60, 160), { buildIndex: false });
+    const entered = gate.entered();
+    should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 2, phase: 'optimizing', detail: '60 rows not yet indexed' });
+    await entered; // the run is going, and has "taken" 3 s already: longer than the rate says
+    should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 1 });
+    gate.open();
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 220, etaSeconds: 0 });
   });
 
   it('reports a failed background index build as failed, with the reason, until a write retries it', async () => {

@@ -141,6 +141,21 @@ describe('memory backend', () => {
       should((await b.status('docs')).state).equal('ready');
     });
 
+    it('is ready at the very instant the last document counts as indexed (a float boundary: 21 docs at 0.7/s end at 31000.000000000004 ms)', async () => {
+      clock = 1000;
+      const b = backend({ indexingRate: 0.7, indexingDelay: 0 });
+      await b.ensureCollection('docs', { dimensions: 3 });
+      await b.upsert('docs', docsOf(21)); // 21 / 0.7 = 30.000000000000004 s of indexing
+      clock = 30_999;
+      should(await b.status('docs')).containEql({ state: 'indexing', indexedCount: 20 });
+      clock = 31_000; // all 21 count as indexed now: ready, not "indexing 21/21"
+      should(await b.status('docs')).eql({ state: 'ready', documentCount: 21, indexedCount: 21, progress: 1, etaSeconds: 0 });
+      // The next write is queued behind nothing: it starts at once.
+      await b.upsert('docs', docsOf(7, 'next'));
+      clock = 41_000;
+      should(await b.status('docs')).eql({ state: 'ready', documentCount: 28, indexedCount: 28, progress: 1, etaSeconds: 0 });
+    });
+
     it('a write that starts after an idle gap is not held back by earlier writes', async () => {
       const b = backend({ indexingRate: 10, indexingDelay: 1 });
       await b.ensureCollection('docs', { dimensions: 3 });

@@ -5,8 +5,9 @@
  * new instance around a redeploy) shares one `SharedDatabase`: one connection,
  * one `Table` object per collection, one write queue and one background
  * `IndexMaintenance` per table. That keeps writes and `optimize()` of a table
- * from racing each other within the process. (Two processes on one directory
- * are not coordinated: give each Node-RED its own directory.)
+ * from racing each other within the process. Other processes on the same
+ * directory are seen (the connection checks for their commits before every
+ * read); their optimize() may collide with ours, which IndexMaintenance retries.
  *
  * A collection is a table `<name>.lance` in the directory with the schema
  * id (utf8), vector (fixed-size list of float32), text (utf8, nullable),
@@ -22,6 +23,8 @@ import { IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
 import { type LanceDbLoader, type LanceDbModules, loadLanceDb } from './modules';
 
 const METRIC_KEY = 'vector_pipeline.metric';
+/** Seconds between checks for other writers' commits: 0 = before every read (strong consistency). */
+const READ_CONSISTENCY_SECONDS = 0;
 const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
 
 /** A collection's table and what goes with it. */
@@ -63,6 +66,11 @@ export class SharedDatabase {
   /** Rows a table needs before its vector index is created (the first user's setting). */
   get indexThreshold(): number {
     return this.settings.indexThreshold;
+  }
+
+  /** Epoch ms (the first user's clock). */
+  now(): number {
+    return this.settings.now();
   }
 
   /** The collection's table, or null if it does not exist. */
@@ -120,7 +128,11 @@ export class SharedDatabase {
         const modules = loadLanceDb(this.settings.loader);
         await this.makeDirectory();
         try {
-          return { modules, connection: await modules.lancedb.connect(this.dir) };
+          // 0: every read checks for versions committed by another process (another
+          // Node-RED, a script) first - a cheap stat of the table's manifest locally.
+          // Without it, a table only ever sees this process's own commits.
+          const connection = await modules.lancedb.connect(this.dir, { readConsistencyInterval: READ_CONSISTENCY_SECONDS });
+          return { modules, connection };
         } catch (err) {
           throw storeError(err, `open the directory ${this.dir}`, this.dir);
         }

@@ -90,7 +90,7 @@ export class IndexingTimeline {
     return writes;
   }
 
-  /** Fold away writes fully indexed at time t; turn a started failing write into a failure. */
+  /** Fold away writes fully indexed at time t (see indexedSoFar); turn a started failing write into a failure. */
   private settle(t: number): void {
     while (this.pending.length > 0) {
       const first = this.pending[0];
@@ -101,7 +101,11 @@ export class IndexingTimeline {
         this.pending = [];
         return;
       }
-      if (first.finish > t) return;
+      // Done when every document counts as indexed - the very test `indexedSoFar` makes -
+      // not only once `finish` is reached: float arithmetic may put `finish` a hair after
+      // the instant the last document counts (21 / 0.7 s = 30.000000000000004 s), which
+      // would read "indexing 21/21".
+      if (first.finish > t && indexedSoFar(first, t) < first.count) return;
       this.settledUntil = first.finish;
       this.pending.shift();
     }
