@@ -145,18 +145,23 @@ export const sql = {
     `WHERE s.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
 
   /**
-   * Everything `status` needs, in one statement (one round trip): the row count, the
-   * index's validity, and the progress rows of builds on this table (ours, or one
-   * not yet attached to an index). Fails with 42P01 when the table does not exist.
-   * Parameters: quoted table name, quoted index name.
+   * Everything `status` needs, in one statement (one round trip) that reads no
+   * table rows: the catalog's row estimates (pg_class.reltuples, set by VACUUM,
+   * ANALYZE and CREATE INDEX; pg_stat_user_tables.n_live_tup, kept up to date by the
+   * statistics system), the index's validity, the progress rows of builds on this
+   * table (ours, or one not yet attached to an index), and the failure recorded in
+   * the state table. `reltuples` is null when the table does not exist.
+   * Parameters: quoted table name, quoted index name, collection.
    */
-  status: (n: CollectionNames) =>
-    `SELECT (SELECT count(*) FROM ${n.table}) AS document_count, ` +
+  status: (n: CollectionNames, stateTable: string) =>
+    `SELECT (SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)) AS reltuples, ` +
+    `(SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = to_regclass($1)) AS live_tuples, ` +
     `(SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)) AS index_valid, ` +
     `(SELECT coalesce(json_agg(json_build_object('phase', p.phase, 'blocksDone', p.blocks_done, ` +
-    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total)), '[]'::json) ` +
+    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total, 'pid', p.pid)), '[]'::json) ` +
     `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1) ` +
-    `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds`,
+    `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds, ` +
+    `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure`,
 
   count: (n: CollectionNames) => `SELECT count(*) AS count FROM ${n.table}`,
 
