@@ -45,6 +45,7 @@ import {
   runIndexBuild,
   stateTableName,
   type BuildActivity,
+  type BuildConnection,
   type BuildFailure,
   type BuildRequest,
 } from './pgvector/build-runner';
@@ -100,6 +101,8 @@ const ROWS_PER_STATEMENT = 1000;
  * above the truth for long).
  */
 const EXACT_COUNT_BELOW = 10_000;
+/** The longest Node.js timer (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 /** hnsw.ef_search must lie in [1, 1000]; pgvector's default is 40. */
 const MIN_EF_SEARCH = 40;
 const MAX_EF_SEARCH = 1000;
@@ -343,7 +346,7 @@ export class PgVectorBackend implements Backend {
         pool,
         connectWaitMs: this.buildConnectWaitMs,
         retryDelayMs: this.buildRetryDelayMs,
-        freeIdleConnection: () => this.freeIdleConnection(),
+        borrowIdleConnection: () => this.borrowIdleConnection(),
         password: this.password,
         onActivity: activity,
         stopped: () => this.builds.isStopped(),
@@ -367,13 +370,33 @@ export class PgVectorBackend implements Backend {
     }
   }
 
-  /** Close one idle pooled connection (on a server with few connections, ours may be in the build's way). */
-  private async freeIdleConnection(): Promise<boolean> {
+  /**
+   * An idle pooled connection, taken for a build on a server that gives no other
+   * (a connection limit, a server that accepts one connection): its timeouts are set
+   * to 0 for the build and it is closed afterwards, never returned to the pool.
+   */
+  private async borrowIdleConnection(): Promise<BuildConnection | null> {
     const pool = this.pool;
-    if (!pool || pool.idleCount === 0) return false;
+    if (!pool || pool.idleCount === 0) return null;
     const client = await pool.connect(); // an idle one, since there is one
-    client.release(true);
-    return true;
+    try {
+      await client.query('SET statement_timeout = 0; SET lock_timeout = 0');
+    } catch (err) {
+      client.release(true);
+      throw err;
+    }
+    const asClient = client as unknown as Pg.Client;
+    this.buildClients.add(asClient); // close() ends it
+    let released = false;
+    return {
+      // The pool's client-side query timeout would cut the build short: a timer of 24 days instead.
+      query: (text, values) => client.query({ text, values, query_timeout: MAX_TIMER_MS } as Pg.QueryConfig),
+      end: async () => {
+        this.buildClients.delete(asClient);
+        if (!released) client.release(true);
+        released = true;
+      },
+    };
   }
 
   /** The package's state table (build failures), created if missing, once per instance; false when it cannot be. */
@@ -446,6 +469,12 @@ export class PgVectorBackend implements Backend {
       failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
       indexName: names.indexName,
     });
+    const last = this.lastStatus.get(collection);
+    if (status.state === 'indexing' && status.progress === null && last?.state === 'indexing' && last.progress !== null && this.builds.inFlight(collection)) {
+      // Between two phases of our own build the progress view may show no row for a moment: keep the last figure.
+      status.progress = last.progress;
+      status.indexedCount = Math.min(status.documentCount, last.indexedCount);
+    }
     status.etaSeconds = this.etaClock.eta(collection, status);
     this.lastStatus.set(collection, status);
     return { status, indexValid };
@@ -460,10 +489,23 @@ export class PgVectorBackend implements Backend {
    */
   private statusFromBuild(collection: string, err: unknown): CollectionStatus | null {
     const activity = this.builds.activity(collection);
-    if (activity?.kind !== 'building' || !isTransient(err)) return null;
+    if (activity === null || !isTransient(err)) return null;
     const last = this.lastStatus.get(collection);
     const documentCount = Math.max(last?.documentCount ?? 0, this.knownCounts.get(collection) ?? 0);
     const running = Math.max(0, Math.round((Date.now() - activity.since) / 1000));
+    const reason = messageOf(err);
+    if (activity.kind === 'connecting') {
+      // The server has no connection free for the poll either: that is the build's own wait.
+      return {
+        state: 'indexing',
+        documentCount,
+        indexedCount: 0,
+        progress: null,
+        etaSeconds: null,
+        phase: 'waiting for a connection',
+        detail: `${activity.problem ?? 'waiting for a free connection to start the index build'}; the server has no connection free for this status poll either (${reason})`,
+      };
+    }
     return {
       state: 'indexing',
       documentCount,
@@ -473,7 +515,7 @@ export class PgVectorBackend implements Backend {
       phase: last?.state === 'indexing' ? (last.phase ?? null) : null,
       detail:
         `the index build has been running for ${running} s and holds the connection the server has free, so this status ` +
-        `comes from the build itself; the server is asked again once a connection is free (${messageOf(err)})`,
+        `comes from the build itself; the server is asked again once a connection is free (${reason})`,
     };
   }
 

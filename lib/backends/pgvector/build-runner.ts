@@ -8,7 +8,7 @@
  * - A build needs a connection of its own. When the server has no free one (role or
  *   database CONNECTION LIMIT, max_connections, a server that accepts a single
  *   connection), it says so ("waiting for a free connection...") and tries again,
- *   freeing an idle pooled connection of its own first, for at most `connectWaitMs`
+ *   or borrows an idle connection of the backend's own pool, for at most `connectWaitMs`
  *   (2 minutes by default); then the build is failed with that reason.
  * - It never drops or starts an index that another session is building (a
  *   `pg_stat_progress_create_index` row for the table, or a build's lock on it in
@@ -24,8 +24,10 @@ import { VectorStoreError, isTransient } from '../../errors';
 import { quoteIdent } from './sql';
 import { reasonOf, sqlState } from './errors';
 
-/** Anything that runs a query: the pool or one client. */
-export type Queryable = Pick<Pg.Pool, 'query'> | Pick<Pg.ClientBase, 'query'>;
+/** Anything that runs a query: the pool, one client, a build's connection. */
+export interface Queryable {
+  query<R extends Pg.QueryResultRow = Pg.QueryResultRow>(text: string, values?: unknown[]): Promise<Pg.QueryResult<R>>;
+}
 
 /** The index to build and where its failures are recorded. */
 export interface BuildTarget {
@@ -62,23 +64,29 @@ export type BuildActivity =
   | { kind: 'waiting-for-other-build'; since: number; pid: number | null }
   | { kind: 'building'; since: number };
 
+/** The connection a build runs on: a client of its own, or one borrowed from the pool. */
+export interface BuildConnection extends Queryable {
+  end(): Promise<void>;
+}
+
 export interface BuildRunnerDeps {
   /** Open the build's own connection (connected; statement_timeout and lock_timeout 0). */
-  connect(): Promise<Pg.Client>;
+  connect(): Promise<BuildConnection>;
   /** Records failures (a pooled connection: the build's own may be the one that died). */
   pool: Queryable;
   /** Give up getting a connection after this long (ms). */
   connectWaitMs: number;
   /** Pause between connection attempts, and between looks at another session's build (ms). */
   retryDelayMs: number;
-  /** Close one idle pooled connection, to free a slot on a server with few; false if there was none. */
-  freeIdleConnection?(): Promise<boolean>;
+  /**
+   * On a server with no connection free: an idle pooled connection, taken out of the
+   * pool for the build (timeouts set to 0, closed afterwards); null if there is none.
+   */
+  borrowIdleConnection?(): Promise<BuildConnection | null>;
   /** The password, kept out of every message. */
   password?: string;
   /** Told whenever the activity changes. */
   onActivity(activity: BuildActivity | null): void;
-  /** Called with the connection once it is open (so close() can end it). */
-  onClient?(client: Pg.Client | null): void;
   /** true once the backend is closing: stop quietly. */
   stopped(): boolean;
 }
@@ -155,10 +163,11 @@ function sleep(ms: number): Promise<void> {
  * the state table) or, when the backend is closing, with whatever happened.
  */
 export async function runIndexBuild(target: BuildTarget, request: BuildRequest, deps: BuildRunnerDeps): Promise<void> {
-  let client: Pg.Client | null = null;
+  let client: BuildConnection | null = null;
   try {
     client = await connectWithin(target, deps);
-    deps.onClient?.(client);
+    // From here on the build holds a connection of its own (all of the build's work).
+    deps.onActivity({ kind: 'building', since: Date.now() });
     if (!request.replaceInvalid && (await readFailure(client, target.stateTable, target.collection).catch(() => null))) {
       return; // an automatic build does not retry a recorded failure: only an explicit request does
     }
@@ -170,10 +179,8 @@ export async function runIndexBuild(target: BuildTarget, request: BuildRequest, 
     }
     if (valid === false) {
       if (!request.replaceInvalid) return; // an automatic build leaves a failed index to the user
-      deps.onActivity({ kind: 'building', since: Date.now() });
       await runConcurrently(client, (concurrently) => target.drop(concurrently));
     }
-    deps.onActivity({ kind: 'building', since: Date.now() });
     await runConcurrently(client, (concurrently) => target.create(concurrently));
     await clearFailure(deps.pool, target);
   } catch (err) {
@@ -185,7 +192,6 @@ export async function runIndexBuild(target: BuildTarget, request: BuildRequest, 
     throw new BuildFailed(failure);
   } finally {
     deps.onActivity(null);
-    deps.onClient?.(null);
     if (client) await client.end().catch(() => undefined);
   }
 }
@@ -201,7 +207,7 @@ function failureOf(err: unknown, target: BuildTarget, password: string | undefin
   return { code, reason: why };
 }
 
-async function connectWithin(target: BuildTarget, deps: BuildRunnerDeps): Promise<Pg.Client> {
+async function connectWithin(target: BuildTarget, deps: BuildRunnerDeps): Promise<BuildConnection> {
   const since = Date.now();
   let problem: string | null = null;
   deps.onActivity({ kind: 'connecting', since, problem });
@@ -225,14 +231,17 @@ async function connectWithin(target: BuildTarget, deps: BuildRunnerDeps): Promis
           reason: `no connection could be opened for the index build of "${target.indexName}" within ${Math.round(deps.connectWaitMs / 1000)} s (${reason})`,
         });
       }
-      // On a server with few connections, our own idle pooled ones may be what is in the way.
-      const freed = (await deps.freeIdleConnection?.().catch(() => false)) ?? false;
-      if (!freed) await sleep(Math.min(deps.retryDelayMs, Math.max(0, deps.connectWaitMs - (Date.now() - since))));
+      // On a server with few connections, our own idle pooled ones may be what is in the way: borrow one.
+      if (noFreeConnection(err)) {
+        const borrowed = await deps.borrowIdleConnection?.().catch(() => null);
+        if (borrowed) return borrowed;
+      }
+      await sleep(Math.min(deps.retryDelayMs, Math.max(0, deps.connectWaitMs - (Date.now() - since))));
     }
   }
 }
 
-async function waitForOtherBuilders(client: Pg.Client, target: BuildTarget, deps: BuildRunnerDeps): Promise<void> {
+async function waitForOtherBuilders(client: BuildConnection, target: BuildTarget, deps: BuildRunnerDeps): Promise<void> {
   let since: number | null = null;
   for (;;) {
     const { rows } = await client.query<{ pid: number }>(stateSql.otherBuilders, [target.table]);
@@ -253,7 +262,7 @@ async function clearFailure(pool: Queryable, target: BuildTarget): Promise<void>
   await pool.query(stateSql.clear(target.stateTable), [target.collection]).catch(() => undefined);
 }
 
-async function runConcurrently(client: Pg.Client, statement: (concurrently: boolean) => string): Promise<void> {
+async function runConcurrently(client: BuildConnection, statement: (concurrently: boolean) => string): Promise<void> {
   try {
     await client.query(statement(true));
   } catch (err) {
