@@ -132,6 +132,7 @@ interface StatusRow {
   index_valid: boolean | null;
   builds: BuildProgressRow[];
   failure: BuildFailure | null;
+  blocked_by: number[] | null;
 }
 
 /** What `status` may be told by the wait, to decide whether an estimate is enough. */
@@ -438,7 +439,9 @@ export class PgVectorBackend implements Backend {
       });
       const stateTable = hasStateTable ? stateTableName(this.schema) : null;
       const text = sql.status(names, stateTable ?? '(SELECT NULL::text AS code, NULL::text AS reason, NULL::text AS collection)');
-      row = (await this.run<StatusRow>(this.getPool(), text, [names.table, names.index, collection], doing, names))[0];
+      const activity = this.builds.activity(collection);
+      const buildPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;
+      row = (await this.run<StatusRow>(this.getPool(), text, [names.table, names.index, collection, buildPid], doing, names))[0];
     } catch (err) {
       const fromBuild = this.statusFromBuild(collection, err);
       if (fromBuild) return { status: fromBuild, indexValid: false };
@@ -467,6 +470,7 @@ export class PgVectorBackend implements Backend {
       })),
       activity: this.builds.activity(collection),
       failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
+      blockedBy: (row.blocked_by ?? []).map(Number),
       indexName: names.indexName,
     });
     const last = this.lastStatus.get(collection);

@@ -143,7 +143,8 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
   /** What the backend's status statement and decision make of the table now. */
   async function statusOf(name: string, activity: BuildActivity | null = null): Promise<CollectionStatus> {
     const names = namesOf(SCHEMA, name);
-    const { rows } = await pool.query(sql.status(names, STATE_TABLE), [names.table, names.index, name]);
+    const buildPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;
+    const { rows } = await pool.query(sql.status(names, STATE_TABLE), [names.table, names.index, name, buildPid]);
     const row = rows[0];
     return decideStatus({
       documentCount: Number(row.live_tuples ?? 0),
@@ -151,6 +152,7 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
       builds: (row.builds as BuildProgressRow[]).map((b) => ({ ...b, phase: String(b.phase) })),
       activity,
       failure: row.failure,
+      blockedBy: row.blocked_by ?? [],
       indexName: names.indexName,
     });
   }
@@ -222,6 +224,32 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
       should(await indexValid(name)).equal(true);
     } finally {
       await other.end();
+    }
+  });
+
+  it('(PostgreSQL 15) a build blocked by a lock says which session it waits for, then goes on once the lock is gone (lock_timeout 0: never failed for waiting)', async () => {
+    const name = await table(10);
+    const locker = new pg.Client({ connectionString: server!.url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${SCHEMA}.${name} IN ACCESS EXCLUSIVE MODE`);
+      const lockerPid = (await locker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      const d = deps();
+      const running = runIndexBuild(btreeTarget(name), { replaceInvalid: true }, d);
+      const activity = await until('the build to report its pid', async () => d.activities.find((a) => a.kind === 'building' && a.pid));
+      const blocked = await until('the build to wait for the lock', async () => {
+        const status = await statusOf(name, activity);
+        return /waits for the session/.test(status.detail ?? '') && status;
+      });
+      should(blocked.state).equal('indexing');
+      should(blocked.detail).match(new RegExp(`waits for the session with pid ${lockerPid} \\(a lock on the table`));
+      await sleep(300);
+      await locker.query('ROLLBACK');
+      await running;
+      should(await indexValid(name)).equal(true);
+    } finally {
+      await locker.end();
     }
   });
 

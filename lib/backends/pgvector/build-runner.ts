@@ -62,7 +62,8 @@ export interface BuildFailure {
 export type BuildActivity =
   | { kind: 'connecting'; since: number; problem: string | null }
   | { kind: 'waiting-for-other-build'; since: number; pid: number | null }
-  | { kind: 'building'; since: number };
+  /** pid: the server process of the build's connection (for the locks it waits on). */
+  | { kind: 'building'; since: number; pid?: number | null };
 
 /** The connection a build runs on: a client of its own, or one borrowed from the pool. */
 export interface BuildConnection extends Queryable {
@@ -167,7 +168,10 @@ export async function runIndexBuild(target: BuildTarget, request: BuildRequest, 
   try {
     client = await connectWithin(target, deps);
     // From here on the build holds a connection of its own (all of the build's work).
-    deps.onActivity({ kind: 'building', since: Date.now() });
+    const since = Date.now();
+    deps.onActivity({ kind: 'building', since });
+    const { rows: me } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    deps.onActivity({ kind: 'building', since, pid: me[0]?.pid ?? null });
     if (!request.replaceInvalid && (await readFailure(client, target.stateTable, target.collection).catch(() => null))) {
       return; // an automatic build does not retry a recorded failure: only an explicit request does
     }

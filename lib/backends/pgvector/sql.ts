@@ -150,8 +150,10 @@ export const sql = {
    * ANALYZE and CREATE INDEX; pg_stat_user_tables.n_live_tup, kept up to date by the
    * statistics system), the index's validity, the progress rows of builds on this
    * table (ours, or one not yet attached to an index), and the failure recorded in
-   * the state table. `reltuples` is null when the table does not exist.
-   * Parameters: quoted table name, quoted index name, collection.
+   * the state table, and the sessions our build's connection waits for (a lock, or
+   * the transactions CONCURRENTLY waits out). `reltuples` is null when the table does
+   * not exist. Parameters: quoted table name, quoted index name, collection, the pid of
+   * our build's connection (or null).
    */
   status: (n: CollectionNames, stateTable: string) =>
     `SELECT (SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)) AS reltuples, ` +
@@ -161,7 +163,8 @@ export const sql = {
     `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total, 'pid', p.pid)), '[]'::json) ` +
     `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1) ` +
     `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds, ` +
-    `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure`,
+    `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure, ` +
+    `(SELECT CASE WHEN $4::int IS NULL THEN NULL ELSE pg_blocking_pids($4::int) END) AS blocked_by`,
 
   count: (n: CollectionNames) => `SELECT count(*) AS count FROM ${n.table}`,
 

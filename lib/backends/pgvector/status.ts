@@ -36,6 +36,8 @@ export interface StatusReading {
   activity: BuildActivity | null;
   /** How the last build failed (this process's, or the one recorded in the state table). */
   failure: BuildFailure | null;
+  /** Sessions our build's connection waits for (pg_blocking_pids), if any. */
+  blockedBy?: number[];
   /** For messages. */
   indexName: string;
 }
@@ -105,6 +107,14 @@ function indexingDetail(r: StatusReading, row: BuildProgressRow | undefined): st
       'instead of dropping it or starting its own' + (row ? `; that build: ${describeBuild(row)}` : '')
     );
   }
+  const blockers = r.blockedBy ?? [];
+  if (a?.kind === 'building' && blockers.length > 0) {
+    const what = row ? `${row.phase}: ` : '';
+    return (
+      `building the HNSW index "${r.indexName}": ${what}the build waits for ${blockers.length === 1 ? 'the session' : 'the sessions'} ` +
+      `with pid ${blockers.join(', ')} (a lock on the table, or a transaction that must end first); it goes on once they are done`
+    );
+  }
   if (row) {
     const whose = a ? '' : ' (by another session or an earlier run of this one)';
     return `building the HNSW index "${r.indexName}"${whose}: ${describeBuild(row)}`;
@@ -125,6 +135,7 @@ export function decideStatus(r: StatusReading): CollectionStatus {
     const indexedCount = progress === null ? 0 : Math.min(documentCount, Math.floor(progress * documentCount));
     // The server's own phase name when it shows one; else what this process is waiting for.
     let phase: string | null = row ? row.phase : null;
+    if (!row && r.activity?.kind === 'building' && (r.blockedBy ?? []).length > 0) phase = 'waiting for a lock';
     if (!row && r.activity?.kind === 'connecting') phase = 'waiting for a connection';
     if (!row && r.activity?.kind === 'waiting-for-other-build') phase = 'waiting for another build';
     return { state: 'indexing', documentCount, indexedCount, progress, etaSeconds: null, phase, detail: indexingDetail(r, row) };
