@@ -499,6 +499,8 @@ export class PgVectorBackend implements Backend {
     const running = Math.max(0, Math.round((Date.now() - activity.since) / 1000));
     const reason = messageOf(err);
     if (activity.kind === 'connecting') {
+      // A server that is not there at all is the triggerer's business (retries, deadline), not a busy one.
+      if (unreachable(err)) return null;
       // The server has no connection free for the poll either: that is the build's own wait.
       return {
         state: 'indexing',
@@ -799,6 +801,13 @@ export class PgVectorBackend implements Backend {
 async function rollback(client: Pg.PoolClient, err: unknown): Promise<void> {
   if (sqlState(err) === null) return;
   await client.query('ROLLBACK').catch(() => undefined);
+}
+
+/** The server is not listening, or its name does not resolve (rather than having no connection free). */
+function unreachable(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(code);
 }
 
 function numberOrNull(value: unknown): number | null {
