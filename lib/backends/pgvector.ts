@@ -133,6 +133,7 @@ interface StatusRow {
   builds: BuildProgressRow[];
   failure: BuildFailure | null;
   blocked_by: number[] | null;
+  other_builders: number[] | null;
 }
 
 /** What `status` may be told by the wait, to decide whether an estimate is enough. */
@@ -471,6 +472,7 @@ export class PgVectorBackend implements Backend {
       activity: this.builds.activity(collection),
       failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
       blockedBy: (row.blocked_by ?? []).map(Number),
+      otherBuilders: (row.other_builders ?? []).map(Number),
       indexName: names.indexName,
     });
     const last = this.lastStatus.get(collection);

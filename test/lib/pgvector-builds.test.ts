@@ -153,6 +153,7 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
       activity,
       failure: row.failure,
       blockedBy: row.blocked_by ?? [],
+      otherBuilders: row.other_builders ?? [],
       indexName: names.indexName,
     });
   }
@@ -224,6 +225,42 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
       should(await indexValid(name)).equal(true);
     } finally {
       await other.end();
+    }
+  });
+
+  it('(PostgreSQL 15) a build by another role, hidden from the progress view without pg_read_all_stats, is seen by its lock: indexing, not failed', async () => {
+    const name = await table(1500);
+    await admin.query(`INSERT INTO ${STATE_TABLE} (collection, index_name, code, reason) VALUES ($1, $2, '57014', 'cancelled earlier')`, [
+      name,
+      namesOf(SCHEMA, name).indexName,
+    ]);
+    await admin.query(`CREATE ROLE watcher LOGIN`);
+    await admin.query(`GRANT USAGE ON SCHEMA ${SCHEMA} TO watcher`);
+    await admin.query(`GRANT SELECT ON ${STATE_TABLE} TO watcher`);
+    const watcherPool = new pg.Pool({ connectionString: server!.url.replace('postgres@', 'watcher@'), max: 1 });
+    const builder = new pg.Client({ connectionString: server!.url });
+    await builder.connect();
+    try {
+      const build = builder.query(btreeTarget(name).create(true));
+      await until('the build to start', () => progressRows(name).then((r) => r.length > 0 && r));
+      const names = namesOf(SCHEMA, name);
+      const { rows } = await watcherPool.query(sql.status(names, STATE_TABLE), [names.table, names.index, name, null]);
+      should(rows[0].builds).eql([]); // hidden from this user
+      const status = decideStatus({
+        documentCount: 1500,
+        indexValid: rows[0].index_valid,
+        builds: [],
+        activity: null,
+        failure: rows[0].failure,
+        otherBuilders: rows[0].other_builders,
+        indexName: names.indexName,
+      });
+      should(status.state).equal('indexing');
+      should(status.detail).match(/another session \(pid \d+\) is building an index on this table; its progress is not visible/);
+      await build;
+    } finally {
+      await builder.end();
+      await watcherPool.end();
     }
   });
 

@@ -21,6 +21,7 @@
  */
 import type * as Pg from 'pg';
 import { VectorStoreError, isTransient } from '../../errors';
+import { OTHER_BUILDERS } from './build-sessions';
 import { quoteIdent } from './sql';
 import { reasonOf, sqlState } from './errors';
 
@@ -111,17 +112,7 @@ export const stateSql = {
     `reason = EXCLUDED.reason, failed_at = now()`,
   clear: (stateTable: string) => `DELETE FROM ${stateTable} WHERE collection = $1`,
   read: (stateTable: string) => `SELECT code, reason FROM ${stateTable} WHERE collection = $1`,
-  /**
-   * Sessions other than this one building an index on the table: a progress row,
-   * or the lock a build holds on its table (ShareUpdateExclusiveLock for CREATE
-   * INDEX CONCURRENTLY, ShareLock for CREATE INDEX) by a session that is not a
-   * VACUUM or ANALYZE (which take the first lock too). Parameter: quoted table name.
-   */
-  otherBuilders:
-    `SELECT pid FROM pg_stat_progress_create_index WHERE relid = to_regclass($1) AND pid <> pg_backend_pid() ` +
-    `UNION SELECT l.pid FROM pg_locks l WHERE l.locktype = 'relation' AND l.relation = to_regclass($1) AND l.granted ` +
-    `AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock') AND l.pid <> pg_backend_pid() ` +
-    `AND l.pid NOT IN (SELECT pid FROM pg_stat_progress_vacuum UNION SELECT pid FROM pg_stat_progress_analyze)`,
+  otherBuilders: OTHER_BUILDERS,
   indexValid: 'SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)',
 };
 

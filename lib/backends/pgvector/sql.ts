@@ -15,6 +15,7 @@
  * never collides with another collection's table.
  */
 import { createHash } from 'node:crypto';
+import { OTHER_BUILDERS } from './build-sessions';
 import type { Metric } from '../../types';
 
 /** Longest identifier Postgres keeps (NAMEDATALEN - 1 bytes); longer ones are cut. */
@@ -164,7 +165,8 @@ export const sql = {
     `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1) ` +
     `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds, ` +
     `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure, ` +
-    `(SELECT CASE WHEN $4::int IS NULL THEN NULL ELSE pg_blocking_pids($4::int) END) AS blocked_by`,
+    `(SELECT CASE WHEN $4::int IS NULL THEN NULL ELSE pg_blocking_pids($4::int) END) AS blocked_by, ` +
+    `(SELECT coalesce(json_agg(o.pid), '[]'::json) FROM (${OTHER_BUILDERS}) o) AS other_builders`,
 
   count: (n: CollectionNames) => `SELECT count(*) AS count FROM ${n.table}`,
 

@@ -38,6 +38,8 @@ export interface StatusReading {
   failure: BuildFailure | null;
   /** Sessions our build's connection waits for (pg_blocking_pids), if any. */
   blockedBy?: number[];
+  /** Other sessions holding an index build's lock on the table (see build-sessions.ts). */
+  otherBuilders?: number[];
   /** For messages. */
   indexName: string;
 }
@@ -139,6 +141,21 @@ export function decideStatus(r: StatusReading): CollectionStatus {
     if (!row && r.activity?.kind === 'connecting') phase = 'waiting for a connection';
     if (!row && r.activity?.kind === 'waiting-for-other-build') phase = 'waiting for another build';
     return { state: 'indexing', documentCount, indexedCount, progress, etaSeconds: null, phase, detail: indexingDetail(r, row) };
+  }
+  const others = r.otherBuilders ?? [];
+  if (others.length > 0) {
+    // A build this user cannot see in the progress view (another role's), but whose lock it can.
+    return {
+      state: 'indexing',
+      documentCount,
+      indexedCount: 0,
+      progress: null,
+      etaSeconds: null,
+      phase: null,
+      detail:
+        `another session (pid ${others.join(', ')}) is building an index on this table; its progress is not visible to ` +
+        'this database user (grant it pg_read_all_stats to see it)',
+    };
   }
   const failed = (reason: string, remedy: string, code: string | null): CollectionStatus => ({
     state: 'failed',
