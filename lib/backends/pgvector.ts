@@ -43,6 +43,7 @@ import {
   DEFAULT_RETRY_DELAY_MS,
   ensureStateTable,
   runIndexBuild,
+  stateSql,
   stateTableName,
   type BuildActivity,
   type BuildConnection,
@@ -450,7 +451,11 @@ export class PgVectorBackend implements Backend {
     }
     if (row.reltuples === null) throw this.notFound(names);
     const indexValid = row.index_valid;
-    if (indexValid === true) this.builds.forgetFailure(collection);
+    if (indexValid === true) {
+      this.builds.forgetFailure(collection);
+      // Built since (by a later request, or by hand): the old reason must not come back if the index is ever dropped.
+      if (row.failure) await this.pool?.query(stateSql.clear(stateTableName(this.schema)), [collection]).catch(() => undefined);
+    }
 
     const estimate = Math.max(0, Number(row.reltuples), Number(row.live_tuples ?? 0), this.knownCounts.get(collection) ?? 0);
     let documentCount = estimate;
