@@ -12,7 +12,12 @@
  *   dedicated connection with `CREATE INDEX CONCURRENTLY` when an ingest asks for it
  *   (`buildIndex`) or once a collection reaches `autoIndexThreshold` rows. Once the
  *   index exists, Postgres indexes every later write as part of the write.
- * - Status: see ./pgvector/status.ts (progress view, `indisvalid`, builds in flight).
+ *   How a build gets its connection, leaves other sessions' builds alone and records
+ *   a failure (in the package's table `"<schema>"."$index_builds"`, so that a restart
+ *   still reports it): ./pgvector/build-runner.ts.
+ * - Status: see ./pgvector/status.ts (progress view, `indisvalid`, builds in flight,
+ *   recorded failures, ETA); one catalog query per poll, no row scan above
+ *   EXACT_COUNT_BELOW rows.
  * - One connection pool per instance (one per vector-store config node), created on
  *   first use and closed by `close()`.
  */
