@@ -138,6 +138,16 @@ function noFreeConnection(err: unknown): boolean {
   return /too many connections|connection limit|terminated unexpectedly|remaining connection slots/i.test(String((err as Error)?.message));
 }
 
+/**
+ * A login the server refuses for a reason that waiting will not change (bad password,
+ * no such database, no permission). Connection, shutdown and "too many" errors
+ * (08, 57, 53 classes) and errors without a SQLSTATE (network) are worth waiting out.
+ */
+function refusedForGood(err: unknown): boolean {
+  const state = sqlState(err);
+  return state !== null && !noFreeConnection(err) && !['08', '53', '57'].includes(state.slice(0, 2));
+}
+
 /** Thrown inside the runner for a build that ended for good. */
 export class BuildFailed extends Error {
   constructor(readonly failure: BuildFailure) {
@@ -211,7 +221,7 @@ async function connectWithin(target: BuildTarget, deps: BuildRunnerDeps): Promis
       return await deps.connect();
     } catch (err) {
       if (deps.stopped()) throw err;
-      const permanent = err instanceof VectorStoreError ? !isTransient(err) : sqlState(err) !== null && !noFreeConnection(err) && !sqlState(err)!.startsWith('08') && !sqlState(err)!.startsWith('57');
+      const permanent = err instanceof VectorStoreError ? !isTransient(err) : refusedForGood(err);
       const reason = reasonOf(err, deps.password);
       if (permanent) {
         throw new BuildFailed({ code: sqlState(err), reason: `the index build could not connect: ${reason}` });
