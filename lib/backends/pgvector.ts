@@ -12,13 +12,18 @@
  *   dedicated connection with `CREATE INDEX CONCURRENTLY` when an ingest asks for it
  *   (`buildIndex`) or once a collection reaches `autoIndexThreshold` rows. Once the
  *   index exists, Postgres indexes every later write as part of the write.
- * - Status: see ./pgvector/status.ts (progress view, `indisvalid`, builds in flight).
+ *   How a build gets its connection, leaves other sessions' builds alone and records
+ *   a failure (in the package's table `"<schema>"."$index_builds"`, so that a restart
+ *   still reports it): ./pgvector/build-runner.ts.
+ * - Status: see ./pgvector/status.ts (progress view, `indisvalid`, builds in flight,
+ *   recorded failures, ETA); one catalog query per poll, no row scan above
+ *   EXACT_COUNT_BELOW rows.
  * - One connection pool per instance (one per vector-store config node), created on
  *   first use and closed by `close()`.
  */
 import type { ConnectionOptions } from 'node:tls';
 import type * as Pg from 'pg';
-import { VectorStoreError } from '../errors';
+import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { redactError, secretProblem } from '../redact';
 import type {
   Backend,
@@ -38,9 +43,21 @@ import { BackendLifecycle } from './lifecycle';
 import { connectionConfig, parseConnectionString, type ConnectionSettings } from './pgvector/connection';
 import { prepareDocuments, prepareFilter, toVectorLiteral, type PreparedDocument } from './pgvector/documents';
 import { reasonOf, sqlState, toStoreError, type ErrorContext } from './pgvector/errors';
-import { IndexBuilds, type BuildRequest } from './pgvector/index-builds';
+import {
+  DEFAULT_CONNECT_WAIT_MS,
+  DEFAULT_RETRY_DELAY_MS,
+  ensureStateTable,
+  runIndexBuild,
+  stateSql,
+  stateTableName,
+  type BuildActivity,
+  type BuildConnection,
+  type BuildFailure,
+  type BuildRequest,
+} from './pgvector/build-runner';
+import { IndexBuilds } from './pgvector/index-builds';
 import { MAX_DIMENSIONS, indexTypeOf, metricFromComment, namesOf, scoreOf, sql, type CollectionNames } from './pgvector/sql';
-import { decideStatus, type BuildProgressRow } from './pgvector/status';
+import { EtaClock, decideStatus, type BuildProgressRow } from './pgvector/status';
 import { checkQuery } from './queries';
 import { namedCollection, wholeNumberOption } from './values';
 
@@ -67,6 +84,10 @@ export interface PgVectorBackendOptions {
   schema?: string;
   /** Build the HNSW index without being asked once a collection holds this many rows (default 1000; 0: never). */
   autoIndexThreshold?: number;
+  /** How long an index build waits for a free connection before it is failed, in ms (default 120 000). */
+  buildConnectWaitMs?: number;
+  /** Pause between a build's connection attempts, and between looks at another session's build, in ms (default 2000). */
+  buildRetryDelayMs?: number;
 }
 
 const BACKEND_NAME = 'pgvector';
@@ -78,6 +99,16 @@ const DEFAULT_AUTO_INDEX_THRESHOLD = 1000;
 const IDLE_TIMEOUT_MS = 10_000;
 /** Rows per INSERT statement; a call with more is written in one transaction. */
 const ROWS_PER_STATEMENT = 1000;
+/**
+ * Below this many rows (by the catalog's estimate) a status poll counts the rows
+ * exactly: a count(*) of that size takes a millisecond or two. Above it, the count
+ * is the largest of the estimates and of the exact count this instance saw after
+ * its own last write (rows are never deleted by this package, so none of them is
+ * above the truth for long).
+ */
+const EXACT_COUNT_BELOW = 10_000;
+/** The longest Node.js timer (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 /** hnsw.ef_search must lie in [1, 1000]; pgvector's default is 40. */
 const MIN_EF_SEARCH = 40;
 const MAX_EF_SEARCH = 1000;
@@ -102,9 +133,19 @@ interface DescribeRow {
 }
 
 interface StatusRow {
-  document_count: string;
+  reltuples: number | null;
+  live_tuples: string | null;
   index_valid: boolean | null;
   builds: BuildProgressRow[];
+  failure: BuildFailure | null;
+  blocked_by: number[] | null;
+  other_builders: number[] | null;
+}
+
+/** What `status` may be told by the wait, to decide whether an estimate is enough. */
+export interface StatusHint {
+  /** The documents the wait expects: an estimate below it is confirmed by an exact count. */
+  expectedCount?: number;
 }
 
 interface QueryRow {
@@ -154,7 +195,18 @@ export class PgVectorBackend implements Backend {
   private pool: Pg.Pool | null = null;
   /** Extension and schema, checked (and created) once per instance. */
   private setupDone: Promise<void> | null = null;
-  private readonly builds = new IndexBuilds((collection, request) => this.runBuild(collection, request));
+  private readonly builds = new IndexBuilds((collection, request, activity) => this.runBuild(collection, request, activity));
+  private readonly buildConnectWaitMs: number;
+  private readonly buildRetryDelayMs: number;
+  /** Dimensions and metric of each collection a build was asked for. */
+  private readonly specs = new Map<string, { dimensions: number; metric: Metric }>();
+  /** The exact row count this instance saw after its last write, per collection. */
+  private readonly knownCounts = new Map<string, number>();
+  /** The last status read from the server, per collection (for answers while no connection is free). */
+  private readonly lastStatus = new Map<string, CollectionStatus>();
+  private readonly etaClock = new EtaClock();
+  /** The package's state table, created once per instance; false when it cannot be. */
+  private stateTableReady: Promise<boolean> | null = null;
   /** Dedicated connections of the builds in flight: ended by close(). */
   private readonly buildClients = new Set<Pg.Client>();
   private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
@@ -169,6 +221,8 @@ export class PgVectorBackend implements Backend {
     this.callTimeoutMs = wholeNumberOption(options.callTimeoutMs, DEFAULT_CALL_TIMEOUT_MS, option('callTimeoutMs'));
     this.connectionTimeoutMs = wholeNumberOption(options.connectionTimeoutMs, this.callTimeoutMs, option('connectionTimeoutMs'));
     this.autoIndexThreshold = wholeNumberOption(options.autoIndexThreshold, DEFAULT_AUTO_INDEX_THRESHOLD, option('autoIndexThreshold'), 0);
+    this.buildConnectWaitMs = wholeNumberOption(options.buildConnectWaitMs, DEFAULT_CONNECT_WAIT_MS, option('buildConnectWaitMs'), 0);
+    this.buildRetryDelayMs = wholeNumberOption(options.buildRetryDelayMs, DEFAULT_RETRY_DELAY_MS, option('buildRetryDelayMs'), 1);
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(this.schema)) {
       throw new VectorStoreError(
@@ -249,18 +303,21 @@ export class PgVectorBackend implements Backend {
    */
   private afterWrite(info: CollectionInfo, totalCount: number, buildIndex: boolean | undefined): void {
     const { collection } = info.names;
+    this.knownCounts.set(collection, totalCount);
     if (info.indexValid === true) {
       this.builds.forgetFailure(collection);
       return;
     }
+    this.specs.set(collection, { dimensions: info.dimensions, metric: info.metric });
     if (buildIndex === true) {
       this.builds.request(collection, { replaceInvalid: true });
     } else if (
       info.indexValid === null &&
       this.autoIndexThreshold > 0 &&
       totalCount >= this.autoIndexThreshold &&
-      this.builds.lastError(collection) === null
+      this.builds.lastFailure(collection) === null
     ) {
+      // An automatic build also skips a failure recorded by an earlier run (the runner checks).
       this.builds.request(collection, { replaceInvalid: false });
     }
   }
@@ -269,71 +326,150 @@ export class PgVectorBackend implements Backend {
 
   /**
    * One build, on a connection of its own (a build can take hours on a big table;
-   * it must not hold a pooled connection). CONCURRENTLY lets writes go on during
-   * the build; where it cannot run (inside a transaction, e.g. behind a
-   * transaction-mode pooler) a plain CREATE INDEX is used instead.
+   * it must not hold a pooled connection): see ./pgvector/build-runner.ts for how
+   * it gets its connection, leaves another session's build alone and records a
+   * failure. CONCURRENTLY lets writes go on during the build; where it cannot run
+   * (inside a transaction, e.g. behind a transaction-mode pooler) a plain CREATE
+   * INDEX is used instead.
    */
-  private async runBuild(collection: string, request: BuildRequest): Promise<void> {
+  private async runBuild(collection: string, request: BuildRequest, activity: (a: BuildActivity | null) => void): Promise<void> {
     const names = namesOf(this.schema, collection);
-    const doing = `building the HNSW index of collection "${collection}"`;
+    const spec = this.specs.get(collection);
+    if (!spec) return;
+    const pool = this.getPool();
+    await this.stateTable().catch(() => false);
+    await runIndexBuild(
+      {
+        collection,
+        table: names.table,
+        index: names.index,
+        indexName: names.indexName,
+        stateTable: stateTableName(this.schema),
+        create: (concurrently) => sql.createIndex(names, spec.dimensions, spec.metric, concurrently),
+        drop: (concurrently) => sql.dropIndex(names, concurrently),
+      },
+      request,
+      {
+        connect: () => this.openBuildConnection(),
+        pool,
+        connectWaitMs: this.buildConnectWaitMs,
+        retryDelayMs: this.buildRetryDelayMs,
+        borrowIdleConnection: () => this.borrowIdleConnection(),
+        password: this.password,
+        onActivity: activity,
+        stopped: () => this.builds.isStopped(),
+      },
+    );
+  }
+
+  private async openBuildConnection(): Promise<Pg.Client> {
     const pg = loadPg();
     const client = new pg.Client(this.clientConfig('index build'));
     client.on('error', () => undefined); // reported through the query in progress
     this.buildClients.add(client);
+    client.once('end', () => this.buildClients.delete(client));
     try {
       await client.connect();
-      const info = await this.describe(names, doing, client);
-      if (!info) throw this.notFound(names);
-      if (info.indexValid === true) return;
-      if (info.indexValid === false) {
-        if (!request.replaceInvalid) return; // an automatic build leaves a failed index to the user
-        await this.runConcurrently(client, (concurrently) => sql.dropIndex(names, concurrently));
-      }
-      await this.runConcurrently(client, (concurrently) => sql.createIndex(names, info.dimensions, info.metric, concurrently));
+      return client;
     } catch (err) {
-      throw this.buildError(err, names, doing);
-    } finally {
       this.buildClients.delete(client);
       await client.end().catch(() => undefined);
+      throw err;
     }
   }
 
-  private async runConcurrently(client: Pg.Client, statement: (concurrently: boolean) => string): Promise<void> {
+  /**
+   * An idle pooled connection, taken for a build on a server that gives no other
+   * (a connection limit, a server that accepts one connection): its timeouts are set
+   * to 0 for the build and it is closed afterwards, never returned to the pool.
+   */
+  private async borrowIdleConnection(): Promise<BuildConnection | null> {
+    const pool = this.pool;
+    if (!pool || pool.idleCount === 0) return null;
+    const client = await pool.connect(); // an idle one, since there is one
     try {
-      await client.query(statement(true));
+      await client.query('SET statement_timeout = 0; SET lock_timeout = 0');
     } catch (err) {
-      if (sqlState(err) !== '25001') throw err; // 25001: "cannot run inside a transaction block"
-      await client.query(statement(false));
+      client.release(true);
+      throw err;
     }
+    const asClient = client as unknown as Pg.Client;
+    this.buildClients.add(asClient); // close() ends it
+    let released = false;
+    return {
+      // The pool's client-side query timeout would cut the build short: a timer of 24 days instead.
+      query: (text, values) => client.query({ text, values, query_timeout: MAX_TIMER_MS } as Pg.QueryConfig),
+      end: async () => {
+        this.buildClients.delete(asClient);
+        if (!released) client.release(true);
+        released = true;
+      },
+    };
   }
 
-  /** A failed build: a passing problem is retried; a refusal by the server becomes the reason `status` reports. */
-  private buildError(err: unknown, names: CollectionNames, doing: string): VectorStoreError {
-    const mapped = this.error(err, doing, names);
-    const state = sqlState(err);
-    if (mapped.code !== 'INTERNAL' || state === null) return mapped;
-    return new VectorStoreError(
-      'INDEX_FAILED',
-      `building the HNSW index "${names.indexName}" failed: ${reasonOf(err, this.password)} (SQLSTATE ${state})`,
-      { cause: redactError(err, [this.password]) },
-    );
+  /** The package's state table (build failures), created if missing, once per instance; false when it cannot be. */
+  private stateTable(): Promise<boolean> {
+    if (!this.stateTableReady) {
+      const ready: Promise<boolean> = ensureStateTable(this.getPool(), stateTableName(this.schema)).then(
+        () => true,
+        (err: unknown) => {
+          // No schema yet (no collection), or no right to create tables: failures stay in memory; tried again later.
+          if (this.stateTableReady === ready) this.stateTableReady = null;
+          if (sqlState(err) === '3F000' || sqlState(err) === '42501') return false;
+          throw err;
+        },
+      );
+      this.stateTableReady = ready;
+    }
+    return this.stateTableReady;
   }
 
   // ------------------------------------------------------------ status and statistics
 
-  async status(collection: string): Promise<CollectionStatus> {
+  /** `hint.expectedCount`: see StatusHint (optional; without it the rule of EXACT_COUNT_BELOW applies). */
+  async status(collection: string, hint?: StatusHint): Promise<CollectionStatus> {
     const names = this.open(collection);
-    return (await this.readStatus(names, `reading the status of collection "${collection}"`)).status;
+    return (await this.readStatus(names, `reading the status of collection "${collection}"`, hint)).status;
   }
 
-  private async readStatus(names: CollectionNames, doing: string): Promise<{ status: CollectionStatus; indexValid: boolean | null }> {
+  private async readStatus(
+    names: CollectionNames,
+    doing: string,
+    hint?: StatusHint,
+    exactCount = false,
+  ): Promise<{ status: CollectionStatus; indexValid: boolean | null }> {
     const { collection } = names;
-    this.builds.resumeRetry(collection);
-    const row = (await this.run<StatusRow>(this.getPool(), sql.status(names), [names.table, names.index], doing, names))[0];
+    let row: StatusRow;
+    try {
+      const hasStateTable = await this.stateTable().catch((err: unknown) => {
+        throw this.error(err, doing, names);
+      });
+      const stateTable = hasStateTable ? stateTableName(this.schema) : null;
+      const text = sql.status(names, stateTable ?? '(SELECT NULL::text AS code, NULL::text AS reason, NULL::text AS collection)');
+      const activity = this.builds.activity(collection);
+      const buildPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;
+      row = (await this.run<StatusRow>(this.getPool(), text, [names.table, names.index, collection, buildPid], doing, names))[0];
+    } catch (err) {
+      const fromBuild = this.statusFromBuild(collection, err);
+      if (fromBuild) return { status: fromBuild, indexValid: false };
+      throw err;
+    }
+    if (row.reltuples === null) throw this.notFound(names);
     const indexValid = row.index_valid;
-    if (indexValid === true) this.builds.forgetFailure(collection);
+    if (indexValid === true) {
+      this.builds.forgetFailure(collection);
+      // Built since (by a later request, or by hand): the old reason must not come back if the index is ever dropped.
+      if (row.failure) await this.pool?.query(stateSql.clear(stateTableName(this.schema)), [collection]).catch(() => undefined);
+    }
+
+    const estimate = Math.max(0, Number(row.reltuples), Number(row.live_tuples ?? 0), this.knownCounts.get(collection) ?? 0);
+    let documentCount = estimate;
+    if (exactCount || estimate < EXACT_COUNT_BELOW || (hint?.expectedCount ?? 0) > estimate) {
+      const counted = await this.run<{ count: string }>(this.getPool(), sql.count(names), [], doing, names);
+      documentCount = Number(counted[0].count);
+    }
     const status = decideStatus({
-      documentCount: Number(row.document_count),
+      documentCount,
       indexValid,
       builds: (row.builds ?? []).map((b) => ({
         phase: String(b.phase ?? ''),
@@ -341,20 +477,71 @@ export class PgVectorBackend implements Backend {
         blocksTotal: numberOrNull(b.blocksTotal),
         tuplesDone: numberOrNull(b.tuplesDone),
         tuplesTotal: numberOrNull(b.tuplesTotal),
+        pid: numberOrNull(b.pid),
       })),
-      buildInFlight: this.builds.inFlight(collection),
-      retryReason: this.builds.retryReason(collection),
-      lastBuildError: this.builds.lastError(collection),
+      activity: this.builds.activity(collection),
+      failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
+      blockedBy: (row.blocked_by ?? []).map(Number),
+      otherBuilders: (row.other_builders ?? []).map(Number),
       indexName: names.indexName,
     });
+    const last = this.lastStatus.get(collection);
+    if (status.state === 'indexing' && status.progress === null && last?.state === 'indexing' && last.progress !== null && this.builds.inFlight(collection)) {
+      // Between two phases of our own build the progress view may show no row for a moment: keep the last figure.
+      status.progress = last.progress;
+      status.indexedCount = Math.min(status.documentCount, last.indexedCount);
+    }
+    status.etaSeconds = this.etaClock.eta(collection, status);
+    this.lastStatus.set(collection, status);
     return { status, indexValid };
+  }
+
+  /**
+   * The status while this instance's own build holds the only connection the server
+   * gives it (a CONNECTION LIMIT of 1, a server that accepts one connection): the
+   * pool cannot ask the server, but the build is known to be running, since its
+   * statement has not returned. Answered from the build and the last status read,
+   * saying so, rather than failing poll after poll. Null in every other case.
+   */
+  private statusFromBuild(collection: string, err: unknown): CollectionStatus | null {
+    const activity = this.builds.activity(collection);
+    if (activity === null || !isTransient(err)) return null;
+    const last = this.lastStatus.get(collection);
+    const documentCount = Math.max(last?.documentCount ?? 0, this.knownCounts.get(collection) ?? 0);
+    const running = Math.max(0, Math.round((Date.now() - activity.since) / 1000));
+    const reason = messageOf(err);
+    if (activity.kind === 'connecting') {
+      // A server that is not there at all is the triggerer's business (retries, deadline), not a busy one.
+      if (unreachable(err)) return null;
+      // The server has no connection free for the poll either: that is the build's own wait.
+      return {
+        state: 'indexing',
+        documentCount,
+        indexedCount: 0,
+        progress: null,
+        etaSeconds: null,
+        phase: 'waiting for a connection',
+        detail: `${activity.problem ?? 'waiting for a free connection to start the index build'}; the server has no connection free for this status poll either (${reason})`,
+      };
+    }
+    return {
+      state: 'indexing',
+      documentCount,
+      indexedCount: last?.state === 'indexing' ? last.indexedCount : 0,
+      progress: last?.state === 'indexing' ? last.progress : null,
+      etaSeconds: null,
+      phase: last?.state === 'indexing' ? (last.phase ?? null) : null,
+      detail:
+        `the index build has been running for ${running} s and holds the connection the server has free, so this status ` +
+        `comes from the build itself; the server is asked again once a connection is free (${reason})`,
+    };
   }
 
   async stats(collection: string): Promise<CollectionStats> {
     const names = this.open(collection);
     const doing = `reading the statistics of collection "${collection}"`;
     const info = await this.require(names, doing);
-    const { status, indexValid } = await this.readStatus(names, doing);
+    const { status, indexValid } = await this.readStatus(names, doing, undefined, true); // exact count
     let indexType = 'exact (no index)';
     if (indexValid === true) indexType = indexTypeOf(info.dimensions);
     else if (status.state === 'indexing') indexType = `${indexTypeOf(info.dimensions)} (building)`;
@@ -626,6 +813,13 @@ export class PgVectorBackend implements Backend {
 async function rollback(client: Pg.PoolClient, err: unknown): Promise<void> {
   if (sqlState(err) === null) return;
   await client.query('ROLLBACK').catch(() => undefined);
+}
+
+/** The server is not listening, or its name does not resolve (rather than having no connection free). */
+function unreachable(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(code);
 }
 
 function numberOrNull(value: unknown): number | null {

@@ -157,9 +157,8 @@ describe('pgvector backend: status mapping', () => {
     documentCount: 1000,
     indexValid: null,
     builds: [],
-    buildInFlight: false,
-    retryReason: null,
-    lastBuildError: null,
+    activity: null,
+    failure: null,
     indexName: 'docs$hnsw',
   };
 
@@ -169,7 +168,8 @@ describe('pgvector backend: status mapping', () => {
       indexValid: false, // CREATE INDEX CONCURRENTLY: the index exists, not yet valid
       builds: [{ phase: 'building index: loading tuples', blocksDone: 50, blocksTotal: 100, tuplesDone: 0, tuplesTotal: 0 }],
     });
-    should(status).match({ state: 'indexing', documentCount: 1000, indexedCount: 450, progress: 0.45, etaSeconds: null });
+    // Loading tuples is 0 to 75 % (measured phase durations: see status.ts).
+    should(status).match({ state: 'indexing', documentCount: 1000, indexedCount: 375, progress: 0.375, phase: 'building index: loading tuples' });
     should(status.detail).match(/loading tuples \(50 of 100 blocks\)/);
     const validating = decideStatus({
       ...base,
@@ -179,11 +179,11 @@ describe('pgvector backend: status mapping', () => {
   });
 
   it('a build in flight with no progress row (as on PGlite) is indexing, progress unknown', () => {
-    should(decideStatus({ ...base, buildInFlight: true })).match({ state: 'indexing', indexedCount: 0, progress: null });
+    should(decideStatus({ ...base, activity: { kind: 'building', since: Date.now() } })).match({ state: 'indexing', indexedCount: 0, progress: null });
   });
 
   it('a valid index is ready with every row indexed, even while a request is still settling', () => {
-    should(decideStatus({ ...base, indexValid: true, buildInFlight: true })).match({
+    should(decideStatus({ ...base, indexValid: true, activity: { kind: 'building', since: Date.now() } })).match({
       state: 'ready',
       indexedCount: 1000,
       progress: 1,
@@ -192,8 +192,12 @@ describe('pgvector backend: status mapping', () => {
   });
 
   it('an invalid index with no build running is failed, with the recorded reason or a general one', () => {
-    const known = decideStatus({ ...base, indexValid: false, lastBuildError: 'building the HNSW index "docs$hnsw" failed: out of memory' });
-    should(known).match({ state: 'failed', indexedCount: 0 });
+    const known = decideStatus({
+      ...base,
+      indexValid: false,
+      failure: { code: '53200', reason: 'building the HNSW index "docs$hnsw" failed: out of memory' },
+    });
+    should(known).match({ state: 'failed', indexedCount: 0, code: '53200' });
     should(known.detail).match(/out of memory/).and.match(/drop and rebuild/);
     const unknown = decideStatus({ ...base, indexValid: false });
     should(unknown.state).equal('failed');
@@ -202,8 +206,9 @@ describe('pgvector backend: status mapping', () => {
 
   it('no index and no build is ready by count; a failed build that left no index is failed', () => {
     should(decideStatus(base)).match({ state: 'ready', documentCount: 1000, indexedCount: 1000 });
-    should(decideStatus({ ...base, lastBuildError: 'building failed: disk full' })).match({ state: 'failed' });
-    should(decideStatus({ ...base, retryReason: 'server unreachable' })).match({ state: 'indexing' });
+    should(decideStatus({ ...base, failure: { code: null, reason: 'building failed: disk full' } })).match({ state: 'failed' });
+    const waiting = decideStatus({ ...base, activity: { kind: 'connecting', since: Date.now(), problem: 'waiting for a free connection to start the index build' } });
+    should(waiting).match({ state: 'indexing', phase: 'waiting for a connection', detail: 'waiting for a free connection to start the index build' });
   });
 });
 
@@ -263,7 +268,7 @@ describe('pgvector backend on Postgres + pgvector (PGlite)', function () {
     // comes after this status query: the build is in flight and Postgres shows no index yet.
     const first = await b.status(name);
     should(first).match({ state: 'indexing', documentCount: 200, indexedCount: 0, progress: null });
-    should(first.detail).match(/building HNSW index/);
+    should(first.detail).match(/index build|building the HNSW index/);
     const seen = await untilSettled(b, name);
     should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 200, indexedCount: 200, progress: 1 });
     should(await indexOf(name)).eql({ valid: true });
@@ -309,11 +314,12 @@ describe('pgvector backend on Postgres + pgvector (PGlite)', function () {
     should((await b.stats(name)).indexType).equal('hnsw (halfvec) (invalid)');
     should(await b.query(name, { vector: docs(5, 4001)[2].vector, topK: 1 })).match([{ id: 'd2' }]);
 
-    // Another instance (a restart) knows no reason, but still sees the invalid index.
+    should(last.code).equal('54000');
+    // Another instance (a restart) reads the reason the build recorded in the state table.
     const restarted = backend();
     const status = await restarted.status(name);
-    should(status.state).equal('failed');
-    should(status.detail).match(/invalid and no build is running/);
+    should(status).match({ state: 'failed', code: '54000' });
+    should(status.detail).match(/4000 dimensions/);
   });
 
   it('an index marked invalid is failed; a later build request drops and rebuilds it', async () => {

@@ -1,24 +1,25 @@
 /**
- * The HNSW index builds one backend instance runs in the background: at most one
- * per collection at a time, never awaited by the write that asked for it.
+ * The index builds one backend instance runs in the background: at most one per
+ * collection at a time, never awaited by the write that asked for it.
  *
- * Postgres keeps no reason for a failed build (it only leaves an invalid index,
- * or none), so the reason is kept here, in memory, for `status` to report. A
- * build that could not run for a passing reason (server unreachable) is retried
- * the next time someone asks for the status, which the sensor does anyway.
+ * What is kept here, in memory: what each build is doing right now (getting a
+ * connection, waiting for another session's build, building) and how the last one
+ * failed. The failure is also recorded in the state table by the build itself
+ * (./build-runner.ts), which is what a restarted process reads; the copy here
+ * covers a server on which even that write could not be made. Nothing here is
+ * retried on its own: a failed build is built again only on a new explicit request.
  */
-import { isTransient, messageOf } from '../../errors';
+import { messageOf } from '../../errors';
+import { BuildFailed, type BuildActivity, type BuildFailure, type BuildRequest } from './build-runner';
 
-export interface BuildRequest {
-  /** Drop an invalid index and build it again (an explicit request); else leave it. */
-  replaceInvalid: boolean;
-}
+export type { BuildRequest } from './build-runner';
 
 interface CollectionBuilds {
   running: Promise<void> | null;
-  /** Set after a transient failure: the request to run again. */
-  retry: { request: BuildRequest; reason: string } | null;
-  lastError: string | null;
+  /** Identifies the build in flight, so a finished one's late reports are ignored. */
+  token: object | null;
+  activity: BuildActivity | null;
+  lastFailure: BuildFailure | null;
 }
 
 export class IndexBuilds {
@@ -26,58 +27,58 @@ export class IndexBuilds {
   private stopped = false;
 
   constructor(
-    /** Runs one build to its end; rejects with a VectorStoreError. */
-    private readonly runBuild: (collection: string, request: BuildRequest) => Promise<void>,
+    /** Runs one build to its end; rejects with BuildFailed. `activity` reports what it is doing. */
+    private readonly runBuild: (collection: string, request: BuildRequest, activity: (a: BuildActivity | null) => void) => Promise<void>,
   ) {}
 
   /** Start a build unless one is running. An explicit request forgets an earlier failure. */
   request(collection: string, request: BuildRequest): void {
     if (this.stopped) return;
     const entry = this.entry(collection);
-    if (request.replaceInvalid) entry.lastError = null;
-    entry.retry = null;
     if (entry.running) return;
-    const running = this.runBuild(collection, request).then(
+    if (request.replaceInvalid) entry.lastFailure = null;
+    entry.activity = { kind: 'connecting', since: Date.now(), problem: null };
+    const token = {};
+    entry.token = token;
+    const running = this.runBuild(collection, request, (activity) => {
+      if (entry.token === token) entry.activity = activity;
+    }).then(
       () => {
-        entry.lastError = null;
+        entry.lastFailure = null;
       },
       (err: unknown) => {
         if (this.stopped) return; // a build cut short by close() is nobody's failure
-        if (isTransient(err)) entry.retry = { request, reason: messageOf(err) };
-        else entry.lastError = messageOf(err);
+        entry.lastFailure = err instanceof BuildFailed ? err.failure : { code: null, reason: messageOf(err) };
       },
     );
     entry.running = running;
     void running.finally(() => {
-      if (entry.running === running) entry.running = null;
+      if (entry.running === running) {
+        entry.running = null;
+        entry.token = null;
+        entry.activity = null;
+      }
     });
-  }
-
-  /** Run again a build that failed for a passing reason, if any. */
-  resumeRetry(collection: string): void {
-    const retry = this.byCollection.get(collection)?.retry;
-    if (retry && !this.byCollection.get(collection)?.running) this.request(collection, retry.request);
   }
 
   inFlight(collection: string): boolean {
     return Boolean(this.byCollection.get(collection)?.running);
   }
 
-  retryReason(collection: string): string | null {
-    return this.byCollection.get(collection)?.retry?.reason ?? null;
+  /** What this process's build of the collection is doing, or null when none runs. */
+  activity(collection: string): BuildActivity | null {
+    const entry = this.byCollection.get(collection);
+    return entry?.running ? entry.activity : null;
   }
 
-  lastError(collection: string): string | null {
-    return this.byCollection.get(collection)?.lastError ?? null;
+  lastFailure(collection: string): BuildFailure | null {
+    return this.byCollection.get(collection)?.lastFailure ?? null;
   }
 
   /** The index was seen valid: whatever failed before no longer matters. */
   forgetFailure(collection: string): void {
     const entry = this.byCollection.get(collection);
-    if (entry) {
-      entry.lastError = null;
-      entry.retry = null;
-    }
+    if (entry) entry.lastFailure = null;
   }
 
   /** Start no more builds; resolves once the running ones have settled. */
@@ -87,10 +88,14 @@ export class IndexBuilds {
     await Promise.allSettled(running);
   }
 
+  isStopped(): boolean {
+    return this.stopped;
+  }
+
   private entry(collection: string): CollectionBuilds {
     let entry = this.byCollection.get(collection);
     if (!entry) {
-      entry = { running: null, retry: null, lastError: null };
+      entry = { running: null, token: null, activity: null, lastFailure: null };
       this.byCollection.set(collection, entry);
     }
     return entry;

@@ -15,6 +15,7 @@
  * never collides with another collection's table.
  */
 import { createHash } from 'node:crypto';
+import { OTHER_BUILDERS } from './build-sessions';
 import type { Metric } from '../../types';
 
 /** Longest identifier Postgres keeps (NAMEDATALEN - 1 bytes); longer ones are cut. */
@@ -145,18 +146,27 @@ export const sql = {
     `WHERE s.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
 
   /**
-   * Everything `status` needs, in one statement (one round trip): the row count, the
-   * index's validity, and the progress rows of builds on this table (ours, or one
-   * not yet attached to an index). Fails with 42P01 when the table does not exist.
-   * Parameters: quoted table name, quoted index name.
+   * Everything `status` needs, in one statement (one round trip) that reads no
+   * table rows: the catalog's row estimates (pg_class.reltuples, set by VACUUM,
+   * ANALYZE and CREATE INDEX; pg_stat_user_tables.n_live_tup, kept up to date by the
+   * statistics system), the index's validity, the progress rows of builds on this
+   * table (ours, or one not yet attached to an index), and the failure recorded in
+   * the state table, and the sessions our build's connection waits for (a lock, or
+   * the transactions CONCURRENTLY waits out). `reltuples` is null when the table does
+   * not exist. Parameters: quoted table name, quoted index name, collection, the pid of
+   * our build's connection (or null).
    */
-  status: (n: CollectionNames) =>
-    `SELECT (SELECT count(*) FROM ${n.table}) AS document_count, ` +
+  status: (n: CollectionNames, stateTable: string) =>
+    `SELECT (SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)) AS reltuples, ` +
+    `(SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = to_regclass($1)) AS live_tuples, ` +
     `(SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)) AS index_valid, ` +
     `(SELECT coalesce(json_agg(json_build_object('phase', p.phase, 'blocksDone', p.blocks_done, ` +
-    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total)), '[]'::json) ` +
+    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total, 'pid', p.pid)), '[]'::json) ` +
     `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1) ` +
-    `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds`,
+    `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds, ` +
+    `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure, ` +
+    `(SELECT CASE WHEN $4::int IS NULL THEN NULL ELSE pg_blocking_pids($4::int) END) AS blocked_by, ` +
+    `(SELECT coalesce(json_agg(o.pid), '[]'::json) FROM (${OTHER_BUILDERS}) o) AS other_builders`,
 
   count: (n: CollectionNames) => `SELECT count(*) AS count FROM ${n.table}`,
 
