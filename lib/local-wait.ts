@@ -22,7 +22,7 @@ export interface LocalWaitOptions {
 export function runLocally(spec: TriggerSpec, backend: Backend, onEvent: (event: TriggerEvent) => void, options: LocalWaitOptions = {}): LocalWait {
   const abort = new AbortController();
   const ctx = timerContext({
-    status: (collection) => backend.status(collection),
+    status: (collection) => backend.status(collection, spec.expectedCount > 0 ? { expectedCount: spec.expectedCount } : undefined),
     signal: abort.signal,
     storeName: backend.name,
     maxConsecutiveErrors: options.maxConsecutiveErrors ?? 0,

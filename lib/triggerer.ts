@@ -265,7 +265,7 @@ class StatusPool {
       this.noteOutage(key, backend.name, collection, answer, fresh.waiting);
       fresh.settle(answer, this.now());
     };
-    callStatus(backend, collection).then(
+    callStatus(backend, collection, run.wait.record.spec.expectedCount).then(
       (status) => settle({ status }),
       (error: unknown) => settle({ error }),
     );
@@ -461,9 +461,10 @@ class RemovalBatch implements Wakeable {
   }
 }
 
-function callStatus(backend: Backend, collection: string): Promise<CollectionStatus> {
+function callStatus(backend: Backend, collection: string, expectedCount: number): Promise<CollectionStatus> {
   try {
-    return Promise.resolve(backend.status(collection));
+    // The asking wait's count (waits sharing the call may expect others: the store counts exactly for a ready answer).
+    return Promise.resolve(backend.status(collection, expectedCount > 0 ? { expectedCount } : undefined));
   } catch (err) {
     return Promise.reject(err); // a backend that throws synchronously is still just an error
   }

@@ -73,6 +73,11 @@ export interface CollectionStatus {
   code?: string;
 }
 
+/** What a status poll is for, so that a store can choose how exact to be. */
+export interface StatusHint {
+  expectedCount?: number;
+}
+
 export interface CollectionStats {
   documentCount: number;
   indexedCount: number;
@@ -111,7 +116,12 @@ export interface Backend {
   collectionExists(collection: string): Promise<boolean>;
   /** Write (insert or replace by id). Resolves once the write is durable. */
   upsert(collection: string, docs: VectorDocument[], options?: UpsertOptions): Promise<UpsertResult>;
-  status(collection: string): Promise<CollectionStatus>;
+  /**
+   * `hint.expectedCount`: the documents the asking wait expects. A store that
+   * estimates its counts (pgvector on large tables) counts exactly when the
+   * answer could decide the wait; stores that always count exactly ignore it.
+   */
+  status(collection: string, hint?: StatusHint): Promise<CollectionStatus>;
   stats(collection: string): Promise<CollectionStats>;
   query(collection: string, request: QueryRequest): Promise<QueryHit[]>;
   /** Release connections, timers and file handles. Idempotent. */

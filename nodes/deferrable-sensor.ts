@@ -176,7 +176,7 @@ export = function register(RED: NodeAPI): void {
             );
           }
           if (closed) throw stoppedError();
-          const first = checkOnce(spec, await store.backend.status(collection), startedAt);
+          const first = checkOnce(spec, await store.backend.status(collection, expectedCount > 0 ? { expectedCount } : undefined), startedAt);
           if (first) {
             finish({ msg, send, done }, first);
             return;

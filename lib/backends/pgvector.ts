@@ -33,6 +33,7 @@ import type {
   Metric,
   QueryHit,
   QueryRequest,
+  StatusHint,
   UpsertOptions,
   UpsertResult,
   VectorDocument,
@@ -143,10 +144,7 @@ interface StatusRow {
 }
 
 /** What `status` may be told by the wait, to decide whether an estimate is enough. */
-export interface StatusHint {
-  /** The documents the wait expects: an estimate below it is confirmed by an exact count. */
-  expectedCount?: number;
-}
+export type { StatusHint } from '../types';
 
 interface QueryRow {
   id: string;
@@ -464,7 +462,10 @@ export class PgVectorBackend implements Backend {
 
     const estimate = Math.max(0, Number(row.reltuples), Number(row.live_tuples ?? 0), this.knownCounts.get(collection) ?? 0);
     let documentCount = estimate;
-    if (exactCount || estimate < EXACT_COUNT_BELOW || (hint?.expectedCount ?? 0) > estimate) {
+    const expected = hint?.expectedCount ?? 0;
+    // Exact whenever the count could decide the wait: below the expected count, or
+    // with a valid index (the wait ends on this answer: an estimate may be high).
+    if (exactCount || estimate < EXACT_COUNT_BELOW || expected > estimate || (expected > 0 && indexValid === true)) {
       const counted = await this.run<{ count: string }>(this.getPool(), sql.count(names), [], doing, names);
       documentCount = Number(counted[0].count);
     }

@@ -436,6 +436,21 @@ describe('pgvector index builds on Postgres + pgvector (PGlite)', function () {
     await server?.stop();
   });
 
+  it('(PGlite) a status that could end a wait counts exactly: with a valid index and an expected count, a high catalog estimate is not believed', async () => {
+    const b = backend({ autoIndexThreshold: 5 });
+    const name = fresh();
+    await b.ensureCollection(name, { dimensions: 4 });
+    await b.upsert(name, docs(12, 4), { buildIndex: true });
+    await settle(b, name);
+    // The catalog says 20,000 rows (an estimate can be high, e.g. after deletes by another tool).
+    await server.exec(`UPDATE pg_class SET reltuples = 20000 WHERE oid = '${namesOf(SCHEMA, name).table}'::regclass`);
+    const polled = backend({ autoIndexThreshold: 5 }); // no count of its own writes
+    should((await polled.status(name)).documentCount).equal(20000); // a progress poll: the estimate is enough
+    const deciding = await polled.status(name, { expectedCount: 15 });
+    should(deciding).match({ state: 'ready', documentCount: 12 });
+    should(deciding.indexedCount).be.below(15); // so a wait for 15 documents does not end on the estimate
+  });
+
   it('(PGlite) a build failure recorded by an earlier run is failed after a restart, with its code; status polls and plain ingests do not rebuild; an ingest with buildIndex does', async () => {
     const first = backend({ autoIndexThreshold: 5 });
     const name = fresh();

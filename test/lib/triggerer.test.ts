@@ -604,6 +604,18 @@ describe('Triggerer (scripted status double)', () => {
     });
   });
 
+  describe('status hints', () => {
+    it("passes the asking wait's expected count to the store, so it can count exactly when that decides the wait", async () => {
+      const hints: unknown[] = [];
+      const backend = { name: 'pgvector', status: async (_c: string, hint?: unknown) => (hints.push(hint), ready(100)) } as unknown as Backend;
+      const t = triggerer();
+      t.attach('sensor-1', recordingOwner(backend).owner);
+      await t.defer(waitRecord('w1', { expectedCount: 100 }));
+      await clock.advance(0);
+      should(hints).eql([{ expectedCount: 100 }]);
+    });
+  });
+
   describe('exact delivery', () => {
     it('records that a final is being delivered before handing it over', async () => {
       const store = scriptedBackend();
