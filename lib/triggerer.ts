@@ -4,7 +4,7 @@
  * Built for very many waits in one process:
  * - one scheduler (one timer, a heap of wake-up times) for every sleep, woken in
  *   slices so that a crowd of due waits never blocks the event loop;
- * - status calls coalesced per store and collection: waits that poll the same
+ * - status calls coalesced per store and collection (lib/status-pool.ts): waits that poll the same
  *   collection at about the same time share one `backend.status` call (one in
  *   flight, or an answer asked for at most half their poll interval before they
  *   were due), so a scheduler tick calls each collection at most once, however
@@ -47,10 +47,11 @@
  * again: its recorded final is delivered with `redelivered: true`. Every event
  * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
  */
-import { VectorStoreError, isTransient, messageOf } from './errors';
+import { VectorStoreError, messageOf } from './errors';
 import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
-import { CollectionReadyTrigger, formatDuration, parseTriggerSpec, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
-import type { Backend, CollectionStatus } from './types';
+import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
+import { CollectionReadyTrigger, parseTriggerSpec, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
+import type { Backend } from './types';
 import type { WaitRecord, WaitStore, WaitStoreStats } from './wait-store';
 
 export type { WaitRecord } from './wait-store';
@@ -131,7 +132,6 @@ interface OwnerSlot {
   ctx: StepContext;
 }
 
-type Answer = { status: CollectionStatus } | { error: unknown };
 
 /** What every run shares: the scheduler, the status pool and the steps. */
 interface RunHost {
@@ -149,7 +149,7 @@ interface RunHost {
  * sleep) and "your status has arrived" (after a shared call answered). No
  * generator and no promise per wait: the per-wait footprint stays small.
  */
-class WaitRun implements Wakeable {
+class WaitRun implements Wakeable, PoolWaiter {
   readonly trigger: CollectionReadyTrigger;
   /** Which status calls it may share: same store, same collection. */
   readonly poolKey: string;
@@ -196,6 +196,10 @@ class WaitRun implements Wakeable {
     return this.wait.record.spec.deadline;
   }
 
+  get expectedCount(): number {
+    return this.wait.record.spec.expectedCount;
+  }
+
   /** The shared status call has not answered by this run's deadline. */
   silent(askedAt: number): void {
     if (this.stopped) return;
@@ -209,178 +213,6 @@ class WaitRun implements Wakeable {
     this.task?.cancel();
     this.task = null;
   }
-}
-
-/**
- * Shares `backend.status` calls among waits on the same store and collection:
- * while a call is in flight, later askers join it; after it answered, its answer
- * is reused by waits that became due at most `reuseMs` (and half their poll
- * interval) after it was asked for. Age is counted from when a wait became due,
- * not from when it is handled: when a crowd of waits is due at once and takes a
- * while to work through, one call per collection still answers them all.
- *
- * It also keeps the deadlines of waits whose call hangs (see PoolEntry) and
- * tells the log once when a store starts failing for a collection and once when
- * it answers again: one outage, two lines, however many waits.
- */
-class StatusPool {
-  calls = 0;
-  shared = 0;
-  private readonly entries = new Map<string, PoolEntry>();
-  private readonly outages = new Map<string, Outage>();
-
-  constructor(
-    private readonly now: () => number,
-    private readonly reuseMs: number,
-    private readonly scheduler: Scheduler,
-    private readonly log: { warn(message: string): void },
-  ) {}
-
-  /**
-   * `notBefore`: only a call started at or after this time may answer (the
-   * wait's start): an older answer may predate the write the wait is about.
-   * `dueAt`: when the wait's poll was due.
-   */
-  request(run: WaitRun, backend: Backend, collection: string, maxAgeMs: number, notBefore: number, dueAt: number): void {
-    const key = run.poolKey;
-    const entry = this.entries.get(key);
-    if (entry && entry.requestedAt >= notBefore) {
-      if (entry.answer === null) {
-        this.shared += 1;
-        entry.join(run);
-        return;
-      }
-      if (dueAt - entry.requestedAt <= Math.min(this.reuseMs, maxAgeMs)) {
-        this.shared += 1;
-        run.receive(entry.answer, entry.requestedAt);
-        return;
-      }
-    }
-    this.calls += 1;
-    const fresh = new PoolEntry(this.now(), this.scheduler, this.now);
-    fresh.join(run);
-    this.entries.set(key, fresh);
-    if (this.entries.size > 1000) this.prune();
-    const settle = (answer: Answer): void => {
-      this.noteOutage(key, backend.name, collection, answer, fresh.waiting);
-      fresh.settle(answer, this.now());
-    };
-    callStatus(backend, collection, run.wait.record.spec.expectedCount).then(
-      (status) => settle({ status }),
-      (error: unknown) => settle({ error }),
-    );
-  }
-
-  clear(): void {
-    for (const entry of this.entries.values()) entry.cancelDeadline();
-    this.entries.clear();
-    this.outages.clear();
-  }
-
-  private noteOutage(key: string, store: string, collection: string, answer: Answer, waiting: number): void {
-    const outage = this.outages.get(key);
-    if ('status' in answer) {
-      if (!outage) return;
-      this.outages.delete(key);
-      this.log.warn(
-        `The ${store} store answers again for collection "${collection}" after ${formatDuration(this.now() - outage.since)} (${outage.failures} failed status call${outage.failures === 1 ? '' : 's'}).`,
-      );
-      return;
-    }
-    if (!isTransient(answer.error)) return; // the waits end with it, each through its own final message
-    if (outage) {
-      outage.failures += 1;
-      return;
-    }
-    this.outages.set(key, { since: this.now(), failures: 1 });
-    this.log.warn(
-      `Could not get the status of collection "${collection}" from the ${store} store: ${withPeriod(messageOf(answer.error))} ` +
-        `${waiting} pending wait${waiting === 1 ? '' : 's'} keep retrying until the store answers or their timeout; this is logged once per outage.`,
-    );
-  }
-
-  private prune(): void {
-    const now = this.now();
-    for (const [key, entry] of this.entries) {
-      if (entry.answer !== null && now - entry.answeredAt > this.reuseMs) this.entries.delete(key);
-    }
-  }
-}
-
-interface Outage {
-  since: number;
-  failures: number;
-}
-
-/**
- * One status call and the runs waiting for it. While it is in flight, one
- * scheduler entry is armed for the earliest deadline among its waiters: when it
- * comes, the runs past their deadline end ("the store did not answer") and the
- * entry re-arms for the next one. One entry per call, not per wait.
- */
-class PoolEntry implements Wakeable {
-  /** null while the call is in flight. */
-  answer: Answer | null = null;
-  answeredAt = 0;
-  private waiters: WaitRun[] = [];
-  private deadlineTask: ScheduledTask | null = null;
-
-  constructor(
-    readonly requestedAt: number,
-    private readonly scheduler: Scheduler,
-    private readonly now: () => number,
-  ) {}
-
-  get waiting(): number {
-    return this.waiters.length;
-  }
-
-  join(run: WaitRun): void {
-    this.waiters.push(run);
-    const deadline = run.deadline;
-    if (this.deadlineTask && this.deadlineTask.at <= deadline) return;
-    this.deadlineTask?.cancel();
-    this.deadlineTask = this.scheduler.schedule(deadline, this);
-  }
-
-  settle(answer: Answer, now: number): void {
-    this.answer = answer;
-    this.answeredAt = now;
-    this.cancelDeadline();
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter.receive(answer, this.requestedAt);
-  }
-
-  cancelDeadline(): void {
-    this.deadlineTask?.cancel();
-    this.deadlineTask = null;
-  }
-
-  /** A waiter's deadline came while the call was still in flight. */
-  wake(): void {
-    this.deadlineTask = null;
-    if (this.answer !== null) return;
-    const now = this.now();
-    const still: WaitRun[] = [];
-    let next = Infinity;
-    for (const run of this.waiters) {
-      if (run.stopped) continue;
-      if (run.deadline <= now) {
-        run.silent(this.requestedAt);
-      } else {
-        still.push(run);
-        next = Math.min(next, run.deadline);
-      }
-    }
-    this.waiters = still;
-    if (next !== Infinity) this.deadlineTask = this.scheduler.schedule(next, this);
-  }
-}
-
-function withPeriod(text: string): string {
-  const trimmed = text.trim();
-  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 /** Loaded waits indexed per event-loop turn at start. */
@@ -458,15 +290,6 @@ class RemovalBatch implements Wakeable {
     const ids = this.ids;
     this.ids = [];
     if (ids.length > 0) this.write(ids);
-  }
-}
-
-function callStatus(backend: Backend, collection: string, expectedCount: number): Promise<CollectionStatus> {
-  try {
-    // The asking wait's count (waits sharing the call may expect others: the store counts exactly for a ready answer).
-    return Promise.resolve(backend.status(collection, expectedCount > 0 ? { expectedCount } : undefined));
-  } catch (err) {
-    return Promise.reject(err); // a backend that throws synchronously is still just an error
   }
 }
 
