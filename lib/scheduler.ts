@@ -41,8 +41,8 @@ export interface SchedulerOptions {
   onError?: (err: unknown) => void;
 }
 
-/** Longest delay setTimeout accepts; later wake-ups re-arm when it fires. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Longest delay setTimeout accepts (about 24.8 days); later wake-ups re-arm when it fires. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const INITIAL_HEAP_CAPACITY = 1024;
 

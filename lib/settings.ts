@@ -36,9 +36,9 @@ export function readRuntimeSettings(fromSettingsJs: unknown, env: Env = process.
   const storeTimeout = pick(env.VECTOR_PIPELINE_STORE_TIMEOUT, section.storeTimeout, 'storeTimeout', 'VECTOR_PIPELINE_STORE_TIMEOUT');
   const maxPending = pick(env.VECTOR_PIPELINE_MAX_PENDING_WAITS, section.maxPendingWaitsPerSensor, 'maxPendingWaitsPerSensor', 'VECTOR_PIPELINE_MAX_PENDING_WAITS');
   return {
-    storeTimeoutMs: storeTimeout === undefined ? DEFAULT_SETTINGS.storeTimeoutMs : positive(storeTimeout, 'storeTimeout', 'seconds', 0.001, 3600) * 1000,
+    storeTimeoutMs: storeTimeout === undefined ? DEFAULT_SETTINGS.storeTimeoutMs : positive(storeTimeout, 'seconds', 0.001, 3600) * 1000,
     maxPendingWaitsPerSensor:
-      maxPending === undefined ? DEFAULT_SETTINGS.maxPendingWaitsPerSensor : Math.floor(positive(maxPending, 'maxPendingWaitsPerSensor', 'waits', 1, 10_000_000)),
+      maxPending === undefined ? DEFAULT_SETTINGS.maxPendingWaitsPerSensor : Math.floor(positive(maxPending, 'waits', 1, 10_000_000)),
   };
 }
 
@@ -65,7 +65,7 @@ function pick(envValue: string | undefined, value: unknown, name: string, envNam
   return { value, label: `The setting vectorPipeline.${name} in settings.js` };
 }
 
-function positive(entry: { value: unknown; label: string }, _name: string, unit: string, min: number, max: number): number {
+function positive(entry: { value: unknown; label: string }, unit: string, min: number, max: number): number {
   const n = entry.value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
     throw new VectorStoreError('INVALID_INPUT', `${entry.label} must be a number of ${unit} between ${min} and ${max}.`);

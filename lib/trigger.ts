@@ -19,6 +19,7 @@
 import { z } from 'zod';
 import { VectorStoreError, isTransient, messageOf } from './errors';
 import { newWaitId } from './ids';
+import { MAX_TIMER_MS } from './scheduler';
 import { parseOrThrow } from './schemas';
 import type { CollectionStatus } from './types';
 
@@ -707,9 +708,6 @@ export interface TimerContextOptions {
   now?: () => number;
   random?: () => number;
 }
-
-/** Longest delay setTimeout accepts. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A context of plain timers: one setTimeout per sleep, cleared on abort. */
 export function timerContext(options: TimerContextOptions): TriggerContext {

@@ -215,6 +215,9 @@ class WaitRun implements Wakeable, PoolWaiter {
   }
 }
 
+/** Longest wait for the disk to confirm a final's record before the final goes out anyway. */
+const FINAL_RECORD_LIMIT_MS = 10_000;
+
 /** Loaded waits indexed per event-loop turn at start. */
 const LOADS_PER_TURN = 10_000;
 
@@ -298,6 +301,7 @@ export class Triggerer {
   private readonly now: () => number;
   private readonly log: { warn(message: string): void };
   private readonly scheduler: Scheduler;
+  private readonly timers: Timers;
   private readonly pool: StatusPool;
   private readonly host: RunHost;
   private readonly starter: RunStarter;
@@ -320,9 +324,10 @@ export class Triggerer {
     this.store = options.waitStore ?? null;
     this.now = options.now ?? Date.now;
     this.log = options.log ?? { warn: () => undefined };
+    this.timers = options.timers ?? { setTimeout: (cb, ms) => setTimeout(cb, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
     this.scheduler = new Scheduler({
       now: this.now,
-      timers: options.timers,
+      timers: this.timers,
       sliceSize: options.sliceSize,
       onError: (err) => this.log.warn(`A pending wait failed to wake up: ${messageOf(err)}`),
     });
@@ -623,8 +628,7 @@ export class Triggerer {
       return;
     }
     const { waitId, collection } = wait.record.spec;
-    const recorded = this.store
-      .markFinal(waitId, event.payload)
+    const recorded = this.boundedByDisk(this.store.markFinal(waitId, event.payload))
       .catch((err) => this.log.warn(`Could not record on disk that the final message of wait ${waitId} (collection "${collection}") is being delivered; delivering it anyway: ${messageOf(err)}`))
       .then(() => {
         this.recording.delete(recorded);
@@ -632,6 +636,30 @@ export class Triggerer {
         this.handOver(wait);
       });
     this.recording.add(recorded);
+  }
+
+  /**
+   * A disk that never answers must not hold a final for ever: after
+   * FINAL_RECORD_LIMIT_MS the final goes out unrecorded (then a crash could
+   * repeat it unflagged; the caller logs why).
+   */
+  private boundedByDisk(write: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.timers.setTimeout(
+        () => reject(new Error(`the disk did not confirm the write within ${FINAL_RECORD_LIMIT_MS / 1000} s`)),
+        FINAL_RECORD_LIMIT_MS,
+      );
+      write.then(
+        () => {
+          this.timers.clearTimeout(timer);
+          resolve();
+        },
+        (err: unknown) => {
+          this.timers.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
   /** Resolves once every final ended so far has been recorded and handed over (if its owner is attached). */

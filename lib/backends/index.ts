@@ -54,7 +54,7 @@ export function dataRoot(userDir: string): string {
 
 /** The backend for this configuration, every call of which settles within the call timeout. */
 export function createBackend(config: StoreConfig, env: BackendEnvironment): Backend {
-  checkBackendSecrets(config.backend, env.credentials);
+  // Secrets: the config node checks them up front (checkBackendSecrets), and each backend's constructor again.
   // Whole milliseconds: the clients' timeout options take integers.
   const callTimeoutMs = Math.max(1, Math.ceil(env.callTimeoutMs ?? DEFAULT_SETTINGS.storeTimeoutMs));
   return withCallTimeouts(createClient(config, env, callTimeoutMs), callTimeoutMs);

@@ -25,6 +25,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type * as Pg from 'pg';
 import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { redactError, secretProblem } from '../redact';
+import { MAX_TIMER_MS } from '../scheduler';
 import type {
   Backend,
   CollectionSpec,
@@ -108,8 +109,6 @@ const ROWS_PER_STATEMENT = 1000;
  * above the truth for long).
  */
 const EXACT_COUNT_BELOW = 10_000;
-/** The longest Node.js timer (about 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
 /** hnsw.ef_search must lie in [1, 1000]; pgvector's default is 40. */
 const MIN_EF_SEARCH = 40;
 const MAX_EF_SEARCH = 1000;

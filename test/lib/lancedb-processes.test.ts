@@ -4,12 +4,10 @@
 // colliding is retried, not a failure.
 import should from 'should';
 import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { LanceDbBackend, type LanceDbBackendOptions } from '../../lib/backends/lancedb';
 import type { CollectionStatus, VectorDocument } from '../../lib/types';
 import { Gate, optimizeThrough } from '../support/lancedb-optimize-double';
+import { lancedbFixture, untilSettled } from '../support/lancedb-fixture';
 
 const DIM = 8;
 const OTHER_PROCESS = path.join(__dirname, '..', 'support', 'lancedb-other-process.js');
@@ -38,58 +36,24 @@ function otherProcess(...args: (string | number)[]): Promise<Record<string, unkn
   });
 }
 
-/** Poll status until it leaves "indexing"; returns every status seen. */
-async function untilSettled(backend: LanceDbBackend, collection: string, budgetMs = 60_000): Promise<CollectionStatus[]> {
-  const seen: CollectionStatus[] = [];
-  const deadline = Date.now() + budgetMs;
-  for (;;) {
-    const status = await backend.status(collection);
-    seen.push(status);
-    if (status.state !== 'indexing') return seen;
-    if (Date.now() > deadline) throw new Error(`still indexing: ${JSON.stringify(status)}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('lancedb backend with a second process on the same directory (real LanceDB, child process)', function () {
   this.timeout(120_000);
-  const opened: LanceDbBackend[] = [];
-  const tempDirs: string[] = [];
-
-  async function tempDir(): Promise<string> {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lancedb-processes-'));
-    tempDirs.push(dir);
-    return dir;
-  }
-
-  function backend(options: LanceDbBackendOptions): LanceDbBackend {
-    const b = new LanceDbBackend(options);
-    opened.push(b);
-    return b;
-  }
-
-  /** Gates left closed by a failing test would hold close() forever. */
-  const gates: Gate[] = [];
-
-  afterEach(async () => {
-    for (const gate of gates.splice(0)) gate.open();
-    await Promise.all(opened.splice(0).map((b) => b.close()));
-    await Promise.all(tempDirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
-  });
+  const { tempDir, backend, gates } = lancedbFixture('lancedb-processes');
 
   it('sees rows another process appended: indexing with the unindexed rows, then ready once optimize() folded them in', async () => {
     const dir = await tempDir();
     const b = backend({ path: dir, indexThreshold: 100 });
     await b.ensureCollection('docs', { dimensions: DIM });
     await b.upsert('docs', docsOf(5000), { buildIndex: true });
-    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 5000, indexedCount: 5000 });
+    should(await untilSettled(b, 'docs', 60_000, 25)).matchAny({ state: 'ready', documentCount: 5000, indexedCount: 5000 });
 
     should(await otherProcess('append', dir, 'docs', 5000, 20_000, DIM)).match({ appended: 20_000, rows: 25_000 });
 
     const first = await b.status('docs');
     should(first).match({ state: 'indexing', documentCount: 25_000, indexedCount: 5000, progress: 0.2 });
     should(first.detail).equal('20,000 rows not yet indexed');
-    const seen = await untilSettled(b, 'docs');
+    const seen = await untilSettled(b, 'docs', 60_000, 25);
     should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 25_000, indexedCount: 25_000, progress: 1, etaSeconds: 0 });
     // The other process's rows are found (through the index now).
     const [hit] = await b.query('docs', { vector: docsOf(1, 24_999)[0].vector, topK: 1 });
@@ -101,7 +65,7 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     const b = backend({ path: dir, indexThreshold: 100 });
     await b.ensureCollection('docs', { dimensions: DIM });
     await b.upsert('docs', docsOf(2000), { buildIndex: true });
-    await untilSettled(b, 'docs');
+    await untilSettled(b, 'docs', 60_000, 25);
 
     // The other process appends and optimizes, 30 times; meanwhile our status polls find
     // unindexed rows and start optimize() runs of their own. Repeated until our side has
@@ -122,7 +86,7 @@ describe('lancedb backend with a second process on the same directory (real Lanc
       }
       should(await finished).match({ rounds: 30 });
       otherRows += 30 * 200;
-      seen.push(...(await untilSettled(b, 'docs')));
+      seen.push(...(await untilSettled(b, 'docs', 60_000, 25)));
     }
     should(seen.filter((s) => s.state === 'failed')).eql([]);
     const retrying = seen.find((s) => s.phase === 'retrying after a commit conflict');
@@ -137,9 +101,9 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     const b = backend({ path: dir, indexThreshold: 100, loadModules: () => modules });
     await b.ensureCollection('docs', { dimensions: DIM });
     await b.upsert('docs', docsOf(300), { buildIndex: true }); // creating the index does not optimize
-    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', indexedCount: 300 });
+    should(await untilSettled(b, 'docs', 60_000, 25)).matchAny({ state: 'ready', indexedCount: 300 });
     await b.upsert('docs', docsOf(50, 300), { buildIndex: false });
-    const seen = await untilSettled(b, 'docs');
+    const seen = await untilSettled(b, 'docs', 60_000, 25);
     should(seen[seen.length - 1]).match({ state: 'failed', documentCount: 350, indexedCount: 300, detail: /disk on fire \(simulated\)/ });
 
     should(await otherProcess('optimize', dir, 'docs', 1, 0, DIM, 0)).match({ rounds: 1, conflicts: 0 });
@@ -157,7 +121,7 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     const b = backend({ path: dir, indexThreshold: 100, now: () => clock, loadModules: () => modules });
     await b.ensureCollection('docs', { dimensions: DIM });
     await b.upsert('docs', docsOf(300), { buildIndex: true });
-    await untilSettled(b, 'docs');
+    await untilSettled(b, 'docs', 60_000, 25);
 
     gate.closed = true; // our optimize() waits: only the other process folds rows in
     gates.push(gate);
@@ -175,6 +139,6 @@ describe('lancedb backend with a second process on the same directory (real Lanc
     clock += 5000; // longer than the rate says: still not 0
     should(await b.status('docs')).match({ state: 'indexing', etaSeconds: 1 });
     gate.open();
-    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 1800, etaSeconds: 0 });
+    should(await untilSettled(b, 'docs', 60_000, 25)).matchAny({ state: 'ready', documentCount: 1800, etaSeconds: 0 });
   });
 });

@@ -4,7 +4,6 @@
 // contract is in test/conformance.)
 import should from 'should';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   DEFAULT_INDEX_THRESHOLD,
@@ -14,9 +13,10 @@ import {
   type LanceDbModules,
 } from '../../lib/backends/lancedb';
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
-import type { CollectionStatus, VectorDocument } from '../../lib/types';
+import type { VectorDocument } from '../../lib/types';
 import { rejectsWith } from '../support/errors';
 import { Gate, optimizeThrough } from '../support/lancedb-optimize-double';
+import { lancedbFixture, untilSettled } from '../support/lancedb-fixture';
 
 const DIM = 8;
 
@@ -34,18 +34,6 @@ function docsOf(count: number, from = 0, prefix = 'doc'): VectorDocument[] {
   });
 }
 
-/** Poll status until it leaves "indexing"; returns every status seen. */
-async function untilSettled(backend: LanceDbBackend, collection: string): Promise<CollectionStatus[]> {
-  const seen: CollectionStatus[] = [];
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const status = await backend.status(collection);
-    seen.push(status);
-    if (status.state !== 'indexing') return seen;
-    if (Date.now() > deadline) throw new Error(`still indexing: ${JSON.stringify(status)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** What `require` throws for a package that is not installed. */
 function moduleNotFound(name: string): Error {
@@ -54,29 +42,7 @@ function moduleNotFound(name: string): Error {
 
 describe('lancedb backend', function () {
   this.timeout(30_000);
-  const opened: LanceDbBackend[] = [];
-  const tempDirs: string[] = [];
-
-  async function tempDir(): Promise<string> {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lancedb-backend-'));
-    tempDirs.push(dir);
-    return dir;
-  }
-
-  function backend(options: LanceDbBackendOptions): LanceDbBackend {
-    const b = new LanceDbBackend(options);
-    opened.push(b);
-    return b;
-  }
-
-  /** Gates left closed by a failing test would hold close() forever. */
-  const gates: Gate[] = [];
-
-  afterEach(async () => {
-    for (const gate of gates.splice(0)) gate.open();
-    await Promise.all(opened.splice(0).map((b) => b.close()));
-    await Promise.all(tempDirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
-  });
+  const { tempDir, backend, gates } = lancedbFixture('lancedb-backend');
 
   describe('without the package (simulated by a loader that throws like a failed require)', () => {
     it('says NOT_INSTALLED, permanently, with the npm install command, when @lancedb/lancedb is missing', async () => {

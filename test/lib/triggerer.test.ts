@@ -688,6 +688,24 @@ describe('Triggerer (scripted status double)', () => {
       should(ofType(second.events, 'final')).have.length(1);
     });
 
+    it('a disk that never confirms the final\'s record does not hold the final for ever', async () => {
+      const store = scriptedBackend();
+      const ws = waitStore();
+      ws.markFinal = () => new Promise<void>(() => undefined); // a hung disk
+      const t = triggerer({ waitStore: ws });
+      const { owner, events } = recordingOwner(store.backend);
+      t.attach('sensor-1', owner);
+      await t.defer(waitRecord('w1'));
+      store.set('docs', ready(100));
+      clock.afterStep = async () => undefined;
+      await clock.advance(0);
+      should(ofType(events, 'final')).have.length(0);
+      await clock.advance(10_000);
+      await settle();
+      should(ofType(events, 'final')).have.length(1);
+      should(warnings.some((w) => /did not confirm the write within 10 s/.test(w))).be.true();
+    });
+
     it('a final that ends while its owner is detached (a redeploy) is delivered once on the next attach, not flagged', async () => {
       const store = scriptedBackend();
       const ws = waitStore();

@@ -12,8 +12,9 @@ import { closeAllTriggerers } from '../../nodes/shared/runtime';
 export const helper = require('node-red-node-test-helper');
 helper.init(require.resolve('node-red'));
 
+/** This package's nodes and the core nodes the test flows use. */
 /* eslint-disable @typescript-eslint/no-require-imports */
-const nodeModules = [
+export const nodeModules = [
   require('../../nodes/vector-store'),
   require('../../nodes/vector-ingest'),
   require('../../nodes/deferrable-sensor'),
@@ -21,6 +22,7 @@ const nodeModules = [
   require('../../nodes/sample-query'),
   require('@node-red/nodes/core/common/25-catch.js'),
   require('@node-red/nodes/core/common/24-complete.js'),
+  require('@node-red/nodes/core/common/25-status.js'),
   require('@node-red/nodes/core/function/10-function.js'),
 ];
 /* eslint-enable @typescript-eslint/no-require-imports */

@@ -7,23 +7,10 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { helper } from '../nodes/flow-helper';
+import { helper, nodeModules } from '../nodes/flow-helper';
 import { closeAllTriggerers } from '../../nodes/shared/runtime';
 
 export { helper };
-
-/* eslint-disable @typescript-eslint/no-require-imports */
-const nodeModules = [
-  require('../../nodes/vector-store'),
-  require('../../nodes/vector-ingest'),
-  require('../../nodes/deferrable-sensor'),
-  require('../../nodes/index-health'),
-  require('../../nodes/sample-query'),
-  require('@node-red/nodes/core/common/25-catch.js'),
-  require('@node-red/nodes/core/common/25-status.js'),
-  require('@node-red/nodes/core/function/10-function.js'),
-];
-/* eslint-enable @typescript-eslint/no-require-imports */
 
 export type FlowNode = Record<string, unknown> & { id: string; type: string };
 export type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
