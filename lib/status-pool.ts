@@ -6,7 +6,7 @@
  */
 import { isTransient, messageOf } from './errors';
 import type { ScheduledTask, Scheduler, Wakeable } from './scheduler';
-import { formatDuration } from './trigger';
+import { formatDuration, sentence } from './trigger';
 import type { Backend, CollectionStatus } from './types';
 
 /** What a status call ended with. */
@@ -111,7 +111,7 @@ export class StatusPool {
     }
     this.outages.set(key, { since: this.now(), failures: 1 });
     this.log.warn(
-      `Could not get the status of collection "${collection}" from the ${store} store: ${withPeriod(messageOf(answer.error))} ` +
+      `Could not get the status of collection "${collection}" from the ${store} store: ${sentence(messageOf(answer.error))} ` +
         `${waiting} pending wait${waiting === 1 ? '' : 's'} keep retrying until the store answers or their timeout; this is logged once per outage.`,
     );
   }
@@ -193,11 +193,6 @@ class PoolEntry implements Wakeable {
     this.waiters = still;
     if (next !== Infinity) this.deadlineTask = this.scheduler.schedule(next, this);
   }
-}
-
-function withPeriod(text: string): string {
-  const trimmed = text.trim();
-  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 function callStatus(backend: Backend, collection: string, expectedCount: number): Promise<CollectionStatus> {

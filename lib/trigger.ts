@@ -812,7 +812,7 @@ function storeLabel(ctx: StepContext): string {
 }
 
 /** End a quoted message with exactly one sentence mark. */
-function sentence(text: string): string {
+export function sentence(text: string): string {
   const trimmed = text.trim();
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }

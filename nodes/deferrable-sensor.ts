@@ -254,6 +254,8 @@ export = function register(RED: NodeAPI): void {
         case 'progress': {
           if (!newest || newest.waitId === waitId) newest = { waitId, progress: event.payload };
           retrying = false;
+          // The store answers again: a later outage of a local wait is logged again.
+          if (live.get(waitId)?.local) localOutages.delete(wait.spec.collection);
           sendProgress(wait, event.payload);
           scheduleStatus();
           break;

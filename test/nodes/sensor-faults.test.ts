@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import should from 'should';
+import { VectorStoreError } from '../../lib/errors';
 import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, silence, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
 import { triggererFor, waitStoreFile } from '../../nodes/shared/runtime';
 import { FaultProxy } from '../support/fault-proxy';
@@ -246,6 +247,27 @@ describe('deferrable-sensor under faults', function () {
     await helper.getNode('sensor').close(false);
     await delay(1500);
     should(statusCalls).equal(0);
+  });
+
+  it('the in-node poller logs each outage of the store once: a second outage after a recovery is logged again', async function () {
+    await loadFlow(flow({ deferrable: false, timeout: 20 }, { indexingRate: 4, indexingDelay: 0 }));
+    await ingest(docs(40));
+    const backend = backendOf();
+    const status = backend.status.bind(backend);
+    let down = false;
+    backend.status = (c: string, hint?: unknown) => (down ? Promise.reject(new VectorStoreError('UNAVAILABLE', 'the store is down (test double around the real store)')) : status(c, hint as never));
+    const warned: string[] = [];
+    helper.getNode('sensor').on('call:warn', (call: { args: unknown[] }) => warned.push(String(call.args[0])));
+    const progress = nextMessage('progress');
+    helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 40 });
+    await progress;
+    for (let outage = 0; outage < 2; outage++) {
+      down = true;
+      await delay(700);
+      down = false;
+      await delay(700);
+    }
+    should(warned.filter((w) => /the store is down/.test(w))).have.length(2);
   });
 
   it('rejects waits beyond the pending-waits cap with a clear error (runtime setting)', async function () {
