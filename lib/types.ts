@@ -18,6 +18,36 @@ export interface VectorDocument {
   metadata?: Record<string, unknown>;
 }
 
+/**
+ * A collection another tool made (LangChain, LlamaIndex, a script, the store's own
+ * client), watched where it is: the sensor, the health check and sample queries take
+ * it wherever they take a collection name. Only `name` is common to every store;
+ * each backend checks the fields it knows and refuses the others by name.
+ */
+export interface ExistingCollection {
+  /**
+   * What the other tool calls it, as is (not held to the package's naming rule):
+   * the table (pgvector, LanceDB), the collection (Chroma), the LangChain collection
+   * (preset "langchain"), or the `table_name` given to LlamaIndex (preset "llamaindex").
+   */
+  name: string;
+  /** pgvector: the table's schema; "public" when not given. */
+  schema?: string;
+  /** pgvector: the vector column; "embedding" when not given. */
+  column?: string;
+  /** pgvector: the one index to watch; when not given, any vector index (hnsw, ivfflat) on the column. */
+  index?: string;
+  /**
+   * pgvector: a fixed layout of another tool. "langchain": table
+   * `langchain_pg_embedding`, rows of the collection `name` of
+   * `langchain_pg_collection`; "llamaindex": table `data_<name>`.
+   */
+  preset?: 'langchain' | 'llamaindex';
+}
+
+/** A package collection's name, or a collection made by another tool. */
+export type CollectionRef = string | ExistingCollection;
+
 /** Options for `ensureCollection`. */
 export interface CollectionSpec {
   dimensions: number;
@@ -113,7 +143,7 @@ export interface Backend {
 
   /** Create the collection if it does not exist; fail if it exists with another dimension. */
   ensureCollection(collection: string, spec: CollectionSpec): Promise<void>;
-  collectionExists(collection: string): Promise<boolean>;
+  collectionExists(collection: CollectionRef): Promise<boolean>;
   /** Write (insert or replace by id). Resolves once the write is durable. */
   upsert(collection: string, docs: VectorDocument[], options?: UpsertOptions): Promise<UpsertResult>;
   /**
@@ -121,9 +151,9 @@ export interface Backend {
    * estimates its counts (pgvector on large tables) counts exactly when the
    * answer could decide the wait; stores that always count exactly ignore it.
    */
-  status(collection: string, hint?: StatusHint): Promise<CollectionStatus>;
-  stats(collection: string): Promise<CollectionStats>;
-  query(collection: string, request: QueryRequest): Promise<QueryHit[]>;
+  status(collection: CollectionRef, hint?: StatusHint): Promise<CollectionStatus>;
+  stats(collection: CollectionRef): Promise<CollectionStats>;
+  query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]>;
   /** Release connections, timers and file handles. Idempotent. */
   close(): Promise<void>;
 }
