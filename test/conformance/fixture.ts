@@ -3,7 +3,7 @@
  * real store, started by the fixture), and the few store-specific things no
  * interface can hide (how to make it unreachable, or reject credentials).
  */
-import type { Backend } from '../../lib/types';
+import type { Backend, ExistingCollection } from '../../lib/types';
 
 export interface BackendFixture {
   /** Backend name, as in `Backend.name`. */
@@ -23,4 +23,12 @@ export interface BackendFixture {
   unreachable?(): Backend;
   /** A backend whose credentials the store rejects, and how that is arranged (named in the test). */
   badCredentials?: { how: string; create(): Promise<{ backend: Backend; close(): Promise<void> }> };
+  /**
+   * Make a collection the way another tool would (the store's own client or SQL,
+   * not this package) under a name the package's own rule refuses where the store
+   * allows one (dots, capitals, a schema), holding `vectors` (ids "a0", "a1", ...,
+   * texts "text 0", ...), and return how to name it. `name` is a fresh prefix.
+   * Absent: the store holds only what the package made (memory).
+   */
+  createForeign?(name: string, vectors: number[][]): Promise<ExistingCollection>;
 }
