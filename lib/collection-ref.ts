@@ -22,9 +22,15 @@ export function isExisting(ref: CollectionRef): ref is ExistingCollection {
 /**
  * Check an ExistingCollection given by a user (`where` names it: "msg.collection",
  * "the node's Watch properties"). Returns a copy with only the fields given
- * (empty strings count as not given), or throws INVALID_INPUT naming the field.
+ * (empty strings count as not given), or throws INVALID_INPUT naming the field:
+ * `${where}.${field}`, or as `fieldNames` calls it (a node's property names).
  */
-export function parseExistingCollection(value: unknown, where: string): ExistingCollection {
+export function parseExistingCollection(
+  value: unknown,
+  where: string,
+  fieldNames: Partial<Record<keyof ExistingCollection, string>> = {},
+): ExistingCollection {
+  const fieldName = (field: keyof ExistingCollection) => fieldNames[field] ?? `${where}.${field}`;
   if (!isPlainObject(value)) {
     throw invalid(`${where} must be an object such as {"name": "my_table"}, but got ${describeValue(value)}.`);
   }
@@ -35,15 +41,15 @@ export function parseExistingCollection(value: unknown, where: string): Existing
         `Use ${FIELDS.join(', ')}.`,
     );
   }
-  const result: ExistingCollection = { name: text(value.name, `${where}.name`, true) as string };
+  const result: ExistingCollection = { name: text(value.name, fieldName('name'), true) as string };
   for (const field of ['schema', 'column', 'index'] as const) {
-    const given = text(value[field], `${where}.${field}`, false);
+    const given = text(value[field], fieldName(field), false);
     if (given !== undefined) result[field] = given;
   }
   const preset = value.preset;
   if (preset !== undefined && preset !== null && preset !== '') {
     if (!(PRESETS as readonly unknown[]).includes(preset)) {
-      throw invalid(`${where}.preset must be one of ${PRESETS.map((p) => JSON.stringify(p)).join(', ')}, or left out, but got ${describeValue(preset)}.`);
+      throw invalid(`${fieldName('preset')} must be one of ${PRESETS.map((p) => JSON.stringify(p)).join(', ')}, or left out, but got ${describeValue(preset)}.`);
     }
     result.preset = preset as ExistingCollection['preset'];
   }

@@ -5,7 +5,8 @@
  * exactly what the nodes call.
  */
 import { createHash } from 'node:crypto';
-import type { Backend, CollectionStats, Embedder, QueryHit, VectorDocument } from './types';
+import type { Backend, CollectionRef, CollectionStats, Embedder, QueryHit, VectorDocument } from './types';
+import { collectionLabel } from './collection-ref';
 import { VectorStoreError, messageOf } from './errors';
 import { stableId } from './ids';
 import type { IngestItem, QuerySpec } from './schemas';
@@ -230,7 +231,8 @@ function vectorId(vector: Float32Array | number[]): string {
 // ---------------------------------------------------------------- health
 
 export interface HealthOptions {
-  collection: string;
+  /** A package collection, or one another tool made (see ExistingCollection). */
+  collection: CollectionRef;
   /** 0: not checked. */
   expectedCount: number;
   countMode: 'atLeast' | 'exact';
@@ -245,6 +247,7 @@ export interface HealthCheck {
 }
 
 export interface HealthReport {
+  /** The collection's name, or for another tool's collection its label ("public.items", "langchain:docs"). */
   collection: string;
   healthy: boolean;
   documentCount: number | null;
@@ -266,8 +269,9 @@ export interface HealthReport {
 export async function checkHealth(store: Store, options: HealthOptions): Promise<HealthReport> {
   const { backend } = store;
   const { collection } = options;
+  const label = collectionLabel(collection);
   const report: HealthReport = {
-    collection,
+    collection: label,
     healthy: false,
     documentCount: null,
     indexedCount: null,
@@ -281,10 +285,10 @@ export async function checkHealth(store: Store, options: HealthOptions): Promise
   const check = (name: string, ok: boolean, detail: string) => report.checks.push({ name, ok, detail });
 
   if (!(await backend.collectionExists(collection))) {
-    check('exists', false, `collection "${collection}" does not exist in the ${backend.name} store`);
+    check('exists', false, `collection "${label}" does not exist in the ${backend.name} store`);
     return report;
   }
-  check('exists', true, `collection "${collection}" exists`);
+  check('exists', true, `collection "${label}" exists`);
 
   const stats: CollectionStats = await backend.stats(collection);
   const status = await backend.status(collection);
@@ -354,7 +358,7 @@ export function describeUnhealthy(report: HealthReport): string {
 /** Run queries (texts embedded in one call); one hit list per query, best first. */
 export async function queryCollection(
   store: Store,
-  collection: string,
+  collection: CollectionRef,
   queries: QuerySpec[],
   /** How messages name query i; default `msg.payload[i]`, or `msg.payload` for a single query. */
   fieldOf: (index: number) => string = (i) => (queries.length === 1 ? 'msg.payload' : `msg.payload[${i}]`),

@@ -52,7 +52,21 @@ export interface IngestConfig {
   buildIndex: boolean;
 }
 
-export interface SensorConfig {
+/**
+ * Which collection a sensor, health check or sample query watches: a collection
+ * of this package named by `collection` (origin "package"), or one another tool
+ * made (origin "other"), named by `collection` too, with the pgvector fields
+ * (see ExistingCollection in ./types.ts; '' when not given).
+ */
+export interface WatchConfig {
+  origin: 'package' | 'other';
+  preset: '' | 'langchain' | 'llamaindex';
+  tableSchema: string;
+  vectorColumn: string;
+  indexName: string;
+}
+
+export interface SensorConfig extends WatchConfig {
   collection: string;
   /** 0: take msg.expectedCount, else wait for "ready" alone. */
   expectedCount: number;
@@ -69,7 +83,7 @@ export interface SensorConfig {
 
 export type CountMode = 'atLeast' | 'exact';
 
-export interface HealthConfig {
+export interface HealthConfig extends WatchConfig {
   collection: string;
   expectedCount: number;
   countMode: CountMode;
@@ -77,7 +91,7 @@ export interface HealthConfig {
   dimensions: number;
 }
 
-export interface QueryConfig {
+export interface QueryConfig extends WatchConfig {
   collection: string;
   query: string;
   topK: number;
@@ -453,9 +467,19 @@ export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
 /** The default upper bound of the poll interval, in seconds. */
 const DEFAULT_MAX_POLL_INTERVAL = 60;
 
+/** The WatchConfig fields, shared by the sensor, health and query nodes. */
+const watchFields = {
+  origin: enumField(['package', 'other'] as const, 'package'),
+  preset: enumField(['', 'langchain', 'llamaindex'] as const, ''),
+  tableSchema: stringField(),
+  vectorColumn: stringField(),
+  indexName: stringField(),
+};
+
 export const sensorConfigSchema: z.ZodType<SensorConfig> = z
   .object({
     collection: stringField(),
+    ...watchFields,
     expectedCount: numberField({ integer: true, min: 0 }, 0),
     pollInterval: numberField({ above: 0 }, 5),
     maxPollInterval: optionalNumberField({ above: 0 }),
@@ -480,6 +504,7 @@ export const sensorConfigSchema: z.ZodType<SensorConfig> = z
 
 export const healthConfigSchema: z.ZodType<HealthConfig> = z.object({
   collection: stringField(),
+  ...watchFields,
   expectedCount: numberField({ integer: true, min: 0 }, 0),
   countMode: enumField(['atLeast', 'exact'] as const, 'atLeast'),
   dimensions: numberField({ integer: true, min: 0 }, 0),
@@ -487,6 +512,7 @@ export const healthConfigSchema: z.ZodType<HealthConfig> = z.object({
 
 export const queryConfigSchema: z.ZodType<QueryConfig> = z.object({
   collection: stringField(),
+  ...watchFields,
   // The query text is kept as typed; only a missing one becomes ''.
   query: z.preprocess((v) => (v === undefined || v === null ? '' : readableValue(v)), z.string({ error: 'must be a string' })),
   topK: numberField({ integer: true, min: 1, max: 1000 }, 3),

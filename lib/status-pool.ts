@@ -7,7 +7,8 @@
 import { isTransient, messageOf } from './errors';
 import type { ScheduledTask, Scheduler, Wakeable } from './scheduler';
 import { formatDuration, sentence } from './trigger';
-import type { Backend, CollectionStatus } from './types';
+import type { Backend, CollectionRef, CollectionStatus } from './types';
+import { collectionLabel } from './collection-ref';
 
 /** What a status call ended with. */
 export type Answer = { status: CollectionStatus } | { error: unknown };
@@ -58,7 +59,7 @@ export class StatusPool {
    * wait's start): an older answer may predate the write the wait is about.
    * `dueAt`: when the wait's poll was due.
    */
-  request(run: PoolWaiter, backend: Backend, collection: string, maxAgeMs: number, notBefore: number, dueAt: number): void {
+  request(run: PoolWaiter, backend: Backend, collection: CollectionRef, maxAgeMs: number, notBefore: number, dueAt: number): void {
     const key = run.poolKey;
     const entry = this.entries.get(key);
     if (entry && entry.requestedAt >= notBefore) {
@@ -79,7 +80,7 @@ export class StatusPool {
     this.entries.set(key, fresh);
     if (this.entries.size > 1000) this.prune();
     const settle = (answer: Answer): void => {
-      this.noteOutage(key, backend.name, collection, answer, fresh.waiting);
+      this.noteOutage(key, backend.name, collectionLabel(collection), answer, fresh.waiting);
       fresh.settle(answer, this.now());
     };
     callStatus(backend, collection, run.expectedCount).then(
@@ -195,7 +196,7 @@ class PoolEntry implements Wakeable {
   }
 }
 
-function callStatus(backend: Backend, collection: string, expectedCount: number): Promise<CollectionStatus> {
+function callStatus(backend: Backend, collection: CollectionRef, expectedCount: number): Promise<CollectionStatus> {
   try {
     // The asking wait's count (waits sharing the call may expect others: the store counts exactly for a ready answer).
     return Promise.resolve(backend.status(collection, expectedCount > 0 ? { expectedCount } : undefined));

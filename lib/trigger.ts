@@ -21,7 +21,8 @@ import { VectorStoreError, isTransient, messageOf } from './errors';
 import { newWaitId } from './ids';
 import { MAX_TIMER_MS } from './scheduler';
 import { parseOrThrow } from './schemas';
-import type { CollectionStatus } from './types';
+import { parseExistingCollection } from './collection-ref';
+import type { CollectionRef, CollectionStatus, ExistingCollection } from './types';
 
 /**
  * Everything needed to rebuild a wait anywhere. Invariants a reader can trust:
@@ -40,7 +41,10 @@ export interface TriggerSpec {
   /** Format version; a loader must migrate or reject others. */
   v: 1;
   waitId: string;
+  /** The collection's name, or for `source` its label ("public.items", "langchain:docs"): what messages say. */
   collection: string;
+  /** A collection made by another tool, watched where it is; absent for the package's own collections. */
+  source?: ExistingCollection;
   /** Documents that must be indexed; 0: wait for the "ready" state alone. */
   expectedCount: number;
   pollIntervalMs: number;
@@ -154,7 +158,7 @@ export interface StepContext {
 /** What `run()` needs from whoever runs it. */
 export interface TriggerContext extends StepContext {
   /** The collection's status; the caller may share one call among many waits. */
-  status(collection: string): Promise<CollectionStatus>;
+  status(collection: CollectionRef): Promise<CollectionStatus>;
   /** Resolves true after `ms`, or false when the wait is cancelled: then stop quietly. */
   sleep(ms: number): Promise<boolean>;
   /**
@@ -177,6 +181,8 @@ const JITTER = 0.1;
 export interface NewTriggerSpec {
   waitId?: string;
   collection: string;
+  /** See TriggerSpec.source; `collection` is then its label. */
+  source?: ExistingCollection;
   expectedCount?: number;
   pollIntervalMs: number;
   maxPollIntervalMs: number;
@@ -217,6 +223,7 @@ export function createTriggerSpec(input: NewTriggerSpec): TriggerSpec {
     v: 1,
     waitId: input.waitId ?? newWaitId(),
     collection,
+    ...(input.source ? { source: parseExistingCollection(input.source, `The collection to wait for ("${collection}")`) } : {}),
     expectedCount,
     pollIntervalMs,
     maxPollIntervalMs,
@@ -246,6 +253,16 @@ const specV1Schema = z.object({
   v: z.literal(1),
   waitId: z.string().min(1),
   collection: z.string().min(1),
+  // Added by a later version of the format: absent in waits saved before, and for package collections.
+  source: z
+    .object({
+      name: z.string().min(1),
+      schema: z.string().min(1).optional(),
+      column: z.string().min(1).optional(),
+      index: z.string().min(1).optional(),
+      preset: z.enum(['langchain', 'llamaindex']).optional(),
+    })
+    .optional(),
   expectedCount: count,
   pollIntervalMs: z.number().positive(),
   maxPollIntervalMs: z.number().positive(),
@@ -325,8 +342,37 @@ function checkSpecV1(s: Record<string, unknown>, adopt: boolean): TriggerSpec | 
     lastProgress = checkProgress(s.lastProgress, adopt);
     if (!lastProgress) return null;
   }
-  if (adopt && lastProgress === s.lastProgress && ownFieldCount(s) === SPEC_FIELDS) return s as unknown as TriggerSpec;
-  return { v: 1, waitId, collection, expectedCount, pollIntervalMs, maxPollIntervalMs, startedAt, deadline, polls, consecutiveErrors, lastProgress };
+  let source: ExistingCollection | undefined;
+  if (s.source !== undefined) {
+    source = checkSource(s.source);
+    if (!source) return null;
+  }
+  const fields = SPEC_FIELDS + (s.source !== undefined ? 1 : 0);
+  if (adopt && lastProgress === s.lastProgress && source === s.source && ownFieldCount(s) === fields) return s as unknown as TriggerSpec;
+  return {
+    v: 1,
+    waitId,
+    collection,
+    ...(source ? { source } : {}),
+    expectedCount,
+    pollIntervalMs,
+    maxPollIntervalMs,
+    startedAt,
+    deadline,
+    polls,
+    consecutiveErrors,
+    lastProgress,
+  };
+}
+
+/** A saved `source` that is exactly what parseExistingCollection makes (else null: zod decides). */
+function checkSource(value: unknown): ExistingCollection | undefined {
+  try {
+    const parsed = parseExistingCollection(value, 'source');
+    return ownFieldCount(parsed) === ownFieldCount(value as object) ? (value as ExistingCollection) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function checkProgress(value: unknown, adopt: boolean): ProgressPayload | null {
@@ -445,7 +491,7 @@ export class CollectionReadyTrigger {
         return;
       }
       const askedAt = ctx.now();
-      const answered = askStatus(ctx, this.spec.collection).then(
+      const answered = askStatus(ctx, watchedCollection(this.spec)).then(
         (status): PollStep => this.onStatus(status, ctx),
         (err: unknown): PollStep => this.onError(err, ctx),
       );
@@ -686,8 +732,13 @@ function advanced(previous: ProgressPayload | null, current: ProgressPayload): b
   return current.progress !== null && previous.progress !== null && current.progress > previous.progress;
 }
 
+/** What a wait asks the store about: the other tool's collection, or the package collection of that name. */
+export function watchedCollection(spec: Pick<TriggerSpec, 'collection' | 'source'>): CollectionRef {
+  return spec.source ?? spec.collection;
+}
+
 /** ctx.status as a promise, even if it throws synchronously. */
-function askStatus(ctx: TriggerContext, collection: string): Promise<CollectionStatus> {
+function askStatus(ctx: TriggerContext, collection: CollectionRef): Promise<CollectionStatus> {
   try {
     return ctx.status(collection);
   } catch (err) {

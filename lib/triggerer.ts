@@ -50,7 +50,8 @@
 import { VectorStoreError, messageOf } from './errors';
 import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
 import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
-import { CollectionReadyTrigger, parseTriggerSpec, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
+import { CollectionReadyTrigger, parseTriggerSpec, watchedCollection, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
+import { collectionKey } from './collection-ref';
 import type { Backend } from './types';
 import type { WaitRecord, WaitStore, WaitStoreStats } from './wait-store';
 
@@ -165,7 +166,7 @@ class WaitRun implements Wakeable, PoolWaiter {
     readonly slot: OwnerSlot,
   ) {
     this.trigger = new CollectionReadyTrigger(wait.record.spec);
-    this.poolKey = `${slot.owner.storeKey}\u0000${wait.record.spec.collection}`;
+    this.poolKey = `${slot.owner.storeKey}\u0000${collectionKey(watchedCollection(wait.record.spec))}`;
   }
 
   /** Poll at `at` (epoch ms). */
@@ -571,7 +572,7 @@ export class Triggerer {
       this.deliver(run, timeout, false);
       return;
     }
-    this.pool.request(run, owner.backend, spec.collection, spec.pollIntervalMs / 2, spec.startedAt, dueAt);
+    this.pool.request(run, owner.backend, watchedCollection(spec), spec.pollIntervalMs / 2, spec.startedAt, dueAt);
   }
 
   /**

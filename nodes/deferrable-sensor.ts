@@ -16,7 +16,7 @@
  * once the new flows have started, see shared/runtime) or `msg.reset` cancels.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { parseSensorConfig, type SensorConfig } from '../lib/schemas';
+import { isPlainObject, parseSensorConfig, type SensorConfig } from '../lib/schemas';
 import { VectorStoreError, messageOf } from '../lib/errors';
 import { newWaitId } from '../lib/ids';
 import { runtimeSettingsOrDefaults } from '../lib/settings';
@@ -33,7 +33,8 @@ import { runLocally, type LocalWait } from '../lib/local-wait';
 import { NodeStatus } from './shared/status';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
-import { collectionOf, expectedCountOf, toError } from './shared/messages';
+import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
+import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
 import { triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
 
 type SensorMessage = NodeMessageInFlow & {
@@ -148,7 +149,8 @@ export = function register(RED: NodeAPI): void {
       try {
         if (configError || !config) throw configError;
         const store = resolveStore(RED, storeId);
-        collection = collectionOf(msg, config.collection, store.backend.name);
+        const watched = watchedCollectionOf(msg, config, store.backend.name);
+        collection = collectionLabel(watched);
         const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
         waitId = newWaitId();
         msg.waitId = waitId;
@@ -157,6 +159,7 @@ export = function register(RED: NodeAPI): void {
         const spec = createTriggerSpec({
           waitId,
           collection,
+          ...(isExisting(watched) ? { source: watched } : {}),
           expectedCount,
           pollIntervalMs: config.pollInterval * 1000,
           maxPollIntervalMs: config.maxPollInterval * 1000,
@@ -169,14 +172,14 @@ export = function register(RED: NodeAPI): void {
         // that is down for now does not fail the message: the wait is deferred
         // and the triggerer retries until its deadline.
         try {
-          if (!(await store.backend.collectionExists(collection))) {
+          if (!(await store.backend.collectionExists(watched))) {
             throw new VectorStoreError(
               'NOT_FOUND',
               `Collection "${collection}" does not exist in the ${store.backend.name} store, so there is nothing to wait for. Check the collection name, or ingest documents into it first.`,
             );
           }
           if (closed) throw stoppedError();
-          const first = checkOnce(spec, await store.backend.status(collection, expectedCount > 0 ? { expectedCount } : undefined), startedAt);
+          const first = checkOnce(spec, await store.backend.status(watched, expectedCount > 0 ? { expectedCount } : undefined), startedAt);
           if (first) {
             finish({ msg, send, done }, first);
             return;
@@ -356,11 +359,21 @@ export = function register(RED: NodeAPI): void {
     async function reset(msg: SensorMessage, done: Done): Promise<void> {
       const given = msg.collection;
       let only: string | null = null;
-      if (given !== undefined && given !== null && given !== '') {
+      if (isPlainObject(given)) {
+        // Another tool's collection: its waits carry its label.
+        try {
+          only = collectionLabel(parseExistingCollection(given, 'msg.collection'));
+        } catch (err) {
+          const message = `${messageOf(err)} Nothing was cancelled.`;
+          status.fail(message);
+          done(toError(new VectorStoreError('INVALID_INPUT', message)));
+          return;
+        }
+      } else if (given !== undefined && given !== null && given !== '') {
         if (typeof given !== 'string') {
           const err = new VectorStoreError(
             'INVALID_INPUT',
-            `msg.collection must be a collection name (a string) to reset the waits of one collection, not ${Array.isArray(given) ? 'an array' : typeof given}: nothing was cancelled. Leave msg.collection out to cancel all of this sensor's waits.`,
+            `msg.collection must be a collection name (a string), or another tool's collection (an object such as {"name": "items"}), to reset the waits of one collection, not ${Array.isArray(given) ? 'an array' : typeof given}: nothing was cancelled. Leave msg.collection out to cancel all of this sensor's waits.`,
           );
           status.fail(err.message);
           done(toError(err));

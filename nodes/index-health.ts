@@ -9,9 +9,9 @@ import { expectedCountOf } from './shared/messages';
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'index-health', parseHealthConfig, async ({ text, config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'index-health', parseHealthConfig, async ({ text, config, store, collection, label, msg, status }) => {
     const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
-    status.busy(text('index-health.status.checking', { collection }));
+    status.busy(text('index-health.status.checking', { collection: label }));
     const report = await checkHealth(store, {
       collection,
       expectedCount,
@@ -27,5 +27,5 @@ export = function register(RED: NodeAPI): void {
         latency: report.queryLatencyMs ?? 0,
       }),
     };
-  });
+  }, { watches: true });
 };

@@ -8,9 +8,9 @@ import { parseQueryConfig, parseQueryInput } from '../lib/schemas';
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'sample-query', parseQueryConfig, async ({ text, config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'sample-query', parseQueryConfig, async ({ text, config, store, collection, label, msg, status }) => {
     const input = parseQueryInput(msg.payload, config.query, config.topK);
-    status.busy(text('sample-query.status.querying', { collection }));
+    status.busy(text('sample-query.status.querying', { collection: label }));
     const results = await queryCollection(store, collection, input.queries, (i) => (input.batch ? `msg.payload[${i}]` : 'msg.payload'));
     // On failure too, msg.payload keeps the (partly) empty results: that is the structured answer.
     msg.payload = input.batch ? results : results[0];
@@ -19,7 +19,7 @@ export = function register(RED: NodeAPI): void {
       const which = input.batch ? `query ${emptyAt + 1} of ${results.length}` : 'the query';
       return {
         ok: false,
-        reason: `No results for ${which} in collection "${collection}": the collection may be empty or the filter matches nothing. Turn off "fail on empty" to let empty answers through.`,
+        reason: `No results for ${which} in collection "${label}": the collection may be empty or the filter matches nothing. Turn off "fail on empty" to let empty answers through.`,
       };
     }
     const best = results[0]?.[0];
@@ -27,5 +27,5 @@ export = function register(RED: NodeAPI): void {
     // Not named "count": i18next would look up plural forms, several times slower.
     const count = results.reduce((n, hits) => n + hits.length, 0);
     return { ok: true, statusText: text('sample-query.status.done', { hits: count, score: best.score.toFixed(3) }) };
-  });
+  }, { watches: true });
 };

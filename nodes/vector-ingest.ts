@@ -9,7 +9,8 @@ import { parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/sch
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, collection, msg, status }) => {
+  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, label: collection, msg, status }) => {
+    // (Ingest never watches another tool's collection: its label is the package collection's name.)
     // Everything is validated before anything is written.
     const items = parseIngestPayload(msg.payload);
     const simulate = parseSimulate(msg.simulate);

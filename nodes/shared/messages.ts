@@ -3,12 +3,20 @@
  */
 import { VectorStoreError, messageOf } from '../../lib/errors';
 import { validateCollectionName } from '../../lib/backends/collection-name';
-import { describeValue } from '../../lib/schemas';
+import { describeValue, isPlainObject, type WatchConfig } from '../../lib/schemas';
+import { parseExistingCollection } from '../../lib/collection-ref';
+import type { CollectionRef, ExistingCollection } from '../../lib/types';
 
 /** `msg.collection` wins over the configured collection; one of them must be set. */
 export function collectionOf(msg: { collection?: unknown }, configured: string, backend: string): string {
   const fromMsg = msg.collection;
   if (fromMsg !== undefined && fromMsg !== null && fromMsg !== '') {
+    if (isPlainObject(fromMsg)) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `msg.collection must be the name of a collection of this package (a string): documents are written only to collections this package made, not to another tool's (got ${describeValue(fromMsg)}).`,
+      );
+    }
     if (typeof fromMsg !== 'string') {
       throw new VectorStoreError('INVALID_INPUT', `msg.collection must be a string, the collection's name (got ${describeValue(fromMsg)}).`);
     }
@@ -21,6 +29,51 @@ export function collectionOf(msg: { collection?: unknown }, configured: string, 
     );
   }
   return validateCollectionName(configured, backend);
+}
+
+/**
+ * What a sensor, health check or sample query works on. `msg.collection` wins:
+ * an object names a collection another tool made (ExistingCollection), a string
+ * a collection of this package, or, on a node set to watch another tool's
+ * collection, that collection's name (the node's other fields still apply).
+ * Else the node's own properties.
+ */
+export function watchedCollectionOf(
+  msg: { collection?: unknown },
+  config: WatchConfig & { collection: string },
+  backend: string,
+): CollectionRef {
+  const fromMsg = msg.collection;
+  if (isPlainObject(fromMsg)) return parseExistingCollection(fromMsg, 'msg.collection');
+  if (config.origin === 'package') return collectionOf(msg, config.collection, backend);
+  const given = fromMsg !== undefined && fromMsg !== null && fromMsg !== '';
+  if (given && typeof fromMsg !== 'string') {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.collection must be the other tool's name for the collection (a string), or an object such as {"name": "items"} (got ${describeValue(fromMsg)}).`,
+    );
+  }
+  const name = given ? (fromMsg as string) : config.collection;
+  if (!name) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      'No collection given: set the Collection property of the node to the name the other tool uses (the table, the Chroma collection, the LangChain collection), or send msg.collection.',
+    );
+  }
+  const ref: Record<keyof ExistingCollection, string> = {
+    name,
+    preset: config.preset,
+    schema: config.tableSchema,
+    column: config.vectorColumn,
+    index: config.indexName,
+  };
+  return parseExistingCollection(ref, 'the node', {
+    name: given ? 'msg.collection' : 'Collection',
+    preset: 'Preset',
+    schema: 'Schema',
+    column: 'Vector column',
+    index: 'Index',
+  });
 }
 
 /** The structured payload a failed ingest or query leaves in msg.payload. */

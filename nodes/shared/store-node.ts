@@ -9,7 +9,10 @@ import { messageOf } from '../../lib/errors';
 import { NodeStatus } from './status';
 import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
-import { collectionOf, errorPayload, toError } from './messages';
+import { collectionOf, errorPayload, toError, watchedCollectionOf } from './messages';
+import { collectionLabel } from '../../lib/collection-ref';
+import type { WatchConfig } from '../../lib/schemas';
+import type { CollectionRef } from '../../lib/types';
 
 export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record<string, unknown>;
 
@@ -22,7 +25,10 @@ export interface OperationContext<C> {
   text: Texts;
   config: C;
   store: ResolvedStore;
-  collection: string;
+  /** A string for a package collection; an ExistingCollection only for nodes that watch (see `watches`). */
+  collection: CollectionRef;
+  /** The collection's name, or another tool's collection's label: for statuses and messages. */
+  label: string;
   msg: StoreMessage;
   status: NodeStatus;
 }
@@ -34,9 +40,14 @@ export interface StoreNodeOptions {
    * ingest keeps its documents, so a flow can retry or store them elsewhere.
    */
   keepPayloadOnError?: boolean;
+  /**
+   * The node reads a collection and may watch one another tool made (its config
+   * has the WatchConfig fields); else only package collections (ingest writes).
+   */
+  watches?: boolean;
 }
 
-export function registerStoreNode<C extends { collection: string }>(
+export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
   RED: NodeAPI,
   type: string,
   parseConfig: (def: unknown) => C,
@@ -65,12 +76,16 @@ export function registerStoreNode<C extends { collection: string }>(
     });
 
     async function handle(msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void): Promise<void> {
-      let collection: string | null = null;
+      let label: string | null = null;
       try {
         if (configError || !config) throw configError;
         const store = resolveStore(RED, storeId);
-        collection = collectionOf(msg, config.collection, store.backend.name);
-        const outcome = await operation({ RED, text, config, store, collection, msg, status });
+        const collection: CollectionRef =
+          options.watches && config.origin
+            ? watchedCollectionOf(msg, config as C & WatchConfig, store.backend.name)
+            : collectionOf(msg, config.collection, store.backend.name);
+        label = collectionLabel(collection);
+        const outcome = await operation({ RED, text, config, store, collection, label, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(outcome.reason);
@@ -84,7 +99,7 @@ export function registerStoreNode<C extends { collection: string }>(
       } catch (err) {
         // Node-RED clones the message for Catch nodes: a payload it cannot clone
         // (nested thousands of levels deep) would lose the error, so it goes.
-        if (!options.keepPayloadOnError || !cloneable(RED, msg.payload)) msg.payload = errorPayload(collection, err);
+        if (!options.keepPayloadOnError || !cloneable(RED, msg.payload)) msg.payload = errorPayload(label, err);
         status.fail(messageOf(err));
         done(toError(err));
       }

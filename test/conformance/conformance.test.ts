@@ -4,7 +4,8 @@
  * (test/conformance/fixtures/) starts the real store and stops it.
  */
 import should from 'should';
-import type { Backend, CollectionStatus } from '../../lib/types';
+import type { Backend, CollectionRef, CollectionStatus } from '../../lib/types';
+import { collectionLabel } from '../../lib/collection-ref';
 import { VectorStoreError } from '../../lib/errors';
 import type { BackendFixture } from './fixture';
 import { fixtures } from './fixtures';
@@ -45,7 +46,7 @@ function freshName(prefix = 'conf'): string {
   return `${prefix}_${Date.now().toString(36)}_${counter}`;
 }
 
-async function waitUntilReady(backend: Backend, collection: string, budgetSeconds: number): Promise<CollectionStatus[]> {
+async function waitUntilReady(backend: Backend, collection: CollectionRef, budgetSeconds: number): Promise<CollectionStatus[]> {
   const seen: CollectionStatus[] = [];
   const deadline = Date.now() + budgetSeconds * 1000;
   while (Date.now() < deadline) {
@@ -54,7 +55,7 @@ async function waitUntilReady(backend: Backend, collection: string, budgetSecond
     if (status.state !== 'indexing') return seen;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`collection ${collection} not ready within ${budgetSeconds} s; last status ${JSON.stringify(seen[seen.length - 1])}`);
+  throw new Error(`collection ${collectionLabel(collection)} not ready within ${budgetSeconds} s; last status ${JSON.stringify(seen[seen.length - 1])}`);
 }
 
 function conformance(fixture: BackendFixture): void {
@@ -224,6 +225,31 @@ function conformance(fixture: BackendFixture): void {
         } finally {
           await lost.close();
         }
+      });
+    }
+
+    if (fixture.createForeign) {
+      const createForeign = fixture.createForeign.bind(fixture);
+      it('watches a collection another tool made, where it is: exists, status ready with its count, statistics, nearest neighbours', async () => {
+        const given = vectors(12, 7);
+        const ref = await createForeign(freshName('foreign'), given);
+        should(await backend.collectionExists(ref)).be.true();
+        const seen = await waitUntilReady(backend, ref, fixture.indexingBudgetSeconds);
+        should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 12, indexedCount: 12 });
+        const stats = await backend.stats(ref);
+        should(stats).match({ documentCount: 12, dimensions: DIM });
+        const hits = await backend.query(ref, { vector: given[5], topK: 3 });
+        should(hits.length).equal(3);
+        should(hits[0]).match({ id: 'a5', text: 'text 5' });
+        should(hits[0].score).be.aboveOrEqual(hits[1].score);
+      });
+
+      it('another tool\'s collection that is not there: exists false, and NOT_FOUND naming it', async () => {
+        const ref = await createForeign(freshName('foreign'), vectors(2, 3));
+        const missing = { ...ref, name: `${ref.name}_missing` };
+        should(await backend.collectionExists(missing)).be.false();
+        const e = await expectError(backend.status(missing), 'NOT_FOUND', false);
+        should(e.message).containEql(missing.name);
       });
     }
 

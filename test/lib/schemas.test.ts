@@ -186,10 +186,28 @@ describe('schemas', () => {
     });
   });
 
+  /** The WatchConfig of a node that watches a collection of this package (the default). */
+  const NO_WATCH = { origin: 'package', preset: '', tableSchema: '', vectorColumn: '', indexName: '' };
+
+  describe('watch fields (sensor, health, query)', () => {
+    it('read another tool\'s collection from the node; refuse an unknown origin or layout by name', () => {
+      should(parseSensorConfig({ collection: 'langchain_pg_embedding', origin: 'other', preset: 'langchain', tableSchema: ' rag ' })).match({
+        origin: 'other',
+        preset: 'langchain',
+        tableSchema: 'rag',
+        vectorColumn: '',
+        indexName: '',
+      });
+      should(invalid(() => parseHealthConfig({ origin: 'elsewhere' }))).equal('origin must be one of "package", "other" (got "elsewhere")');
+      should(invalid(() => parseQueryConfig({ preset: 'haystack' }))).equal('preset must be one of "", "langchain", "llamaindex" (got "haystack")');
+    });
+  });
+
   describe('sensorConfigSchema', () => {
     it('applies defaults', () => {
       should(parseSensorConfig(nodeDef({}))).eql({
         collection: '',
+        ...NO_WATCH,
         expectedCount: 0,
         pollInterval: 5,
         maxPollInterval: 60,
@@ -209,7 +227,7 @@ describe('schemas', () => {
           timeout: '90',
           deferrable: 'false',
         }),
-      ).eql({ collection: 'docs', expectedCount: 500, pollInterval: 0.5, maxPollInterval: 30, timeout: 90, deferrable: false, maxErrors: 0 });
+      ).eql({ collection: 'docs', ...NO_WATCH, expectedCount: 500, pollInterval: 0.5, maxPollInterval: 30, timeout: 90, deferrable: false, maxErrors: 0 });
     });
 
     it('raises an unset maxPollInterval to a long pollInterval, but rejects a set one below it', () => {
@@ -239,9 +257,10 @@ describe('schemas', () => {
 
   describe('healthConfigSchema', () => {
     it('applies defaults and coerces', () => {
-      should(parseHealthConfig(nodeDef({}))).eql({ collection: '', expectedCount: 0, countMode: 'atLeast', dimensions: 0 });
+      should(parseHealthConfig(nodeDef({}))).eql({ collection: '', ...NO_WATCH, expectedCount: 0, countMode: 'atLeast', dimensions: 0 });
       should(parseHealthConfig({ expectedCount: '10', countMode: 'exact', dimensions: '384' })).eql({
         collection: '',
+        ...NO_WATCH,
         expectedCount: 10,
         countMode: 'exact',
         dimensions: 384,
@@ -259,9 +278,10 @@ describe('schemas', () => {
 
   describe('queryConfigSchema', () => {
     it('applies defaults, keeps the query text as typed', () => {
-      should(parseQueryConfig(nodeDef({}))).eql({ collection: '', query: '', topK: 3, failOnEmpty: true });
+      should(parseQueryConfig(nodeDef({}))).eql({ collection: '', ...NO_WATCH, query: '', topK: 3, failOnEmpty: true });
       should(parseQueryConfig({ query: ' sensor ', topK: '10', failOnEmpty: 'false' })).eql({
         collection: '',
+        ...NO_WATCH,
         query: ' sensor ',
         topK: 10,
         failOnEmpty: false,

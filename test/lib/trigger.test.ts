@@ -6,6 +6,8 @@ import {
   createTriggerSpec,
   formatDuration,
   parseTriggerSpec,
+  adoptTriggerSpec,
+  watchedCollection,
   progressOf,
   runToCompletion,
   timerContext,
@@ -422,6 +424,34 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
       }
       should(message).match(/^This saved wait is damaged: expectedCount/).and.not.match(/Too big|expected int|Invalid input/);
       should(() => parseTriggerSpec(null)).throw(/format version undefined/);
+    });
+
+    it('a wait on another tool\'s collection keeps it in `source`, across a save and a load; the status is asked about it, not the label', async () => {
+      const source = { name: 'langchain_pg_embedding', schema: 'public', index: 'docs_idx' };
+      const s = spec({ collection: 'public.langchain_pg_embedding', source });
+      should(s.source).eql(source);
+      const saved = JSON.parse(JSON.stringify(s));
+      should(parseTriggerSpec(saved)).eql(s);
+      should(adoptTriggerSpec(JSON.parse(JSON.stringify(s)))).eql(s);
+      // Waits saved before `source` existed load unchanged, without one.
+      should(parseTriggerSpec(JSON.parse(JSON.stringify(spec())))).not.have.property('source');
+      const asked: unknown[] = [];
+      const { ctx } = scripted([ready(500)]);
+      ctx.status = async (collection) => {
+        asked.push(collection);
+        return ready(500);
+      };
+      const final = finalOf(await collect(new CollectionReadyTrigger(parseTriggerSpec(saved)), ctx));
+      should(final.collection).equal('public.langchain_pg_embedding');
+      should(asked).eql([source]);
+      should(watchedCollection(s)).eql(source);
+      should(watchedCollection(spec())).equal('docs');
+    });
+
+    it('a damaged `source` is named in our words; a bad one is refused when the wait is made', () => {
+      should(() => parseTriggerSpec({ ...spec(), source: { name: '' } })).throw(/^This saved wait is damaged: source\.name/);
+      should(() => parseTriggerSpec({ ...spec(), source: { name: 'items', preset: 'haystack' } })).throw(/^This saved wait is damaged: source\.preset/);
+      should(() => spec({ source: { name: 'items', colum: 'vec' } as never })).throw(/does not know: "colum"/);
     });
 
     it('formatDuration speaks like a person', () => {
