@@ -5,6 +5,7 @@
 import should from 'should';
 import * as lancedb from '@lancedb/lancedb';
 import * as arrow from 'apache-arrow';
+import { ForeignBacklog } from '../../lib/backends/lancedb/foreign';
 import type { ExistingCollection } from '../../lib/types';
 import { rejectsWith } from '../support/errors';
 import { lancedbFixture } from '../support/lancedb-fixture';
@@ -181,5 +182,18 @@ describe('lancedb backend: tables made by other tools', function () {
     should(await store.stats({ name: 'docs' })).containEql({ metric: 'dot', dimensions: DIM, documentCount: 1 });
     const [hit] = await store.query({ name: 'docs' }, { vector: vectorOf(1), topK: 1 });
     should(hit).containEql({ id: 'd1', text: 'one', metadata: { tag: 'a', nested: { k: 1 } } });
+  });
+
+  it('estimates the time left from the rate at which the other tool drains its backlog: unknown before any drop, never 0 while rows wait', () => {
+    const backlog = new ForeignBacklog();
+    backlog.observe(1000, 0);
+    should(backlog.etaSeconds(1000, 0)).be.null();
+    backlog.observe(600, 2000); // 400 rows in 2 s: 200 rows/s
+    should(backlog.etaSeconds(600, 2000)).equal(3);
+    should(backlog.etaSeconds(600, 4000)).equal(1); // 2 s later, same backlog: 1 s left
+    should(backlog.etaSeconds(600, 60_000)).equal(1); // overdue: still not 0
+    backlog.observe(0, 5000);
+    backlog.observe(50, 6000); // a new backlog after ready: the rate seen so far still applies
+    should(backlog.etaSeconds(50, 6000)).equal(1); // 50 rows at 200 rows/s: 0.25 s, shown as at least 1
   });
 });
