@@ -15,6 +15,9 @@
  * `status` maps LanceDB's own counters (numIndexedRows / numUnindexedRows of the
  * vector index) onto indexing / ready / failed; see `LanceDbBackend.status`.
  *
+ * A table another tool made (LangChain JS, LlamaIndex, a script) is named by an
+ * ExistingCollection and only read: see lancedb/foreign.ts.
+ *
  * `@lancedb/lancedb` is an optional peer dependency, loaded at first use.
  */
 import { collectionLabel } from '../collection-ref';
@@ -27,10 +30,10 @@ import type {
   CollectionStatus,
   QueryHit,
   QueryRequest,
-  UpsertOptions,
-  UpsertResult,
   ExistingCollection,
   Metric,
+  UpsertOptions,
+  UpsertResult,
   VectorDocument,
 } from '../types';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
@@ -39,6 +42,7 @@ import { type CollectionTable, type OtherTable, type SharedDatabase, acquireData
 import { BACKEND_NAME, type FoundRow, lanceCollection, parseMetadata, toHit, toRows } from './lancedb/documents';
 import { storeError } from './lancedb/errors';
 import {
+  type ForeignIndex,
   type ForeignLayout,
   checkForeignRef,
   foreignHit,
@@ -321,11 +325,9 @@ export class LanceDbBackend implements Backend {
     const name = checkForeignRef(ref, this.database.dir);
     const other = await this.database.getOther(name);
     if (!other) throw this.otherNotFound(ref);
-    let layout: ForeignLayout;
     try {
       const schema = await other.table.schema();
-      layout = foreignLayout(ref, schema.fields, schema.metadata, this.database.dir);
-      return await read(other, layout);
+      return await read(other, foreignLayout(ref, schema.fields, schema.metadata, this.database.dir));
     } catch (err) {
       if (err instanceof VectorStoreError) throw err;
       // Dropped (or replaced) by the other tool since it was opened: open it afresh next time.
@@ -339,7 +341,7 @@ export class LanceDbBackend implements Backend {
   private async observeOther(
     other: OtherTable,
     layout: ForeignLayout,
-  ): Promise<{ status: CollectionStatus; index: Awaited<ReturnType<typeof foreignIndex>>; metric: Metric }> {
+  ): Promise<{ status: CollectionStatus; index: ForeignIndex | null; metric: Metric }> {
     const [documentCount, index] = await Promise.all([other.table.countRows(), foreignIndex(other.table, layout.column)]);
     const metric = metricOf(layout, index);
     const unindexed = index ? Math.min(index.numUnindexedRows, documentCount) : 0;

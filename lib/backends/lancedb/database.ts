@@ -12,6 +12,8 @@
  * A collection is a table `<name>.lance` in the directory with the schema
  * id (utf8), vector (fixed-size list of float32), text (utf8, nullable),
  * metadata (JSON text, nullable); its metric is kept in the schema metadata.
+ * Any other table of the directory can be opened to be read only (`getOther`,
+ * see ./foreign.ts).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -263,7 +265,8 @@ export class SharedDatabase {
       throw new VectorStoreError(
         'INVALID_INPUT',
         `The LanceDB table "${name}" in ${this.dir} was not created by this package: it needs the columns id (text), ` +
-          `vector (float32 list), text and metadata (text). Use another collection name or another Path.`,
+          'vector (float32 list), text and metadata (text). Use another collection name or another Path; to watch a table ' +
+          `another tool made, name it as an object: {"name": "${name}"}.`,
       );
     }
     const storedMetric = schema.metadata.get(METRIC_KEY) as Metric | undefined;

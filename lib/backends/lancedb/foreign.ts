@@ -143,7 +143,7 @@ export function foreignLayout(
 }
 
 /** The metric searches use: the package's record, else the index's distance type, else LanceDB's default (l2). */
-export function metricOf(layout: ForeignLayout, index: { indexDetails?: unknown } | null): Metric {
+export function metricOf(layout: ForeignLayout, index: ForeignIndex | null): Metric {
   if (layout.recordedMetric) return layout.recordedMetric;
   const details = index?.indexDetails;
   const named = isPlainObject(details) ? INDEX_METRIC[String(details.metric_type).toUpperCase()] : undefined;
@@ -209,11 +209,18 @@ export function plainValue(value: unknown): unknown {
   return result;
 }
 
-/** The vector index on the layout's column, with LanceDB's own counters; null when it has none. */
-export async function foreignIndex(
-  table: LanceDb.Table,
-  column: string,
-): Promise<{ name: string; indexType: string; numUnindexedRows: number; indexDetails?: unknown } | null> {
+/** A vector index on the watched column, as LanceDB lists it. */
+export interface ForeignIndex {
+  name: string;
+  /** As LanceDB names it, e.g. "IvfFlat". */
+  indexType: string;
+  numUnindexedRows: number;
+  /** LanceDB's details, with the distance type as `metric_type`. */
+  indexDetails?: unknown;
+}
+
+/** The vector index on the column, with LanceDB's own counters; null when it has none. */
+export async function foreignIndex(table: LanceDb.Table, column: string): Promise<ForeignIndex | null> {
   const index = (await table.listIndices()).find((i) => i.columns.length === 1 && i.columns[0] === column);
   if (!index) return null;
   let unindexed = index.numUnindexedRows;
