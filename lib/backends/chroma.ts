@@ -17,6 +17,9 @@
  * - Metadata: see ./chroma/records.ts (any JSON round-trips; filters work on
  *   top-level string, number and boolean fields).
  * - The API key is sent as `x-chroma-token` and as `Authorization: Bearer`.
+ * - A collection another client made is named by an ExistingCollection ({ name })
+ *   under Chroma's own name rule, and read like the package's own: metric from
+ *   `hnsw:space` or its configuration, dimension from its records.
  */
 import { collectionLabel, refuseFields } from '../collection-ref';
 import { VectorStoreError } from '../errors';
