@@ -3,6 +3,9 @@
 // client directly, the way LangChain JS, LlamaIndex or a script lay them out, in
 // temporary directories.
 import should from 'should';
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import * as lancedb from '@lancedb/lancedb';
 import * as arrow from 'apache-arrow';
 import { ForeignBacklog } from '../../lib/backends/lancedb/foreign';
@@ -84,6 +87,27 @@ describe('lancedb backend: tables made by other tools', function () {
     const [hit] = await store.query(ref, { vector: vectorOf(310), topK: 1 });
     should(hit).containEql({ id: 'a310', text: 'text 310' });
     should(hit.score).be.approximately(1, 1e-5);
+  });
+
+  it('sees the rows another process adds to the table at once (a second writer process with the lancedb client)', async () => {
+    const dir = await tempDir();
+    const table = await otherTool(dir, 'Shared.Table', langchainRows(300));
+    await table.createIndex('vector', { config: lancedb.Index.ivfFlat({ numPartitions: 2 }) });
+    const store = backend({ path: dir });
+    const ref: ExistingCollection = { name: 'Shared.Table' };
+    should((await store.status(ref)).state).equal('ready');
+    const script = `
+      const lancedb = require('@lancedb/lancedb');
+      (async () => {
+        const db = await lancedb.connect(process.argv[1]);
+        const t = await db.openTable('Shared.Table');
+        const rows = Array.from({ length: 50 }, (_, k) => ({ vector: Array.from({ length: ${DIM} }, (_, d) => Math.cos(k + d)), text: 'w ' + k, id: 'w' + k, source: 'p.md', page: k }));
+        await t.add(rows);
+        t.close(); db.close();
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    await promisify(execFile)(process.execPath, ['-e', script, dir], { cwd: path.resolve(__dirname, '..', '..') });
+    should(await store.status(ref)).containEql({ state: 'indexing', documentCount: 350, indexedCount: 300 });
+    should((await store.query(ref, { vector: Array.from({ length: DIM }, (_, d) => Math.cos(3 + d)), topK: 1 }))[0].id).equal('w3');
   });
 
   it('finds the vector column by "column" when a table has several, and says which it found when "column" is missing or names no vector column', async () => {
