@@ -17,11 +17,16 @@
  * - Metadata: see ./chroma/records.ts (any JSON round-trips; filters work on
  *   top-level string, number and boolean fields).
  * - The API key is sent as `x-chroma-token` and as `Authorization: Bearer`.
+ * - A collection another client made is named by an ExistingCollection ({ name })
+ *   under Chroma's own name rule, and read like the package's own: metric from
+ *   `hnsw:space` or its configuration, dimension from its records.
  */
+import { collectionLabel, refuseFields } from '../collection-ref';
 import { VectorStoreError } from '../errors';
 import { secretProblem } from '../redact';
 import type {
   Backend,
+  CollectionRef,
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
@@ -73,6 +78,13 @@ const CHROMA_NAME_MIN_LENGTH = 3;
 const METRIC_TO_SPACE: Record<Metric, string> = { cosine: 'cosine', l2: 'l2', dot: 'ip' };
 const SPACE_TO_METRIC: Record<string, Metric> = { cosine: 'cosine', l2: 'l2', ip: 'dot' };
 const LIST_PAGE = 100;
+/**
+ * Chroma's own rule for a collection made by another client: 3-512 characters of
+ * [a-zA-Z0-9._-], starting and ending with a letter or a digit, no "..", and not
+ * an IP address (the server's validate_name).
+ */
+const CHROMA_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$/;
+const IPV4_PATTERN = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /** What this backend knows about a collection on the server. */
 interface CollectionInfo {
@@ -128,8 +140,8 @@ export class ChromaBackend implements Backend {
     checkSameSpec(found, spec, chromaCollection(name));
   }
 
-  async collectionExists(collection: string): Promise<boolean> {
-    const name = this.open(collection);
+  async collectionExists(collection: CollectionRef): Promise<boolean> {
+    const { name } = this.openRef(collection);
     return (await this.lookup(name)) !== null;
   }
 
@@ -154,13 +166,13 @@ export class ChromaBackend implements Backend {
     return { written: records.length, totalCount: await this.count(info) };
   }
 
-  async status(collection: string): Promise<CollectionStatus> {
-    const info = await this.require(this.open(collection));
+  async status(collection: CollectionRef): Promise<CollectionStatus> {
+    const info = await this.require(this.openRef(collection));
     return this.statusOf(info);
   }
 
-  async stats(collection: string): Promise<CollectionStats> {
-    const info = await this.require(this.open(collection));
+  async stats(collection: CollectionRef): Promise<CollectionStats> {
+    const info = await this.require(this.openRef(collection));
     const { documentCount, indexedCount } = await this.statusOf(info);
     return {
       documentCount,
@@ -171,14 +183,15 @@ export class ChromaBackend implements Backend {
     };
   }
 
-  async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
-    const name = this.open(collection);
+  async query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]> {
+    const opened = this.openRef(collection);
+    const { name } = opened;
     const named = chromaCollection(name);
     checkQuery(request, named);
     const { topK } = request;
     const filter = checkFilter(request.filter, named);
     const where = filter ? whereOf(filter, name) : undefined;
-    const info = await this.require(name);
+    const info = await this.require(opened);
     const vector = toFloat32Vector(request.vector, info.dimensions, 'The query vector', named);
     const body: Record<string, unknown> = {
       query_embeddings: [Array.from(vector)],
@@ -322,11 +335,37 @@ export class ChromaBackend implements Backend {
     return name;
   }
 
-  /** The collection, from the cache or the server; NOT_FOUND when it does not exist. */
-  private async require(name: string): Promise<CollectionInfo> {
-    const info = this.collections.get(name) ?? (await this.lookup(name));
+  /**
+   * Check what names the collection: a string as `open`; a collection made by
+   * another client by its name alone, under Chroma's own rule (`other`: true).
+   */
+  private openRef(collection: unknown): { name: string; other: boolean } {
+    const ref = this.lifecycle.openRef(collection);
+    if (typeof ref === 'string') return { name: this.open(ref), other: false };
+    refuseFields(ref, 'Chroma', ['schema', 'column', 'index', 'preset']);
+    const { name } = ref;
+    if (!CHROMA_NAME_PATTERN.test(name) || name.includes('..') || IPV4_PATTERN.test(name)) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `${JSON.stringify(collectionLabel(ref))} cannot be a Chroma collection name: Chroma allows 3 to 512 characters of ` +
+          'letters, digits, ".", "_" and "-", starting and ending with a letter or a digit, without ".." and not an IP address. ' +
+          'Check the name the other client gave the collection.',
+      );
+    }
+    return { name, other: true };
+  }
+
+  /**
+   * The collection, from the cache or the server; NOT_FOUND when it does not exist.
+   * One whose dimension is not known yet (made empty by another client) is asked again:
+   * its first records tell it.
+   */
+  private async require(collection: string | { name: string; other: boolean }): Promise<CollectionInfo> {
+    const { name, other } = typeof collection === 'string' ? { name: collection, other: false } : collection;
+    const cached = this.collections.get(name);
+    const info = cached && cached.dimensions !== null ? cached : await this.lookup(name);
     if (info) return info;
-    throw this.notFound(name);
+    throw this.notFound(name, other);
   }
 
   /**
@@ -422,11 +461,14 @@ export class ChromaBackend implements Backend {
     return `database "${this.database}" of tenant "${this.tenant}"`;
   }
 
-  private notFound(name: string): VectorStoreError {
+  /** `other`: named as a collection made by another client (nothing of the package would create it). */
+  private notFound(name: string, other = false): VectorStoreError {
     return new VectorStoreError(
       'NOT_FOUND',
       `Collection "${name}" does not exist in Chroma ${this.describeDatabase()} at ${this.http.baseUrl}. ` +
-        'Ingest documents into it first (vector-ingest creates it), or check the collection name, tenant and database.',
+        (other
+          ? 'Check the name (Chroma collection names are case-sensitive), the tenant and the database.'
+          : 'Ingest documents into it first (vector-ingest creates it), or check the collection name, tenant and database.'),
     );
   }
 

@@ -15,25 +15,42 @@
  * `status` maps LanceDB's own counters (numIndexedRows / numUnindexedRows of the
  * vector index) onto indexing / ready / failed; see `LanceDbBackend.status`.
  *
+ * A table another tool made (LangChain JS, LlamaIndex, a script) is named by an
+ * ExistingCollection and only read: see lancedb/foreign.ts.
+ *
  * `@lancedb/lancedb` is an optional peer dependency, loaded at first use.
  */
+import { collectionLabel } from '../collection-ref';
 import { VectorStoreError } from '../errors';
 import type {
   Backend,
+  CollectionRef,
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
   QueryHit,
   QueryRequest,
+  ExistingCollection,
+  Metric,
   UpsertOptions,
   UpsertResult,
   VectorDocument,
 } from '../types';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
 import { refuseSimulatedFailure, toFloat32Vector } from './documents';
-import { type CollectionTable, type SharedDatabase, acquireDatabase, releaseDatabase } from './lancedb/database';
+import { type CollectionTable, type OtherTable, type SharedDatabase, acquireDatabase, releaseDatabase } from './lancedb/database';
 import { BACKEND_NAME, type FoundRow, lanceCollection, parseMetadata, toHit, toRows } from './lancedb/documents';
 import { storeError } from './lancedb/errors';
+import {
+  type ForeignIndex,
+  type ForeignLayout,
+  checkForeignRef,
+  foreignHit,
+  foreignIndex,
+  foreignLayout,
+  metricOf,
+  selectedColumns,
+} from './lancedb/foreign';
 import { type VectorIndexInfo, findVectorIndex } from './lancedb/maintenance';
 import { type LanceDbLoader, requireLanceDb } from './lancedb/modules';
 import { BackendLifecycle } from './lifecycle';
@@ -109,8 +126,12 @@ export class LanceDbBackend implements Backend {
     });
   }
 
-  collectionExists(collection: string): Promise<boolean> {
-    return this.lifecycle.track(async () => (await this.database.get(this.lifecycle.openCollection(collection))) !== null);
+  collectionExists(collection: CollectionRef): Promise<boolean> {
+    return this.lifecycle.track(async () => {
+      const ref = this.lifecycle.openRef(collection);
+      if (typeof ref !== 'string') return (await this.database.getOther(checkForeignRef(ref, this.database.dir))) !== null;
+      return (await this.database.get(ref)) !== null;
+    });
   }
 
   /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing. */
@@ -147,16 +168,26 @@ export class LanceDbBackend implements Backend {
    *   "optimizing", detail "N rows not yet indexed", ETA from the smoothed rate at
    *   which unindexed rows go (null until one was seen, never 0).
    */
-  status(collection: string): Promise<CollectionStatus> {
+  status(collection: CollectionRef): Promise<CollectionStatus> {
     return this.lifecycle.track(async () => {
-      const target = await this.require(this.lifecycle.openCollection(collection));
+      const ref = this.lifecycle.openRef(collection);
+      if (typeof ref !== 'string') return (await this.readOther(ref, (other, layout) => this.observeOther(other, layout))).status;
+      const target = await this.require(ref);
       return (await this.observe(target)).status;
     });
   }
 
-  stats(collection: string): Promise<CollectionStats> {
+  stats(collection: CollectionRef): Promise<CollectionStats> {
     return this.lifecycle.track(async () => {
-      const target = await this.require(this.lifecycle.openCollection(collection));
+      const ref = this.lifecycle.openRef(collection);
+      if (typeof ref !== 'string') {
+        return this.readOther(ref, async (other, layout) => {
+          const { status, index, metric } = await this.observeOther(other, layout);
+          const { documentCount, indexedCount } = status;
+          return { documentCount, indexedCount, dimensions: layout.dimensions, metric, indexType: index ? snakeCase(index.indexType) : NO_INDEX };
+        });
+      }
+      const target = await this.require(ref);
       const { status, index } = await this.observe(target);
       return {
         documentCount: status.documentCount,
@@ -173,9 +204,11 @@ export class LanceDbBackend implements Backend {
    * metadata JSON: the search then scans exactly (bypassing the index) and
    * fetches more candidates until topK match or the collection is exhausted.
    */
-  query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
+  query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]> {
     return this.lifecycle.track(async () => {
-      const name = this.lifecycle.openCollection(collection);
+      const ref = this.lifecycle.openRef(collection);
+      if (typeof ref !== 'string') return this.readOther(ref, (other, layout) => this.queryOther(other, layout, request));
+      const name = ref;
       const target = await this.require(name);
       const named = lanceCollection(name);
       checkQuery(request, named);
@@ -279,6 +312,86 @@ export class LanceDbBackend implements Backend {
       detail: maintenance.conflict ? `${waiting}; ${CONFLICT_DETAIL}` : waiting,
     };
     return { status, index };
+  }
+
+  // ------------------------------------------------------------------ tables of other tools
+
+  /**
+   * Run `read` on another tool's table (see ./lancedb/foreign.ts) with its layout
+   * as its schema is now. NOT_FOUND when there is no such table, also when it was
+   * dropped since it was opened.
+   */
+  private async readOther<T>(ref: ExistingCollection, read: (other: OtherTable, layout: ForeignLayout) => Promise<T>): Promise<T> {
+    const name = checkForeignRef(ref, this.database.dir);
+    const other = await this.database.getOther(name);
+    if (!other) throw this.otherNotFound(ref);
+    try {
+      const schema = await other.table.schema();
+      return await read(other, foreignLayout(ref, schema.fields, schema.metadata, this.database.dir));
+    } catch (err) {
+      if (err instanceof VectorStoreError) throw err;
+      // Dropped (or replaced) by the other tool since it was opened: open it afresh next time.
+      this.database.forgetOther(other);
+      if (/not found|does not exist/i.test(String(err))) throw this.otherNotFound(ref);
+      throw storeError(err, `read table "${name}"`, this.database.dir);
+    }
+  }
+
+  /** Status of another tool's table: LanceDB's own count of unindexed rows on the watched column; nothing is run on it. */
+  private async observeOther(
+    other: OtherTable,
+    layout: ForeignLayout,
+  ): Promise<{ status: CollectionStatus; index: ForeignIndex | null; metric: Metric }> {
+    const [documentCount, index] = await Promise.all([other.table.countRows(), foreignIndex(other.table, layout.column)]);
+    const metric = metricOf(layout, index);
+    const unindexed = index ? Math.min(index.numUnindexedRows, documentCount) : 0;
+    const t = this.database.now();
+    other.backlog.observe(unindexed, t);
+    if (unindexed === 0) {
+      // No vector index: searches scan every row exactly, so everything is searchable.
+      return { status: { state: 'ready', documentCount, indexedCount: documentCount, progress: 1, etaSeconds: 0, phase: null }, index, metric };
+    }
+    const indexedCount = documentCount - unindexed;
+    const status: CollectionStatus = {
+      state: 'indexing',
+      documentCount,
+      indexedCount,
+      progress: documentCount > 0 ? indexedCount / documentCount : null,
+      etaSeconds: other.backlog.etaSeconds(unindexed, t),
+      phase: 'waiting for optimize',
+      detail:
+        `${rowsText(unindexed)} not yet in the vector index "${index!.name}" on column "${layout.column}" ` +
+        "(the tool that writes this table folds them in with optimize(); this package does not write another tool's table)",
+    };
+    return { status, index, metric };
+  }
+
+  /** Nearest rows of another tool's table on the watched column; a filter matches the metadata as read. */
+  private async queryOther(other: OtherTable, layout: ForeignLayout, request: QueryRequest): Promise<QueryHit[]> {
+    checkQuery(request, layout.label);
+    const { topK } = request;
+    const filter = jsonFilter(request.filter, layout.label);
+    const vector = toFloat32Vector(request.vector, layout.dimensions, 'The query vector', layout.label);
+    const metric = metricOf(layout, await foreignIndex(other.table, layout.column));
+    const search = async (limit: number, exact: boolean) => {
+      let query = other.table.vectorSearch(vector).column(layout.column).distanceType(metric).select(selectedColumns(layout)).withRowId().limit(limit);
+      if (exact) query = query.bypassVectorIndex();
+      return ((await query.toArray()) as Record<string, unknown>[]).map((row) => foreignHit(row, layout, metric));
+    };
+    if (!filter) return search(topK, false);
+    for (let fetch = Math.max(topK * FILTER_OVERFETCH, FILTER_MIN_FETCH); ; fetch *= FILTER_GROWTH) {
+      const hits = await search(fetch, true);
+      const matching = hits.filter((hit) => matchesFilter(hit.metadata, filter));
+      if (matching.length >= topK || hits.length < fetch) return matching.slice(0, topK);
+    }
+  }
+
+  private otherNotFound(ref: ExistingCollection): VectorStoreError {
+    return new VectorStoreError(
+      'NOT_FOUND',
+      `There is no table "${collectionLabel(ref)}" in the LanceDB database in ${this.database.dir}. Check the name ` +
+        '(LanceDB table names are case-sensitive) and the Path of the vector-store configuration.',
+    );
   }
 
   private async require(name: string): Promise<CollectionTable> {

@@ -4,8 +4,11 @@
  * caller should use the new instance), and `close()` first lets the calls it
  * tracks finish (so writes in progress become durable).
  */
+import { parseExistingCollection } from '../collection-ref';
 import { VectorStoreError } from '../errors';
+import type { CollectionRef } from '../types';
 import { validateCollectionName } from './collection-name';
+import { isPlainObject } from './values';
 
 export class BackendLifecycle {
   private closing: Promise<void> | null = null;
@@ -35,6 +38,18 @@ export class BackendLifecycle {
   openCollection(collection: unknown): string {
     this.checkOpen();
     return validateCollectionName(collection, this.backend);
+  }
+
+  /**
+   * Check the backend is open and what names the collection: a string must follow
+   * the package's rule (as `openCollection`); an object is a collection made by
+   * another tool, checked for its shape only (the backend holds its name to the
+   * store's own rule and refuses the fields it does not use).
+   */
+  openRef(ref: unknown): CollectionRef {
+    this.checkOpen();
+    if (!isPlainObject(ref)) return validateCollectionName(ref, this.backend);
+    return parseExistingCollection(ref, 'collection');
   }
 
   /** Run the call, and have close() wait until it settles. */

@@ -17,6 +17,7 @@
 import { VectorStoreError } from '../errors';
 import type {
   Backend,
+  CollectionRef,
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
@@ -26,6 +27,7 @@ import type {
   UpsertResult,
   VectorDocument,
 } from '../types';
+import { validateCollectionName } from './collection-name';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
 import { checkDocuments, toFloat32Vector } from './documents';
 import { BackendLifecycle } from './lifecycle';
@@ -125,8 +127,8 @@ export class MemoryBackend implements Backend {
     checkSameSpec(await this.store.create(name, dimensions, metric, this.now), spec, namedCollection(name));
   }
 
-  async collectionExists(collection: string): Promise<boolean> {
-    const name = this.lifecycle.openCollection(collection);
+  async collectionExists(collection: CollectionRef): Promise<boolean> {
+    const name = this.openRef(collection);
     return (await this.store.get(name, this.now)) !== null;
   }
 
@@ -160,19 +162,19 @@ export class MemoryBackend implements Backend {
     return { written: prepared.length, totalCount: target.documentCount };
   }
 
-  async status(collection: string): Promise<CollectionStatus> {
-    const target = await this.require(this.lifecycle.openCollection(collection));
+  async status(collection: CollectionRef): Promise<CollectionStatus> {
+    const target = await this.require(this.openRef(collection));
     return target.status(this.now());
   }
 
-  async stats(collection: string): Promise<CollectionStats> {
-    const target = await this.require(this.lifecycle.openCollection(collection));
+  async stats(collection: CollectionRef): Promise<CollectionStats> {
+    const target = await this.require(this.openRef(collection));
     const { documentCount, indexedCount } = target.status(this.now());
     return { documentCount, indexedCount, dimensions: target.dimensions, metric: target.metric, indexType: INDEX_TYPE };
   }
 
-  async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
-    const name = this.lifecycle.openCollection(collection);
+  async query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]> {
+    const name = this.openRef(collection);
     const target = await this.require(name);
     const named = namedCollection(name);
     checkQuery(request, named);
@@ -188,6 +190,25 @@ export class MemoryBackend implements Backend {
    */
   close(): Promise<void> {
     return this.lifecycle.close(() => releaseStore(this.key, this.store));
+  }
+
+  /**
+   * The name of the package collection meant: a string, or `{ name }` (held to the
+   * same rule). The memory store holds nothing another tool made, so any other
+   * field of a collection object is refused.
+   */
+  private openRef(collection: unknown): string {
+    const ref = this.lifecycle.openRef(collection);
+    if (typeof ref === 'string') return ref;
+    const extra = (['schema', 'column', 'index', 'preset'] as const).find((field) => ref[field] !== undefined);
+    if (extra) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `"${extra}" cannot be used with the memory store: it holds only collections this package made, so name one by ` +
+          `its name alone (got ${JSON.stringify(ref)}).`,
+      );
+    }
+    return validateCollectionName(ref.name, BACKEND_NAME);
   }
 
   private async require(name: string): Promise<MemoryCollection> {

@@ -311,6 +311,25 @@ describe('memory backend', () => {
       should(() => validateCollectionName('a/b', 'lancedb')).throw(/"a\/b".*lancedb/);
     });
 
+    it('takes {name} as the package collection of that name (same rule), and refuses any other field: it holds only what this package made', async () => {
+      const b = backend();
+      await b.ensureCollection('docs', { dimensions: 3 });
+      await b.upsert('docs', docsOf(2));
+      clock += 10_000;
+      should(await b.collectionExists({ name: 'docs' })).be.true();
+      should(await b.collectionExists({ name: 'ghost' })).be.false();
+      should(await b.status({ name: 'docs' })).eql(await b.status('docs'));
+      should(await b.stats({ name: 'docs' })).eql(await b.stats('docs'));
+      should((await b.query({ name: 'docs' }, { vector: docsOf(1)[0].vector, topK: 1 }))[0].id).equal('doc-0');
+      for (const field of ['schema', 'column', 'index', 'preset'] as const) {
+        const err = await rejectsWith(b.status({ name: 'docs', [field]: field === 'preset' ? 'langchain' : 'x' }), 'INVALID_INPUT');
+        should(err.message).startWith(`"${field}" cannot be used with the memory store: it holds only collections this package made`);
+      }
+      const err = await rejectsWith(b.status({ name: 'Team.Docs' }), 'INVALID_INPUT');
+      should(err.message).match(/"Team\.Docs" is not valid for the memory store: use 1 to 63 characters/);
+      await rejectsWith(b.status({ name: 'ghost' }), 'NOT_FOUND');
+    });
+
     it('answers NOT_FOUND for a missing collection, saying what to do', async () => {
       const b = backend();
       for (const call of [

@@ -12,6 +12,8 @@
  * A collection is a table `<name>.lance` in the directory with the schema
  * id (utf8), vector (fixed-size list of float32), text (utf8, nullable),
  * metadata (JSON text, nullable); its metric is kept in the schema metadata.
+ * Any other table of the directory can be opened to be read only (`getOther`,
+ * see ./foreign.ts).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -19,10 +21,10 @@ import type * as LanceDb from '@lancedb/lancedb';
 import { VectorStoreError, messageOf } from '../../errors';
 import type { Metric } from '../../types';
 import { storeError } from './errors';
+import { ForeignBacklog, METRIC_KEY } from './foreign';
 import { IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
 import { type LanceDbLoader, type LanceDbModules, loadLanceDb } from './modules';
 
-const METRIC_KEY = 'vector_pipeline.metric';
 /** Seconds between checks for other writers' commits: 0 = before every read (strong consistency). */
 const READ_CONSISTENCY_SECONDS = 0;
 const METRICS: readonly Metric[] = ['cosine', 'l2', 'dot'];
@@ -45,6 +47,14 @@ export interface DatabaseSettings {
   now: () => number;
 }
 
+/** A table of another tool, opened to be read (see ./foreign.ts). */
+export interface OtherTable {
+  name: string;
+  table: LanceDb.Table;
+  /** What status saw of its unindexed rows, for an ETA. */
+  backlog: ForeignBacklog;
+}
+
 interface Connected {
   modules: LanceDbModules;
   connection: LanceDb.Connection;
@@ -55,6 +65,8 @@ export class SharedDatabase {
   private connecting: Promise<Connected> | null = null;
   /** Tables opened or being opened/created; a name that turned out not to exist is not kept. */
   private readonly tables = new Map<string, Promise<CollectionTable | null>>();
+  /** Tables of other tools opened to be read, by name; a name that turned out not to exist is not kept. */
+  private readonly otherTables = new Map<string, Promise<OtherTable | null>>();
 
   constructor(
     readonly dir: string,
@@ -90,13 +102,49 @@ export class SharedDatabase {
     }
   }
 
+  /**
+   * Any table of the directory, opened to be read only (a table another tool
+   * made, or one of the package's named by an ExistingCollection), or null if
+   * there is none of that name. `name` must already follow LanceDB's rule.
+   */
+  getOther(name: string): Promise<OtherTable | null> {
+    let found = this.otherTables.get(name);
+    if (!found) {
+      const opening = this.openOther(name);
+      found = opening;
+      this.otherTables.set(name, opening);
+      const forgetIfMissing = (t: OtherTable | null) => {
+        if (!t && this.otherTables.get(name) === opening) this.otherTables.delete(name);
+      };
+      opening.then(forgetIfMissing, () => forgetIfMissing(null));
+    }
+    return found;
+  }
+
+  /** Close a table of another tool and forget it (it was dropped, say): the next call opens it again. */
+  forgetOther(other: OtherTable): void {
+    void this.otherTables.get(other.name)?.then((t) => {
+      if (t !== other) return;
+      this.otherTables.delete(other.name);
+      try {
+        other.table.close();
+      } catch {
+        // already closed
+      }
+    });
+  }
+
   /** Wait for background work, then release every table and the connection. Never rejects. */
   async close(): Promise<void> {
     await this.previousClose;
     const settled = await Promise.allSettled([...this.tables.values()]);
     const opened = settled.flatMap((s) => (s.status === 'fulfilled' && s.value ? [s.value] : []));
     await Promise.allSettled(opened.map((t) => t.maintenance.stop()));
-    for (const t of opened) {
+    const others = (await Promise.allSettled([...this.otherTables.values()])).flatMap((s) =>
+      s.status === 'fulfilled' && s.value ? [s.value] : [],
+    );
+    this.otherTables.clear();
+    for (const t of [...opened, ...others]) {
       try {
         t.table.close();
       } catch {
@@ -170,6 +218,16 @@ export class SharedDatabase {
     return this.describe(modules, name, table);
   }
 
+  private async openOther(name: string): Promise<OtherTable | null> {
+    const { connection } = await this.connect();
+    try {
+      if (!(await connection.tableNames()).includes(name)) return null;
+      return { name, table: await connection.openTable(name), backlog: new ForeignBacklog() };
+    } catch (err) {
+      throw storeError(err, `open table "${name}"`, this.dir);
+    }
+  }
+
   private async createNew(name: string, dimensions: number, metric: Metric): Promise<CollectionTable> {
     const { modules, connection } = await this.connect();
     const { arrow } = modules;
@@ -207,7 +265,8 @@ export class SharedDatabase {
       throw new VectorStoreError(
         'INVALID_INPUT',
         `The LanceDB table "${name}" in ${this.dir} was not created by this package: it needs the columns id (text), ` +
-          `vector (float32 list), text and metadata (text). Use another collection name or another Path.`,
+          'vector (float32 list), text and metadata (text). Use another collection name or another Path; to watch a table ' +
+          `another tool made, name it as an object: {"name": "${name}"}.`,
       );
     }
     const storedMetric = schema.metadata.get(METRIC_KEY) as Metric | undefined;
