@@ -33,7 +33,10 @@ export interface ExistingCollection {
   name: string;
   /** pgvector: the table's schema; "public" when not given. */
   schema?: string;
-  /** pgvector: the vector column; "embedding" when not given. */
+  /**
+   * pgvector and LanceDB: the vector column. pgvector: "embedding" when not given;
+   * LanceDB: the table's only fixed-size float list when not given.
+   */
   column?: string;
   /** pgvector: the one index to watch; when not given, any vector index (hnsw, ivfflat) on the column. */
   index?: string;

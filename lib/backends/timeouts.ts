@@ -11,7 +11,9 @@
  * is swallowed, so it never becomes an unhandled rejection.
  */
 import { VectorStoreError } from '../errors';
-import type { Backend } from '../types';
+import type { Backend, ExistingCollection } from '../types';
+import { collectionLabel } from '../collection-ref';
+import { isPlainObject } from '../schemas';
 
 /** What each operation was doing, for the message. */
 const DOING: Record<Exclude<keyof Backend, 'name' | 'close'>, (collection: string) => string> = {
@@ -38,7 +40,9 @@ export function seconds(ms: number): string {
 /** The sentence users read when a call on the store does not settle in time. */
 export function timeoutError(storeName: string, operation: keyof typeof DOING, collection: unknown, timeoutMs: number): VectorStoreError {
   const store = TITLES[storeName] ?? storeName;
-  const name = typeof collection === 'string' ? `"${collection}"` : '(no name)';
+  const name = typeof collection === 'string' ? `"${collection}"` : isPlainObject(collection) && typeof collection.name === 'string'
+      ? `"${collectionLabel(collection as unknown as ExistingCollection)}"`
+      : '(no name)';
   const what = DOING[operation](name);
   const after =
     operation === 'upsert'

@@ -259,6 +259,8 @@ describe('store call timeouts', function () {
       should(await timesOut(() => backend.stats('c1'))).match(/reading the statistics of collection "c1"/);
       should(await timesOut(() => backend.query('c1', { vector: [1], topK: 1 }))).match(/querying collection "c1"/);
       should(await timesOut(() => backend.collectionExists('c1'))).match(/checking whether collection "c1" exists/);
+      // Another tool's collection is named by its label.
+      should(await timesOut(() => backend.status({ name: 'langchain_pg_embedding', schema: 'rag' }))).match(/status of collection "rag\.langchain_pg_embedding"/);
       should(await timesOut(() => backend.ensureCollection('c1', { dimensions: 1, metric: 'cosine' }))).match(/collection "c1"/);
       const upsert = await timesOut(() => backend.upsert('c1', [doc('a')]));
       should(upsert).match(/writing to collection "c1"/).and.match(/may or may not have completed/).and.match(/again is safe/);
