@@ -11,7 +11,9 @@ import { describeValue, isPlainObject } from './schemas';
 import type { CollectionRef, ExistingCollection } from './types';
 
 export const PRESETS = ['langchain', 'llamaindex'] as const;
-const FIELDS = ['name', 'schema', 'column', 'index', 'preset'] as const;
+const FIELDS = ['name', 'schema', 'column', 'index', 'path', 'preset'] as const;
+/** What users may write: the fields, and `table` for `name` (the pgvector and LanceDB word). */
+const INPUT_FIELDS: readonly string[] = [...FIELDS, 'table'];
 /** Chroma allows names up to 512 characters, the longest of the stores. */
 const MAX_NAME_LENGTH = 512;
 
@@ -28,21 +30,26 @@ export function isExisting(ref: CollectionRef): ref is ExistingCollection {
 export function parseExistingCollection(
   value: unknown,
   where: string,
-  fieldNames: Partial<Record<keyof ExistingCollection, string>> = {},
+  fieldNames: Partial<Record<keyof ExistingCollection | 'table', string>> = {},
 ): ExistingCollection {
-  const fieldName = (field: keyof ExistingCollection) => fieldNames[field] ?? `${where}.${field}`;
+  const fieldName = (field: keyof ExistingCollection | 'table') => fieldNames[field] ?? `${where}.${field}`;
   if (!isPlainObject(value)) {
     throw invalid(`${where} must be an object such as {"name": "my_table"}, but got ${describeValue(value)}.`);
   }
-  const unknown = Object.keys(value).filter((k) => !(FIELDS as readonly string[]).includes(k));
+  const unknown = Object.keys(value).filter((k) => !INPUT_FIELDS.includes(k));
   if (unknown.length > 0) {
     throw invalid(
       `${where} has ${unknown.length === 1 ? 'a field' : 'fields'} this package does not know: ${unknown.map((k) => JSON.stringify(k)).join(', ')}. ` +
-        `Use ${FIELDS.join(', ')}.`,
+        `Use ${INPUT_FIELDS.join(', ')}.`,
     );
   }
-  const result: ExistingCollection = { name: text(value.name, fieldName('name'), true) as string };
-  for (const field of ['schema', 'column', 'index'] as const) {
+  const table = text(value.table, fieldName('table'), false);
+  const name = text(value.name, fieldName('name'), table === undefined);
+  if (table !== undefined && name !== undefined && table !== name) {
+    throw invalid(`${where} gives both a name (${JSON.stringify(name)}) and a table (${JSON.stringify(table)}): give one of them.`);
+  }
+  const result: ExistingCollection = { name: (name ?? table) as string };
+  for (const field of ['schema', 'column', 'index', 'path'] as const) {
     const given = text(value[field], fieldName(field), false);
     if (given !== undefined) result[field] = given;
   }
@@ -59,7 +66,7 @@ export function parseExistingCollection(
 function text(value: unknown, field: string, required: boolean): string | undefined {
   if (value === undefined || value === null || value === '') {
     if (!required) return undefined;
-    throw invalid(`${field} is missing: give the name the other tool uses for the table or collection.`);
+    throw invalid(`${field} is missing: give the name the other tool uses for the table or collection (as "name", or "table").`);
   }
   if (typeof value !== 'string') throw invalid(`${field} must be a string, but got ${describeValue(value)}.`);
   if (value.length > MAX_NAME_LENGTH) throw invalid(`${field} is too long (${value.length} characters; at most ${MAX_NAME_LENGTH}).`);
@@ -98,7 +105,8 @@ export function refuseFields(ref: ExistingCollection, store: string, fields: Rea
   const given = fields.find((f) => ref[f] !== undefined);
   if (given) {
     throw invalid(
-      `"${given}" only applies to a pgvector table; a ${store} collection made by another tool is named by "name" alone (got ${JSON.stringify(ref)}).`,
+      `"${given}" ${given === 'path' ? 'only applies to a LanceDB table' : given === 'column' ? 'only applies to pgvector and LanceDB tables' : 'only applies to a pgvector table'}; ` +
+        `a ${store} collection made by another tool is named by "name" alone (got ${JSON.stringify(ref)}).`,
     );
   }
 }

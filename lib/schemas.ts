@@ -64,6 +64,8 @@ export interface WatchConfig {
   tableSchema: string;
   vectorColumn: string;
   indexName: string;
+  /** LanceDB: the database directory of another tool's table, when not the store's Path. */
+  databasePath: string;
 }
 
 export interface SensorConfig extends WatchConfig {
@@ -474,6 +476,7 @@ const watchFields = {
   tableSchema: stringField(),
   vectorColumn: stringField(),
   indexName: stringField(),
+  databasePath: stringField(),
 };
 
 export const sensorConfigSchema: z.ZodType<SensorConfig> = z

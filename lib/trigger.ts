@@ -260,6 +260,7 @@ const specV1Schema = z.object({
       schema: z.string().min(1).optional(),
       column: z.string().min(1).optional(),
       index: z.string().min(1).optional(),
+      path: z.string().min(1).optional(),
       preset: z.enum(['langchain', 'llamaindex']).optional(),
     })
     .optional(),

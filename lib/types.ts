@@ -29,6 +29,8 @@ export interface ExistingCollection {
    * What the other tool calls it, as is (not held to the package's naming rule):
    * the table (pgvector, LanceDB), the collection (Chroma), the LangChain collection
    * (preset "langchain"), or the `table_name` given to LlamaIndex (preset "llamaindex").
+   * Given as `table` too (the pgvector and LanceDB spelling): parseExistingCollection
+   * turns it into `name`.
    */
   name: string;
   /** pgvector: the table's schema; "public" when not given. */
@@ -38,6 +40,11 @@ export interface ExistingCollection {
    * LanceDB: the table's only fixed-size float list when not given.
    */
   column?: string;
+  /**
+   * LanceDB: the database directory holding the table, when it is not the one of
+   * the vector-store configuration (resolved as that Path is).
+   */
+  path?: string;
   /** pgvector: the one index to watch; when not given, any vector index (hnsw, ivfflat) on the column. */
   index?: string;
   /**

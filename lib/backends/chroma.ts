@@ -342,7 +342,7 @@ export class ChromaBackend implements Backend {
   private openRef(collection: unknown): { name: string; other: boolean } {
     const ref = this.lifecycle.openRef(collection);
     if (typeof ref === 'string') return { name: this.open(ref), other: false };
-    refuseFields(ref, 'Chroma', ['schema', 'column', 'index', 'preset']);
+    refuseFields(ref, 'Chroma', ['schema', 'column', 'index', 'path', 'preset']);
     const { name } = ref;
     if (!CHROMA_NAME_PATTERN.test(name) || name.includes('..') || IPV4_PATTERN.test(name)) {
       throw new VectorStoreError(

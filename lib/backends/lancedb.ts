@@ -20,6 +20,8 @@
  *
  * `@lancedb/lancedb` is an optional peer dependency, loaded at first use.
  */
+import { promises as fs } from 'node:fs';
+import * as nodePath from 'node:path';
 import { collectionLabel } from '../collection-ref';
 import { VectorStoreError } from '../errors';
 import type {
@@ -38,7 +40,14 @@ import type {
 } from '../types';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
 import { refuseSimulatedFailure, toFloat32Vector } from './documents';
-import { type CollectionTable, type OtherTable, type SharedDatabase, acquireDatabase, releaseDatabase } from './lancedb/database';
+import {
+  type CollectionTable,
+  type DatabaseSettings,
+  type OtherTable,
+  type SharedDatabase,
+  acquireDatabase,
+  releaseDatabase,
+} from './lancedb/database';
 import { BACKEND_NAME, type FoundRow, lanceCollection, parseMetadata, toHit, toRows } from './lancedb/documents';
 import { storeError } from './lancedb/errors';
 import {
@@ -101,6 +110,9 @@ function snakeCase(name: string): string {
 export class LanceDbBackend implements Backend {
   readonly name = BACKEND_NAME;
   private readonly database: SharedDatabase;
+  private readonly settings: DatabaseSettings;
+  /** Databases of other directories (an ExistingCollection's `path`), by directory, opened on first use. */
+  private readonly otherDatabases = new Map<string, SharedDatabase>();
   /** Tracks every call in progress: close lets them finish first. */
   private readonly lifecycle = new BackendLifecycle(BACKEND_NAME, 'LanceDB');
 
@@ -110,11 +122,8 @@ export class LanceDbBackend implements Backend {
     }
     // null as well as undefined means "the default" here.
     const threshold = wholeNumberOption(options.indexThreshold ?? undefined, DEFAULT_INDEX_THRESHOLD, 'The LanceDB index threshold');
-    this.database = acquireDatabase(options.path, {
-      loader: options.loadModules ?? requireLanceDb,
-      indexThreshold: threshold,
-      now: options.now ?? Date.now,
-    });
+    this.settings = { loader: options.loadModules ?? requireLanceDb, indexThreshold: threshold, now: options.now ?? Date.now };
+    this.database = acquireDatabase(options.path, this.settings);
   }
 
   ensureCollection(collection: string, spec: CollectionSpec): Promise<void> {
@@ -129,7 +138,10 @@ export class LanceDbBackend implements Backend {
   collectionExists(collection: CollectionRef): Promise<boolean> {
     return this.lifecycle.track(async () => {
       const ref = this.lifecycle.openRef(collection);
-      if (typeof ref !== 'string') return (await this.database.getOther(checkForeignRef(ref, this.database.dir))) !== null;
+      if (typeof ref !== 'string') {
+        const database = await this.databaseOf(ref);
+        return database !== null && (await database.getOther(checkForeignRef(ref, database.dir))) !== null;
+      }
       return (await this.database.get(ref)) !== null;
     });
   }
@@ -236,7 +248,10 @@ export class LanceDbBackend implements Backend {
    * tables and the connection. Idempotent.
    */
   close(): Promise<void> {
-    return this.lifecycle.close(() => releaseDatabase(this.database));
+    return this.lifecycle.close(async () => {
+      await Promise.all([this.database, ...this.otherDatabases.values()].map((database) => releaseDatabase(database)));
+      this.otherDatabases.clear();
+    });
   }
 
   private async search(target: CollectionTable, vector: Float32Array, limit: number, exact: boolean): Promise<FoundRow[]> {
@@ -322,19 +337,40 @@ export class LanceDbBackend implements Backend {
    * dropped since it was opened.
    */
   private async readOther<T>(ref: ExistingCollection, read: (other: OtherTable, layout: ForeignLayout) => Promise<T>): Promise<T> {
-    const name = checkForeignRef(ref, this.database.dir);
-    const other = await this.database.getOther(name);
-    if (!other) throw this.otherNotFound(ref);
+    const database = await this.databaseOf(ref);
+    if (!database) throw this.otherNotFound(ref, nodePath.resolve(ref.path as string), 'no such directory');
+    const name = checkForeignRef(ref, database.dir);
+    const other = await database.getOther(name);
+    if (!other) throw this.otherNotFound(ref, database.dir);
     try {
       const schema = await other.table.schema();
-      return await read(other, foreignLayout(ref, schema.fields, schema.metadata, this.database.dir));
+      return await read(other, foreignLayout(ref, schema.fields, schema.metadata, database.dir));
     } catch (err) {
       if (err instanceof VectorStoreError) throw err;
       // Dropped (or replaced) by the other tool since it was opened: open it afresh next time.
-      this.database.forgetOther(other);
-      if (/not found|does not exist/i.test(String(err))) throw this.otherNotFound(ref);
-      throw storeError(err, `read table "${name}"`, this.database.dir);
+      database.forgetOther(other);
+      if (/not found|does not exist/i.test(String(err))) throw this.otherNotFound(ref, database.dir);
+      throw storeError(err, `read table "${name}"`, database.dir);
     }
+  }
+
+  /**
+   * The database holding another tool's table: the store's own, or the directory
+   * the ref's `path` names (resolved as the store's Path is), shared process-wide
+   * like any other. Null when that directory does not exist: watching never
+   * creates one.
+   */
+  private async databaseOf(ref: ExistingCollection): Promise<SharedDatabase | null> {
+    if (ref.path === undefined) return this.database;
+    const dir = nodePath.resolve(ref.path);
+    if (dir === this.database.dir) return this.database;
+    if (!this.otherDatabases.has(dir)) {
+      const found = await fs.stat(dir).then((s) => s.isDirectory(), () => false);
+      if (!found) return null;
+      // (This call is tracked: close() releases the databases only once it settled.)
+      if (!this.otherDatabases.has(dir)) this.otherDatabases.set(dir, acquireDatabase(dir, this.settings));
+    }
+    return this.otherDatabases.get(dir) as SharedDatabase;
   }
 
   /** Status of another tool's table: LanceDB's own count of unindexed rows on the watched column; nothing is run on it. */
@@ -386,11 +422,12 @@ export class LanceDbBackend implements Backend {
     }
   }
 
-  private otherNotFound(ref: ExistingCollection): VectorStoreError {
+  private otherNotFound(ref: ExistingCollection, dir: string, why?: string): VectorStoreError {
+    const where = ref.path !== undefined ? `the "path" of the collection (${ref.path})` : 'the Path of the vector-store configuration';
     return new VectorStoreError(
       'NOT_FOUND',
-      `There is no table "${collectionLabel(ref)}" in the LanceDB database in ${this.database.dir}. Check the name ` +
-        '(LanceDB table names are case-sensitive) and the Path of the vector-store configuration.',
+      `There is no table "${collectionLabel(ref)}" in the LanceDB database in ${dir}${why ? ` (${why})` : ''}. Check the name ` +
+        `(LanceDB table names are case-sensitive) and ${where}.`,
     );
   }
 

@@ -200,7 +200,7 @@ export class MemoryBackend implements Backend {
   private openRef(collection: unknown): string {
     const ref = this.lifecycle.openRef(collection);
     if (typeof ref === 'string') return ref;
-    const extra = (['schema', 'column', 'index', 'preset'] as const).find((field) => ref[field] !== undefined);
+    const extra = (['schema', 'column', 'index', 'path', 'preset'] as const).find((field) => ref[field] !== undefined);
     if (extra) {
       throw new VectorStoreError(
         'INVALID_INPUT',

@@ -66,6 +66,7 @@ export function watchedCollectionOf(
     schema: config.tableSchema,
     column: config.vectorColumn,
     index: config.indexName,
+    path: config.databasePath,
   };
   return parseExistingCollection(ref, 'the node', {
     name: given ? 'msg.collection' : 'Collection',
@@ -73,6 +74,7 @@ export function watchedCollectionOf(
     schema: 'Schema',
     column: 'Vector column',
     index: 'Index',
+    path: 'Database path',
   });
 }
 

@@ -86,10 +86,11 @@ describe('chroma backend: collections made by other clients', function () {
     const name = freshName('Rules');
     await createCollection({ name });
     const store = backend();
-    for (const field of ['schema', 'column', 'index', 'preset'] as const) {
+    const onlyFor = { schema: 'a pgvector table', column: 'pgvector and LanceDB tables', index: 'a pgvector table', path: 'a LanceDB table', preset: 'a pgvector table' };
+    for (const field of ['schema', 'column', 'index', 'path', 'preset'] as const) {
       const ref = { name, [field]: field === 'preset' ? 'llamaindex' : 'x' } as ExistingCollection;
       const err = await rejectsWith(store.status(ref), 'INVALID_INPUT');
-      should(err.message).startWith(`"${field}" only applies to a pgvector table`);
+      should(err.message).startWith(`"${field}" only applies to ${onlyFor[field]}`);
     }
     for (const bad of ['ab', '.starts.with.dot', 'ends-', 'two..dots', '192.168.1.20', 'has space']) {
       const err = await rejectsWith(store.collectionExists({ name: bad }), 'INVALID_INPUT');

@@ -21,7 +21,12 @@ describe('collections made by other tools: the shape every store shares (lib/col
     should(() => parseExistingCollection('items', 'msg.collection')).throw(/^msg\.collection must be an object such as \{"name": "my_table"\}/);
     should(() => parseExistingCollection({}, 'msg.collection')).throw(/^msg\.collection\.name is missing/);
     should(() => parseExistingCollection({ name: 3 }, 'msg.collection')).throw(/^msg\.collection\.name must be a string, but got 3/);
-    should(() => parseExistingCollection({ name: 'a', table: 'b' }, 'msg.collection')).throw(/does not know: "table"\. Use name, schema, column, index, preset/);
+    should(() => parseExistingCollection({ name: 'a', tabel: 'b' }, 'msg.collection')).throw(/does not know: "tabel"\. Use name, schema, column, index, path, preset, table/);
+    // `table` is the pgvector and LanceDB word for the name; not both, unless they agree.
+    should(parseExistingCollection({ table: 'items', schema: 'rag' }, 'msg.collection')).eql({ name: 'items', schema: 'rag' });
+    should(parseExistingCollection({ table: 'items', name: 'items' }, 'msg.collection')).eql({ name: 'items' });
+    should(() => parseExistingCollection({ name: 'a', table: 'b' }, 'msg.collection')).throw(/gives both a name \("a"\) and a table \("b"\): give one of them/);
+    should(parseExistingCollection({ table: 'docs', path: '/data/other-lancedb' }, 'msg.collection')).eql({ name: 'docs', path: '/data/other-lancedb' });
     should(() => parseExistingCollection({ name: 'a', preset: 'haystack' }, 'msg.collection')).throw(/^msg\.collection\.preset must be one of "langchain", "llamaindex"/);
     should(() => parseExistingCollection({ name: 'a\nb' }, 'msg.collection')).throw(/control character/);
     should(() => parseExistingCollection({ name: ' a' }, 'msg.collection')).throw(/starts or ends with a space/);

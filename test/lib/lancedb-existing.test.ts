@@ -4,6 +4,7 @@
 // temporary directories.
 import should from 'should';
 import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as lancedb from '@lancedb/lancedb';
@@ -60,6 +61,25 @@ describe('lancedb backend: tables made by other tools', function () {
     should(hits).have.length(2);
     const filtered = await store.query(ref, { vector: vectorOf(7), topK: 3, filter: { source: 'even.txt' } });
     should(filtered.map((h) => h.metadata.source)).eql(['even.txt', 'even.txt', 'even.txt']);
+  });
+
+  it('reads a table of another database directory named by "path" (relative paths as the store\'s Path), given as "table"; a directory that is not there is NOT_FOUND and is not created', async () => {
+    const ownDir = await tempDir();
+    const otherDir = await tempDir();
+    await otherTool(otherDir, 'Their.Docs', langchainRows(15));
+    const store = backend({ path: ownDir });
+    const ref: ExistingCollection = { name: 'Their.Docs', path: path.relative(process.cwd(), otherDir) };
+    should(await store.collectionExists(ref)).be.true();
+    should(await store.status({ table: 'Their.Docs', path: otherDir } as never)).match({ state: 'ready', documentCount: 15 });
+    should((await store.query(ref, { vector: vectorOf(3), topK: 1 }))[0]).match({ id: 'a3', text: 'text 3' });
+    // Not in the store's own directory.
+    should(await store.collectionExists({ name: 'Their.Docs' })).be.false();
+
+    const missingDir = path.join(otherDir, 'no-such-db');
+    should(await store.collectionExists({ name: 'Their.Docs', path: missingDir })).be.false();
+    const e = await rejectsWith(store.status({ name: 'Their.Docs', path: missingDir }), 'NOT_FOUND');
+    should(e.message).containEql(missingDir).and.containEql('no such directory').and.containEql('"path"');
+    await should(fs.stat(missingDir)).be.rejected();
   });
 
   it('with a vector index the other tool built: indexing while its rows are unindexed (the package does not optimize that table), ready once the tool optimizes', async () => {

@@ -187,7 +187,7 @@ describe('schemas', () => {
   });
 
   /** The WatchConfig of a node that watches a collection of this package (the default). */
-  const NO_WATCH = { origin: 'package', preset: '', tableSchema: '', vectorColumn: '', indexName: '' };
+  const NO_WATCH = { origin: 'package', preset: '', tableSchema: '', vectorColumn: '', indexName: '', databasePath: '' };
 
   describe('watch fields (sensor, health, query)', () => {
     it('read another tool\'s collection from the node; refuse an unknown origin or layout by name', () => {

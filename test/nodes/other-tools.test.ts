@@ -103,7 +103,8 @@ describe('nodes on a collection another tool made (real LanceDB table written by
     await loadFlow(flow(dir, { ...sensor, origin: 'other', collection: '' }));
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{}, /No collection given: set the Collection property of the node to the name the other tool uses/],
-      [{ collection: { name: TABLE, table: 'x' } }, /msg\.collection has a field this package does not know: "table"/],
+      [{ collection: { name: TABLE, tabel: 'x' } }, /msg\.collection has a field this package does not know: "tabel"/],
+      [{ collection: { name: TABLE, table: 'x' } }, /gives both a name \("Other\.Tool-Items"\) and a table \("x"\)/],
       [{ collection: { name: TABLE, schema: 'public' } }, /"schema"/],
       [{ collection: { name: 'no-such-table' } }, /does not exist/],
     ];
