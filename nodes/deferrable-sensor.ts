@@ -23,6 +23,7 @@ import { runtimeSettingsOrDefaults } from '../lib/settings';
 import {
   createTriggerSpec,
   checkOnce,
+  watchedCollection,
   type FailurePayload,
   type ProgressPayload,
   type SuccessPayload,
@@ -30,6 +31,7 @@ import {
 } from '../lib/trigger';
 import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
+import type { CollectionRef } from '../lib/types';
 import { NodeStatus } from './shared/status';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
@@ -181,7 +183,7 @@ export = function register(RED: NodeAPI): void {
           if (closed) throw stoppedError();
           const first = checkOnce(spec, await store.backend.status(watched, expectedCount > 0 ? { expectedCount } : undefined), startedAt);
           if (first) {
-            finish({ msg, send, done }, first);
+            finish({ msg, send, done }, first, watched);
             return;
           }
         } catch (err) {
@@ -279,13 +281,13 @@ export = function register(RED: NodeAPI): void {
           live.delete(waitId);
           if (entry?.local) localOutages.delete(wait.spec.collection);
           if (entry && !event.redelivered) {
-            finish(entry, event.payload);
+            finish(entry, event.payload, watchedCollection(wait.spec));
           } else {
             // Resumed after a redeploy or restart: rebuild the parked message.
             const msg = copyOf(wait, 'final');
             msg.waitId = waitId;
             if (event.redelivered) msg.redelivered = true;
-            finish({ msg, send: (out) => node.send(out), done: (err) => err && node.error(err.message, msg) }, event.payload);
+            finish({ msg, send: (out) => node.send(out), done: (err) => err && node.error(err.message, msg) }, event.payload, watchedCollection(wait.spec));
           }
           copyWarned.delete(waitId);
           break;
@@ -339,8 +341,10 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload): void {
+    /** `watched` goes on in msg.collection, so a health check or query after the sensor reads the same collection. */
+    function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload, watched: CollectionRef): void {
       entry.msg.payload = payload;
+      entry.msg.collection = watched;
       if (payload.status === 'success') {
         status.ok(
           entry.msg.redelivered
