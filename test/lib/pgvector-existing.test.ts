@@ -16,6 +16,7 @@ import { parseCreateIndex, VectorBuildReader } from '../../lib/backends/pgvector
 import type { Backend, CollectionStatus, ExistingCollection } from '../../lib/types';
 import { VectorStoreError } from '../../lib/errors';
 import { startPgliteServer, type PgliteServer } from '../support/pglite-server';
+import { fixture } from '../conformance/fixtures/pgvector';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 
 function sleep(ms: number): Promise<void> {
@@ -397,6 +398,32 @@ describe('pgvector backend watching index builds of other sessions (PostgreSQL 1
       should((await b.status({ name })).state).equal('ready');
     } finally {
       await user.end();
+    }
+  });
+});
+
+describe('pgvector conformance fixture: createForeign (PGlite with pgvector)', function () {
+  this.timeout(60_000);
+
+  it('(PGlite) makes "Other Tools"."<name>.Items" with a "vec" column by raw SQL; the backend watches, counts and queries it', async () => {
+    await fixture.start();
+    const b = fixture.create();
+    try {
+      const vectors = [
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+      ];
+      const ref = await fixture.createForeign!('Foreign_1', vectors);
+      should(ref).eql({ schema: 'Other Tools', name: 'Foreign_1.Items', column: 'vec' });
+      should(await b.collectionExists(ref)).be.true();
+      should(await b.collectionExists({ ...ref, name: 'Foreign_2.Items' })).be.false();
+      should(await b.status(ref)).match({ state: 'ready', documentCount: 3 });
+      should(await b.stats(ref)).match({ documentCount: 3, dimensions: 3 });
+      should((await b.query(ref, { vector: [0, 0.1, 1], topK: 1 }))[0]).match({ id: 'a2', text: 'text 2' });
+    } finally {
+      await b.close();
+      await fixture.stop();
     }
   });
 });

@@ -292,7 +292,10 @@ export function decideExistingStatus(table: ExistingTable, documentCount: number
         tuplesDone: numberOrNull(s.row.tuplesDone),
         tuplesTotal: numberOrNull(s.row.tuplesTotal),
         pid: numberOrNull(s.row.pid),
-        label: builds.labelOf(s.session) ?? `an index on "${layout.column}"`,
+        label:
+          s.kind === 'unknown'
+            ? `an index whose kind this database user cannot see (its statement is hidden without pg_read_all_stats), taken for a vector index`
+            : (builds.labelOf(s.session) ?? `an index on "${layout.column}"`),
       })),
       activity: null,
       failure: null,
