@@ -15,10 +15,14 @@
  *   `langchain_pg_collection` whose `name` is ours), `embedding`, `document`,
  *   `cmetadata` (json in old versions, jsonb in new), and the id in `id`
  *   (langchain-postgres) or `custom_id` / `uuid` (langchain_community): detected.
- * - Preset "llamaindex" (llama-index-vector-stores-postgres PGVectorStore 0.1 to
- *   0.5): table `data_<table_name>` (SQLAlchemy model "Data<name>"; PGVectorStore
- *   lower-cases table_name), columns `embedding`, `text`, `metadata_` (json or
- *   jsonb), `node_id`.
+ *   (langchain-postgres 0.0.x `langchain_postgres.vectorstores.PGVector`; its newer
+ *   `PGVectorStore` makes one table per collection: watch it as any table.)
+ * - Preset "llamaindex" (llama-index-vector-stores-postgres PGVectorStore, checked
+ *   against its base.py of the 0.1-0.4 series): table `data_<table_name>`
+ *   (get_data_model: tablename "data_%s"), with table_name and schema_name lower-cased
+ *   by PGVectorStore.__init__; columns `embedding`, `text`, `metadata_` (json, or jsonb
+ *   with use_jsonb), `node_id`. Its own HNSW index (hnsw_kwargs) is
+ *   `data_<name>_embedding_idx`, made by a plain CREATE INDEX.
  */
 import { VectorStoreError } from '../../errors';
 import { collectionKey, collectionLabel } from '../../collection-ref';
@@ -67,7 +71,9 @@ function identifier(value: string, field: string, label: string): string {
 /** The layout of an ExistingCollection (presets, defaults), checking its names. */
 export function layoutOf(ref: ExistingCollection): ExistingLayout {
   const label = collectionLabel(ref);
-  const schema = identifier(ref.schema ?? 'public', 'schema', label);
+  // LlamaIndex lower-cases the schema name it is given, as it does the table name.
+  const givenSchema = ref.preset === 'llamaindex' && ref.schema ? ref.schema.toLowerCase() : ref.schema;
+  const schema = identifier(givenSchema ?? 'public', 'schema', label);
   const index = ref.index !== undefined ? identifier(ref.index, 'index', label) : null;
   const base = { label, key: collectionKey(ref), schema, index };
   if (ref.preset && ref.column !== undefined) {
