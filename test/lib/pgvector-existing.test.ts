@@ -190,6 +190,15 @@ describe('pgvector backend watching tables made by other tools (PGlite with pgve
     should(hits[0]).match({ id: 'x2', text: 'two', metadata: {}, score: 2 });
   });
 
+  it('(PGlite) names with quotes are quoted, never read as SQL: a table Q"uo\'te; DROP and a column e"mb', async () => {
+    await server.exec(`CREATE TABLE public."Q""uo'te; DROP" (id text, "e""mb" vector(2)); INSERT INTO public."Q""uo'te; DROP" VALUES ('q1', '[1,2]')`);
+    const b = backend();
+    const ref: ExistingCollection = { name: `Q"uo'te; DROP`, column: 'e"mb' };
+    should(await b.status(ref)).match({ state: 'ready', documentCount: 1 });
+    should((await b.query(ref, { vector: [1, 2], topK: 1 }))[0]).match({ id: 'q1', text: null, metadata: {} });
+    should(await b.collectionExists({ name: `Q"uo'te; DROP`, schema: `pg_catalog'--` })).be.false();
+  });
+
   it('(PGlite) a user\'s CREATE INDEX CONCURRENTLY (ivfflat) that completes is ready; a missing table is not found; a table without the vector column is refused', async () => {
     await server.exec(`CREATE TABLE public.items (id text, embedding vector(2), body text)`);
     await server.exec(`INSERT INTO public.items SELECT 'i' || g, ('[' || g || ',1]')::vector, 'b' FROM generate_series(1, 50) g`);
