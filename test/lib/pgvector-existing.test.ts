@@ -47,7 +47,7 @@ function vec(values: number[]): string {
 }
 
 describe('pgvector: CREATE INDEX statements read from pg_stat_activity (pure)', () => {
-  it('tells the access method, name and keys of a statement, and a vector build on the column from the others', () => {
+  it('(pure, no server) tells the access method, name and keys of a statement, and a vector build on the column from the others', () => {
     should(parseCreateIndex('CREATE INDEX CONCURRENTLY IF NOT EXISTS "My Idx" ON "s"."t.x" USING hnsw ("Vec" vector_cosine_ops)')).eql({
       concurrently: true,
       name: 'My Idx',
@@ -295,7 +295,7 @@ describe('pgvector backend watching index builds of other sessions (PostgreSQL 1
   /** Stand-ins: gin for hnsw, int[] (typname _int4) for the vector type. */
   const STAND_IN: Partial<PgVectorBackendOptions> = { vectorAccessMethods: ['gin'], vectorColumnTypes: ['_int4'] };
 
-  it('(PostgreSQL 15, gin standing in for hnsw) a user\'s table: a plain btree build is not mistaken; a long CREATE INDEX CONCURRENTLY reads indexing with its phase, then ready', async () => {
+  it('(PostgreSQL 15, gin standing in for hnsw) a user\'s table: a plain btree build is not mistaken; a plain CREATE INDEX (read from its statement) and a long CREATE INDEX CONCURRENTLY read indexing with their phase, then ready', async () => {
     const name = await table();
     const b = backend(STAND_IN);
     const ref: ExistingCollection = { name };
