@@ -20,6 +20,11 @@
  *   EXACT_COUNT_BELOW rows.
  * - One connection pool per instance (one per vector-store config node), created on
  *   first use and closed by `close()`.
+ * - Tables made by other tools (an ExistingCollection: any table, or the LangChain and
+ *   LlamaIndex layouts): read only, never written nor indexed, through
+ *   ./pgvector/existing.ts. Which index builds on a table are vector index builds (and
+ *   which are btree, gin, ... builds to ignore), for those tables and for the package's
+ *   own: ./pgvector/vector-builds.ts.
  */
 import type { ConnectionOptions } from 'node:tls';
 import type * as Pg from 'pg';
