@@ -507,11 +507,10 @@ export class PgVectorBackend implements Backend {
     const watch = { column: 'embedding', index: null };
     // Only vector index builds on the embedding column: ours (by pid or by our index's name), or a user's;
     // a btree, gin, ... build on the table is not this collection's indexing.
-    const builds = (row.builds ?? []).filter((b) => {
-      const session = b as unknown as BuildSession & { ownIndex?: boolean };
-      if (session.ownIndex === true || (ourPid !== null && Number(b.pid) === ourPid)) return true;
-      return this.vectorBuilds.kindOf(session, watch) !== 'other';
-    });
+    const ours = (b: BuildProgressRow) => (b as { ownIndex?: boolean }).ownIndex === true || (ourPid !== null && Number(b.pid) === ourPid);
+    const builds = (row.builds ?? [])
+      .filter((b) => ours(b) || this.vectorBuilds.kindOf(b as unknown as BuildSession, watch) !== 'other')
+      .sort((a, b) => Number(ours(b)) - Number(ours(a))); // the collection's own index first: its progress is the one shown
     const otherNotVector = new Set(
       (row.other_sessions ?? []).filter((o) => this.vectorBuilds.kindOf({ pid: o.pid, query: o.query }, watch) === 'other').map((o) => Number(o.pid)),
     );
@@ -519,12 +518,7 @@ export class PgVectorBackend implements Backend {
       documentCount,
       indexValid,
       builds: builds.map((b) => {
-        const session = b as unknown as BuildSession & { ownIndex?: boolean };
-        const theirs = session.ownIndex !== true && !(ourPid !== null && Number(b.pid) === ourPid);
-        return {
-          ...progressRowOf(b),
-          label: theirs ? this.vectorBuilds.labelOf(session) : null,
-        };
+        return { ...progressRowOf(b), label: ours(b) ? null : this.vectorBuilds.labelOf(b as unknown as BuildSession) };
       }),
       activity,
       failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
