@@ -20,14 +20,22 @@
  *   EXACT_COUNT_BELOW rows.
  * - One connection pool per instance (one per vector-store config node), created on
  *   first use and closed by `close()`.
+ * - Tables made by other tools (an ExistingCollection: any table, or the LangChain and
+ *   LlamaIndex layouts): read only, never written nor indexed, through
+ *   ./pgvector/existing.ts. Which index builds on a table are vector index builds (and
+ *   which are btree, gin, ... builds to ignore), for those tables and for the package's
+ *   own: ./pgvector/vector-builds.ts.
  */
 import type { ConnectionOptions } from 'node:tls';
 import type * as Pg from 'pg';
 import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { redactError, secretProblem } from '../redact';
 import { MAX_TIMER_MS } from '../scheduler';
+import { isExisting } from '../collection-ref';
 import type {
   Backend,
+  CollectionRef,
+  ExistingCollection,
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
@@ -58,8 +66,20 @@ import {
   type BuildRequest,
 } from './pgvector/build-runner';
 import { IndexBuilds } from './pgvector/index-builds';
-import { MAX_DIMENSIONS, indexTypeOf, metricFromComment, namesOf, scoreOf, sql, type CollectionNames } from './pgvector/sql';
+import { MAX_DIMENSIONS, indexTypeOf, metricFromComment, namesOf, quoteIdent, scoreOf, sql, type CollectionNames } from './pgvector/sql';
 import { EtaClock, decideStatus, type BuildProgressRow } from './pgvector/status';
+import { VectorBuildReader, type BuildSession } from './pgvector/vector-builds';
+import {
+  READ_EXISTING,
+  checkTable,
+  decideExistingStatus,
+  layoutOf,
+  metricOfOpclass,
+  servingIndex,
+  type ExistingLayout,
+  type ExistingRow,
+  type ExistingTable,
+} from './pgvector/existing';
 import { checkQuery } from './queries';
 import { namedCollection, wholeNumberOption } from './values';
 
@@ -90,6 +110,13 @@ export interface PgVectorBackendOptions {
   buildConnectWaitMs?: number;
   /** Pause between a build's connection attempts, and between looks at another session's build, in ms (default 2000). */
   buildRetryDelayMs?: number;
+  /**
+   * Index access methods whose builds count as vector index builds (default: pgvector's "hnsw" and "ivfflat").
+   * For tests on a PostgreSQL without pgvector, where another index type stands in for them.
+   */
+  vectorAccessMethods?: string[];
+  /** Column types (pg_type.typname) taken for vector columns of other tools' tables (default "vector", "halfvec"). For tests, as above. */
+  vectorColumnTypes?: string[];
 }
 
 const BACKEND_NAME = 'pgvector';
@@ -140,6 +167,8 @@ interface StatusRow {
   failure: BuildFailure | null;
   blocked_by: number[] | null;
   other_builders: number[] | null;
+  /** The sessions of other_builders, with their statements (to tell a vector build from another). */
+  other_sessions: BuildSession[] | null;
 }
 
 /** What `status` may be told by the wait, to decide whether an estimate is enough. */
@@ -207,6 +236,8 @@ export class PgVectorBackend implements Backend {
   /** Dedicated connections of the builds in flight: ended by close(). */
   private readonly buildClients = new Set<Pg.Client>();
   private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
+  /** Tells vector index builds from other index builds on a table. */
+  private readonly vectorBuilds: VectorBuildReader;
 
   constructor(options: PgVectorBackendOptions) {
     this.settings = parseConnectionString(options?.connectionString, options?.ssl);
@@ -220,6 +251,7 @@ export class PgVectorBackend implements Backend {
     this.autoIndexThreshold = wholeNumberOption(options.autoIndexThreshold, DEFAULT_AUTO_INDEX_THRESHOLD, option('autoIndexThreshold'), 0);
     this.buildConnectWaitMs = wholeNumberOption(options.buildConnectWaitMs, DEFAULT_CONNECT_WAIT_MS, option('buildConnectWaitMs'), 0);
     this.buildRetryDelayMs = wholeNumberOption(options.buildRetryDelayMs, DEFAULT_RETRY_DELAY_MS, option('buildRetryDelayMs'), 1);
+    this.vectorBuilds = new VectorBuildReader({ accessMethods: options.vectorAccessMethods, columnTypes: options.vectorColumnTypes });
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(this.schema)) {
       throw new VectorStoreError(
@@ -246,7 +278,8 @@ export class PgVectorBackend implements Backend {
     checkSameSpec(found, spec, `${namedCollection(collection)} in ${this.where()}`);
   }
 
-  async collectionExists(collection: string): Promise<boolean> {
+  async collectionExists(collection: CollectionRef): Promise<boolean> {
+    if (isExisting(collection)) return (await this.readExisting(collection, 'checking whether it exists')) !== null;
     const names = this.open(collection);
     return (await this.describe(names, `checking whether collection "${collection}" exists`)) !== null;
   }
@@ -424,7 +457,8 @@ export class PgVectorBackend implements Backend {
   // ------------------------------------------------------------ status and statistics
 
   /** `hint.expectedCount`: see StatusHint (optional; without it the rule of EXACT_COUNT_BELOW applies). */
-  async status(collection: string, hint?: StatusHint): Promise<CollectionStatus> {
+  async status(collection: CollectionRef, hint?: StatusHint): Promise<CollectionStatus> {
+    if (isExisting(collection)) return (await this.existingStatus(collection, 'reading the status', hint, false)).status;
     const names = this.open(collection);
     return (await this.readStatus(names, `reading the status of collection "${collection}"`, hint)).status;
   }
@@ -468,21 +502,28 @@ export class PgVectorBackend implements Backend {
       const counted = await this.run<{ count: string }>(this.getPool(), sql.count(names), [], doing, names);
       documentCount = Number(counted[0].count);
     }
+    const activity = this.builds.activity(collection);
+    const ourPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;
+    const watch = { column: 'embedding', index: null };
+    // Only vector index builds on the embedding column: ours (by pid or by our index's name), or a user's;
+    // a btree, gin, ... build on the table is not this collection's indexing.
+    const ours = (b: BuildProgressRow) => (b as { ownIndex?: boolean }).ownIndex === true || (ourPid !== null && Number(b.pid) === ourPid);
+    const builds = (row.builds ?? [])
+      .filter((b) => ours(b) || this.vectorBuilds.kindOf(b as unknown as BuildSession, watch) !== 'other')
+      .sort((a, b) => Number(ours(b)) - Number(ours(a))); // the collection's own index first: its progress is the one shown
+    const otherNotVector = new Set(
+      (row.other_sessions ?? []).filter((o) => this.vectorBuilds.kindOf({ pid: o.pid, query: o.query }, watch) === 'other').map((o) => Number(o.pid)),
+    );
     const status = decideStatus({
       documentCount,
       indexValid,
-      builds: (row.builds ?? []).map((b) => ({
-        phase: String(b.phase ?? ''),
-        blocksDone: numberOrNull(b.blocksDone),
-        blocksTotal: numberOrNull(b.blocksTotal),
-        tuplesDone: numberOrNull(b.tuplesDone),
-        tuplesTotal: numberOrNull(b.tuplesTotal),
-        pid: numberOrNull(b.pid),
-      })),
-      activity: this.builds.activity(collection),
+      builds: builds.map((b) => {
+        return { ...progressRowOf(b), label: ours(b) ? null : this.vectorBuilds.labelOf(b as unknown as BuildSession) };
+      }),
+      activity,
       failure: this.builds.lastFailure(collection) ?? row.failure ?? null,
       blockedBy: (row.blocked_by ?? []).map(Number),
-      otherBuilders: (row.other_builders ?? []).map(Number),
+      otherBuilders: (row.other_builders ?? []).map(Number).filter((pid) => !otherNotVector.has(pid)),
       indexName: names.indexName,
     });
     const last = this.lastStatus.get(collection);
@@ -537,7 +578,8 @@ export class PgVectorBackend implements Backend {
     };
   }
 
-  async stats(collection: string): Promise<CollectionStats> {
+  async stats(collection: CollectionRef): Promise<CollectionStats> {
+    if (isExisting(collection)) return this.existingStats(collection);
     const names = this.open(collection);
     const doing = `reading the statistics of collection "${collection}"`;
     const info = await this.require(names, doing);
@@ -557,7 +599,8 @@ export class PgVectorBackend implements Backend {
 
   // ------------------------------------------------------------ queries
 
-  async query(collection: string, request: QueryRequest): Promise<QueryHit[]> {
+  async query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]> {
+    if (isExisting(collection)) return this.existingQuery(collection, request);
     const names = this.open(collection);
     checkQuery(request, namedCollection(collection));
     const { topK } = request;
@@ -612,6 +655,179 @@ export class PgVectorBackend implements Backend {
     } finally {
       client.release(broken);
     }
+  }
+
+  // ------------------------------------------------------------ tables made by other tools
+
+  /**
+   * The table of an ExistingCollection as the catalog describes it, checked (vector
+   * column, named index); null when the table (or the LangChain collection) does not exist.
+   */
+  private async readExisting(ref: ExistingCollection, doing: string): Promise<ExistingTable | null> {
+    this.lifecycle.checkOpen();
+    const layout = layoutOf(ref);
+    const what = `${doing} of the table ${layout.schema}.${layout.tableName} (${layout.label})`;
+    const rows = await this.run<ExistingRow>(this.getPool(), READ_EXISTING, [layout.schema, layout.tableName, layout.column], what);
+    if (rows.length === 0) return null;
+    const table = checkTable(layout, rows[0], this.vectorBuilds);
+    if (layout.preset === 'langchain') {
+      const found = await this.getPool()
+        .query(`SELECT 1 FROM ${layout.langchainCollectionTable} WHERE "name" = $1 LIMIT 1`, [layout.langchainCollection])
+        .catch((err: unknown) => {
+          if (sqlState(err) === '42P01') return { rows: [] }; // no langchain_pg_collection table
+          throw this.error(err, what);
+        });
+      if (found.rows.length === 0) return null;
+    }
+    return table;
+  }
+
+  private async requireExisting(ref: ExistingCollection, doing: string): Promise<ExistingTable> {
+    const table = await this.readExisting(ref, doing);
+    if (table) return table;
+    const layout = layoutOf(ref);
+    if (layout.preset === 'langchain') {
+      throw new VectorStoreError(
+        'NOT_FOUND',
+        `The LangChain collection "${layout.langchainCollection}" does not exist in ${this.where()} (no row of that name in ` +
+          `${layout.schema}.langchain_pg_collection, or no table ${layout.schema}.langchain_pg_embedding): check the name and the schema.`,
+      );
+    }
+    throw new VectorStoreError(
+      'NOT_FOUND',
+      `The table ${layout.schema}.${layout.tableName} (${layout.label}) does not exist in ${this.where()}: check its name` +
+        (layout.preset === 'llamaindex' ? ' (LlamaIndex names it data_<table_name>, in lower case)' : '') +
+        ' and its schema (default "public").',
+    );
+  }
+
+  /** The rows a LangChain preset reads: its collection's only (the table holds every collection). */
+  private rowFilter(layout: ExistingLayout, param: number): string | null {
+    if (layout.preset !== 'langchain') return null;
+    return `"collection_id" = (SELECT "uuid" FROM ${layout.langchainCollectionTable} WHERE "name" = $${param} LIMIT 1)`;
+  }
+
+  private async existingStatus(
+    ref: ExistingCollection,
+    doing: string,
+    hint: StatusHint | undefined,
+    exactCount: boolean,
+  ): Promise<{ status: CollectionStatus; table: ExistingTable }> {
+    const table = await this.requireExisting(ref, doing);
+    const { layout, row } = table;
+    const estimate = Math.max(0, Number(row.reltuples ?? 0), Number(row.live_tuples ?? 0));
+    let status = decideExistingStatus(table, estimate, this.vectorBuilds);
+    const expected = hint?.expectedCount ?? 0;
+    // The LangChain table holds the rows of every collection, so the catalog's estimate is not this
+    // collection's: it is always counted (by collection_id, which LangChain indexes in newer versions).
+    // Other tables: exactly when the answer could end the wait, as for the package's own tables.
+    const filter = this.rowFilter(layout, 1);
+    if (filter || exactCount || estimate < EXACT_COUNT_BELOW || expected > estimate || (expected > 0 && status.state === 'ready')) {
+      const counted = await this.run<{ count: string }>(
+        this.getPool(),
+        `SELECT count(*) AS count FROM ${layout.table}${filter ? ` WHERE ${filter}` : ''}`,
+        filter ? [layout.langchainCollection] : [],
+        `${doing} of the table ${layout.schema}.${layout.tableName} (${layout.label})`,
+      );
+      status = decideExistingStatus(table, Number(counted[0].count), this.vectorBuilds);
+    }
+    status.etaSeconds = this.etaClock.eta(layout.key, status);
+    return { status, table };
+  }
+
+  private async existingStats(ref: ExistingCollection): Promise<CollectionStats> {
+    const { status, table } = await this.existingStatus(ref, 'reading the statistics', undefined, true);
+    const serving = servingIndex(table);
+    const anyIndex = serving ?? table.vectorIndexes[0] ?? null;
+    let indexType = 'exact (no index)';
+    if (serving) indexType = /::halfvec\(/.test(serving.definition) ? `${serving.am} (halfvec)` : serving.am;
+    else if (status.state === 'indexing') indexType = `${anyIndex?.am ?? 'vector index'} (building)`;
+    else if (anyIndex) indexType = `${anyIndex.am} (invalid)`;
+    return {
+      documentCount: status.documentCount,
+      indexedCount: status.indexedCount,
+      dimensions: table.dimensions || (await this.dimensionsFromRows(table)),
+      // Without a vector index nothing says which metric the tool meant: cosine, the most common (README).
+      metric: metricOfOpclass(anyIndex?.opclass ?? null) ?? 'cosine',
+      indexType,
+    };
+  }
+
+  /** A vector column declared without dimensions (LangChain's Vector(None)): the dimensions of a stored vector, 0 when empty. */
+  private async dimensionsFromRows(table: ExistingTable): Promise<number> {
+    const { layout } = table;
+    if (table.vectorType !== 'vector' && table.vectorType !== 'halfvec') return 0; // a stand-in type of the tests
+    const filter = this.rowFilter(layout, 1);
+    const rows = await this.run<{ dims: number | null }>(
+      this.getPool(),
+      `SELECT vector_dims(${quoteIdent(layout.column)}) AS dims FROM ${layout.table} ` +
+        `WHERE ${quoteIdent(layout.column)} IS NOT NULL${filter ? ` AND ${filter}` : ''} LIMIT 1`,
+      filter ? [layout.langchainCollection] : [],
+      `reading the dimensions of the table ${layout.schema}.${layout.tableName} (${layout.label})`,
+    );
+    return Number(rows[0]?.dims ?? 0);
+  }
+
+  private async existingQuery(ref: ExistingCollection, request: QueryRequest): Promise<QueryHit[]> {
+    const label = layoutOf(ref).label;
+    checkQuery(request, namedCollection(label));
+    const doing = 'querying';
+    const table = await this.requireExisting(ref, doing);
+    const { layout } = table;
+    const serving = servingIndex(table);
+    const indexed = serving ?? table.vectorIndexes[0] ?? null;
+    const metric = indexed ? metricOfOpclass(indexed.opclass) : 'cosine';
+    if (metric === null) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `The index "${indexed!.name}" of ${layout.schema}.${layout.tableName} (${layout.label}) uses the operator class ` +
+          `${indexed!.opclass}, whose distance this package does not query by (it supports cosine, l2 and inner product).`,
+      );
+    }
+    const dimensions = table.dimensions || (await this.dimensionsFromRows(table));
+    if (dimensions === 0) return []; // no vector stored
+    const vector = toVectorLiteral(request.vector, dimensions, 'The query vector', label);
+    const filter = prepareFilter(request.filter, label);
+    const op = { cosine: '<=>', l2: '<->', dot: '<#>' }[metric];
+    const column = quoteIdent(layout.column);
+    const type = table.vectorType;
+    // Ordered by the index's own expression, so that Postgres can use it (e.g. (embedding::halfvec(3000))).
+    const halfvec = serving ? /::halfvec\((\d+)\)/.exec(serving.definition) : null;
+    const order = halfvec ? `(${column}::halfvec(${halfvec[1]})) ${op} $1::halfvec(${halfvec[1]})` : `${column} ${op} $1::${type}`;
+    const where = filter.map((_, i) => `${table.metadataSql} -> $${3 + 2 * i} = $${4 + 2 * i}::jsonb`);
+    const rowFilter = this.rowFilter(layout, 3 + 2 * filter.length);
+    if (rowFilter) where.push(rowFilter);
+    const text =
+      `SELECT ${table.idSql} AS id, ${table.textSql} AS text, ${table.metadataSql} AS metadata, ${column} ${op} $1::${type} AS distance ` +
+      `FROM ${layout.table}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT $2`;
+    const params: unknown[] = [vector, request.topK, ...filter.flat(), ...(rowFilter ? [layout.langchainCollection] : [])];
+    const what = `${doing} the table ${layout.schema}.${layout.tableName} (${layout.label})`;
+    let rows: QueryRow[];
+    if (serving?.am === 'hnsw') {
+      const efSearch = Math.min(MAX_EF_SEARCH, Math.max(MIN_EF_SEARCH, request.topK));
+      const iterative = filter.length > 0 && versionAtLeast(table.vectorVersion, 0, 8);
+      const client = await this.connect(what);
+      let broken = false;
+      try {
+        await client.query(sql.querySettings(efSearch, iterative));
+        rows = (await client.query<QueryRow>(text, params)).rows;
+        await client.query('COMMIT');
+      } catch (err) {
+        await rollback(client, err);
+        broken = true;
+        throw this.error(err, what);
+      } finally {
+        client.release(broken);
+      }
+    } else {
+      rows = await this.run<QueryRow>(this.getPool(), text, params, what);
+    }
+    return rows.map((row) => ({
+      id: row.id,
+      score: scoreOf(metric, Number(row.distance)),
+      text: row.text ?? null,
+      metadata: row.metadata ?? {},
+    }));
   }
 
   // ------------------------------------------------------------ closing
@@ -820,6 +1036,18 @@ function unreachable(err: unknown): boolean {
   const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
   const code = cause?.code ?? (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(code);
+}
+
+/** A progress row as the status decision takes it (the JSON of the status statement). */
+export function progressRowOf(b: BuildProgressRow): BuildProgressRow {
+  return {
+    phase: String(b.phase ?? ''),
+    blocksDone: numberOrNull(b.blocksDone),
+    blocksTotal: numberOrNull(b.blocksTotal),
+    tuplesDone: numberOrNull(b.tuplesDone),
+    tuplesTotal: numberOrNull(b.tuplesTotal),
+    pid: numberOrNull(b.pid),
+  };
 }
 
 function numberOrNull(value: unknown): number | null {

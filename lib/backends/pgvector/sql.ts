@@ -122,6 +122,24 @@ function literal(text: string): string {
 
 // ---------------------------------------------------------------- statements
 
+/**
+ * JSON fields (for json_build_object) about the index a build makes, from the
+ * catalog when it is there (CREATE INDEX CONCURRENTLY): its name, access method,
+ * whether it covers the column `columnSql` (an SQL expression of its name: a
+ * dependency of the index on that column, as Postgres records for key columns and
+ * expressions), and the building session's statement. See ./vector-builds.ts.
+ */
+export function buildIndexFields(indexRelid: string, columnSql: string): string {
+  return (
+    `'indexName', (SELECT relname FROM pg_class WHERE oid = ${indexRelid} AND ${indexRelid} <> 0), ` +
+    `'indexAm', (SELECT am.amname FROM pg_class ic JOIN pg_am am ON am.oid = ic.relam WHERE ic.oid = ${indexRelid} AND ${indexRelid} <> 0), ` +
+    `'onColumn', EXISTS (SELECT 1 FROM pg_depend d JOIN pg_index ix ON ix.indexrelid = d.objid ` +
+    `JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = d.refobjsubid ` +
+    `WHERE d.classid = 'pg_class'::regclass AND d.objid = ${indexRelid} AND d.refobjid = ix.indrelid AND a.attname = ${columnSql}), ` +
+    `'query', (SELECT query FROM pg_stat_activity WHERE pid = p.pid)`
+  );
+}
+
 export const sql = {
   vectorExtension: `SELECT extversion FROM pg_extension WHERE extname = 'vector'`,
   createExtension: 'CREATE EXTENSION IF NOT EXISTS vector',
@@ -149,10 +167,12 @@ export const sql = {
    * Everything `status` needs, in one statement (one round trip) that reads no
    * table rows: the catalog's row estimates (pg_class.reltuples, set by VACUUM,
    * ANALYZE and CREATE INDEX; pg_stat_user_tables.n_live_tup, kept up to date by the
-   * statistics system), the index's validity, the progress rows of builds on this
-   * table (ours, or one not yet attached to an index), and the failure recorded in
+   * statistics system), the index's validity, the progress rows of every index build
+   * on this table (with what tells a vector build from a btree or gin one: see
+   * ./vector-builds.ts; the backend keeps only the vector builds), and the failure recorded in
    * the state table, and the sessions our build's connection waits for (a lock, or
-   * the transactions CONCURRENTLY waits out). `reltuples` is null when the table does
+   * the transactions CONCURRENTLY waits out), and the other sessions building an index on
+   * it with their statements. `reltuples` is null when the table does
    * not exist. Parameters: quoted table name, quoted index name, collection, the pid of
    * our build's connection (or null).
    */
@@ -161,12 +181,14 @@ export const sql = {
     `(SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = to_regclass($1)) AS live_tuples, ` +
     `(SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)) AS index_valid, ` +
     `(SELECT coalesce(json_agg(json_build_object('phase', p.phase, 'blocksDone', p.blocks_done, ` +
-    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total, 'pid', p.pid)), '[]'::json) ` +
-    `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1) ` +
-    `AND (p.index_relid = 0 OR p.index_relid = to_regclass($2))) AS builds, ` +
+    `'blocksTotal', p.blocks_total, 'tuplesDone', p.tuples_done, 'tuplesTotal', p.tuples_total, 'pid', p.pid, ` +
+    `'indexRelid', p.index_relid, 'ownIndex', p.index_relid = to_regclass($2), ${buildIndexFields('p.index_relid', `'embedding'`)})), '[]'::json) ` +
+    `FROM pg_stat_progress_create_index p WHERE p.relid = to_regclass($1)) AS builds, ` +
     `(SELECT json_build_object('code', f.code, 'reason', f.reason) FROM ${stateTable} f WHERE f.collection = $3) AS failure, ` +
     `(SELECT CASE WHEN $4::int IS NULL THEN NULL ELSE pg_blocking_pids($4::int) END) AS blocked_by, ` +
-    `(SELECT coalesce(json_agg(o.pid), '[]'::json) FROM (${OTHER_BUILDERS}) o) AS other_builders`,
+    `(SELECT coalesce(json_agg(o.pid), '[]'::json) FROM (${OTHER_BUILDERS}) o) AS other_builders, ` +
+    `(SELECT coalesce(json_agg(json_build_object('pid', o.pid, 'query', (SELECT query FROM pg_stat_activity WHERE pid = o.pid))), '[]'::json) ` +
+    `FROM (${OTHER_BUILDERS}) o) AS other_sessions`,
 
   count: (n: CollectionNames) => `SELECT count(*) AS count FROM ${n.table}`,
 

@@ -24,6 +24,8 @@ export interface BuildProgressRow {
   tuplesTotal: number | null;
   /** The backend running the build, when known. */
   pid?: number | null;
+  /** How details name the index being built (`the hnsw index "x"`); default: the collection's HNSW index. */
+  label?: string | null;
 }
 
 export interface StatusReading {
@@ -118,6 +120,7 @@ function indexingDetail(r: StatusReading, row: BuildProgressRow | undefined): st
     );
   }
   if (row) {
+    if (row.label) return `building ${row.label} (${row.pid ? `session pid ${row.pid}` : 'another session'}): ${describeBuild(row)}`;
     const whose = a ? '' : ' (by another session or an earlier run of this one)';
     return `building the HNSW index "${r.indexName}"${whose}: ${describeBuild(row)}`;
   }
@@ -154,7 +157,7 @@ export function decideStatus(r: StatusReading): CollectionStatus {
       phase: null,
       detail:
         `another session (pid ${others.join(', ')}) is building an index on this table; its progress is not visible to ` +
-        'this database user (grant it pg_read_all_stats to see it)',
+        'this database user (grant it pg_read_all_stats to see it), nor whether it is a vector index: it is taken for one until it ends',
     };
   }
   const failed = (reason: string, remedy: string, code: string | null): CollectionStatus => ({
