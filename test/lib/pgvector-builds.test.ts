@@ -444,6 +444,21 @@ describe('pgvector index builds on Postgres + pgvector (PGlite)', function () {
     await server?.stop();
   });
 
+  it('(PGlite) cancels no statement: statement_timeout and pg_cancel_backend have no effect there (why its cancelled-build situation uses an event trigger)', async () => {
+    // If PGlite ever gains them, test/conformance/situations/pgvector.ts should cancel a real build instead.
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    try {
+      await client.query(`SET statement_timeout = '50ms'`);
+      await client.query('SELECT pg_sleep(0.3)'); // runs to its end, past the timeout
+      const { rows } = await client.query('SELECT pg_cancel_backend(pg_backend_pid()) AS cancelled');
+      should(rows[0]).eql({ cancelled: false });
+    } finally {
+      await client.query('RESET statement_timeout').catch(() => undefined);
+      await client.end();
+    }
+  });
+
   it('(PGlite) a status that could end a wait counts exactly: with a valid index and an expected count, a high catalog estimate is not believed', async () => {
     const b = backend({ autoIndexThreshold: 5 });
     const name = fresh();
