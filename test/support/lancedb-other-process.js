@@ -1,5 +1,9 @@
 // A second process on a LanceDB directory, for the tests of lib/backends/lancedb
-// across processes (test/lib/lancedb-processes.test.ts). Plain CommonJS on the
+// across processes (test/lib/lancedb-processes.test.ts, and LanceDB's failure
+// situations in test/conformance/situations/lancedb.ts; started by
+// test/support/lancedb-second-process.ts). Row i is written as every writer of those
+// tests writes it (id doc-<i>, vector sin(i*7+d+1), text "text doc <i>": see rowsFrom in
+// test/conformance/situations/situation.ts). Plain CommonJS on the
 // real @lancedb/lancedb, so that it runs with `node` alone:
 //   node lancedb-other-process.js append <dir> <table> <from> <count> <dimensions>
 //     appends rows doc-<from>.. in the package's layout (id, vector, text, metadata)
