@@ -481,7 +481,7 @@ export class PgVectorBackend implements Backend {
       const buildPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;
       row = (await this.run<StatusRow>(this.getPool(), text, [names.table, names.index, collection, buildPid], doing, names))[0];
     } catch (err) {
-      const fromBuild = this.statusFromBuild(collection, err);
+      const fromBuild = this.statusFromBuild(collection, names.indexName, err);
       if (fromBuild) return { status: fromBuild, indexValid: false };
       throw err;
     }
@@ -542,13 +542,20 @@ export class PgVectorBackend implements Backend {
    * gives it (a CONNECTION LIMIT of 1, a server that accepts one connection): the
    * pool cannot ask the server, but the build is known to be running, since its
    * statement has not returned. Answered from the build and the last status read,
-   * saying so, rather than failing poll after poll. Null in every other case.
+   * saying so, rather than failing poll after poll. Likewise once that build failed
+   * for want of a connection while the server still has none for the poll: the
+   * failure is the answer, not an outage. Null in every other case.
    */
-  private statusFromBuild(collection: string, err: unknown): CollectionStatus | null {
+  private statusFromBuild(collection: string, indexName: string, err: unknown): CollectionStatus | null {
+    if (!isTransient(err)) return null;
     const activity = this.builds.activity(collection);
-    if (activity === null || !isTransient(err)) return null;
     const last = this.lastStatus.get(collection);
     const documentCount = Math.max(last?.documentCount ?? 0, this.knownCounts.get(collection) ?? 0);
+    if (activity === null) {
+      const failure = this.builds.lastFailure(collection);
+      if (failure === null || unreachable(err)) return null;
+      return decideStatus({ documentCount, indexValid: null, builds: [], activity: null, failure, indexName });
+    }
     const running = Math.max(0, Math.round((Date.now() - activity.since) / 1000));
     const reason = messageOf(err);
     if (activity.kind === 'connecting') {

@@ -314,7 +314,7 @@ describe('pgvector backend watching index builds of other sessions (PostgreSQL 1
       const pid1 = await buildingPid(name);
       const first = await until('the plain build read as indexing', async () => {
         const s = await b.status(ref);
-        return s.state === 'indexing' && s.phase && s;
+        return s.state === 'indexing' && Boolean(s.phase) ? s : null;
       });
       should(first.detail).match(new RegExp(`building the gin index "${name}_gin1" \\(session pid ${pid1}\\)`));
       await plainGin;
@@ -356,7 +356,7 @@ describe('pgvector backend watching index builds of other sessions (PostgreSQL 1
       const pid = await buildingPid(`vector_pipeline.${name}`);
       const seen = await until('a phase of the user\'s build', async () => {
         const s = await b.status(name);
-        return s.state === 'indexing' && s.phase && s;
+        return s.state === 'indexing' && Boolean(s.phase) ? s : null;
       });
       should(seen.phase).startWith('building index');
       should(seen.detail).match(new RegExp(`building the gin index "users_own" \\(session pid ${pid}\\)`));

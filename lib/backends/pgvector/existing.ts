@@ -27,6 +27,7 @@
 import { VectorStoreError } from '../../errors';
 import { collectionKey, collectionLabel } from '../../collection-ref';
 import type { CollectionStatus, ExistingCollection, Metric } from '../../types';
+import { refuseFields } from '../../collection-ref';
 import { quoteIdent } from './sql';
 import { decideStatus, type BuildProgressRow } from './status';
 import type { BuildSession, VectorBuildReader } from './vector-builds';
@@ -71,6 +72,7 @@ function identifier(value: string, field: string, label: string): string {
 /** The layout of an ExistingCollection (presets, defaults), checking its names. */
 export function layoutOf(ref: ExistingCollection): ExistingLayout {
   const label = collectionLabel(ref);
+  refuseFields(ref, 'pgvector', ['path']);
   // LlamaIndex lower-cases the schema name it is given, as it does the table name.
   const givenSchema = ref.preset === 'llamaindex' && ref.schema ? ref.schema.toLowerCase() : ref.schema;
   const schema = identifier(givenSchema ?? 'public', 'schema', label);
