@@ -244,6 +244,20 @@ function conformance(fixture: BackendFixture): void {
         should(hits[0].score).be.aboveOrEqual(hits[1].score);
       });
 
+      if (fixture.buildForeignIndex) {
+        const buildForeignIndex = fixture.buildForeignIndex.bind(fixture);
+        it('a vector index the other tool built itself (under its own name) is seen: ready, every row indexed, its type and metric, queries through it', async () => {
+          const given = vectors(40, 11);
+          const ref = await createForeign(freshName('foreign'), given);
+          const expected = await buildForeignIndex(ref);
+          const seen = await waitUntilReady(backend, ref, fixture.indexingBudgetSeconds);
+          should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 40, indexedCount: 40 });
+          should(await backend.stats(ref)).match({ documentCount: 40, indexedCount: 40, dimensions: DIM, ...expected });
+          const hits = await backend.query(ref, { vector: given[17], topK: 1 });
+          should(hits[0]).match({ id: 'a17', text: 'text 17' });
+        });
+      }
+
       it('another tool\'s collection that is not there: exists false, and NOT_FOUND naming it', async () => {
         const ref = await createForeign(freshName('foreign'), vectors(2, 3));
         const missing = { ...ref, name: `${ref.name}_missing` };

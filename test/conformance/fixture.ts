@@ -31,4 +31,11 @@ export interface BackendFixture {
    * Absent: the store holds only what the package made (memory).
    */
   createForeign?(name: string, vectors: number[][]): Promise<ExistingCollection>;
+  /**
+   * The other tool builds its own vector index on a collection `createForeign`
+   * made, with the l2 metric, and waits for the build to end (pgvector: CREATE INDEX
+   * CONCURRENTLY ... USING hnsw; LanceDB: createIndex). Returns the index type and
+   * metric `stats` must then report. Absent: the store indexes as it writes (Chroma).
+   */
+  buildForeignIndex?(ref: ExistingCollection): Promise<{ indexType: string; metric: string }>;
 }
