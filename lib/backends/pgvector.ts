@@ -595,6 +595,12 @@ export class PgVectorBackend implements Backend {
     if (indexValid === true) indexType = indexTypeOf(info.dimensions);
     else if (status.state === 'indexing') indexType = `${indexTypeOf(info.dimensions)} (building)`;
     else if (indexValid === false) indexType = `${indexTypeOf(info.dimensions)} (invalid)`;
+    if (indexValid !== true && status.state === 'ready') {
+      // No valid index of ours: a user's own vector index on the column may be the one queries use.
+      const { table } = await this.existingStatus({ schema: names.schema, name: names.collection, column: 'embedding' }, doing, undefined, false);
+      const serving = servingIndex(table);
+      if (serving) indexType = /::halfvec\(/.test(serving.definition) ? `${serving.am} (halfvec)` : serving.am;
+    }
     return {
       documentCount: status.documentCount,
       indexedCount: status.indexedCount,

@@ -190,6 +190,19 @@ describe('pgvector backend watching tables made by other tools (PGlite with pgve
     should(hits[0]).match({ id: 'x2', text: 'two', metadata: {}, score: 2 });
   });
 
+  it('(PGlite) a package collection with a vector index a user built under their own name: stats name that index, not "exact (no index)"', async () => {
+    const b = backend({ autoIndexThreshold: 1_000_000 });
+    await b.ensureCollection('users_indexed', { dimensions: 3 });
+    await b.upsert('users_indexed', [
+      { id: 'a', vector: [1, 0, 0] },
+      { id: 'b', vector: [0, 1, 0] },
+    ]);
+    should((await b.stats('users_indexed')).indexType).equal('exact (no index)');
+    await server.exec(`CREATE INDEX their_own ON vector_pipeline.users_indexed USING hnsw (embedding vector_cosine_ops)`);
+    should(await b.stats('users_indexed')).match({ documentCount: 2, indexType: 'hnsw' });
+    should(await b.status('users_indexed')).match({ state: 'ready', indexedCount: 2 });
+  });
+
   it('(PGlite) names with quotes are quoted, never read as SQL: a table Q"uo\'te; DROP and a column e"mb', async () => {
     await server.exec(`CREATE TABLE public."Q""uo'te; DROP" (id text, "e""mb" vector(2)); INSERT INTO public."Q""uo'te; DROP" VALUES ('q1', '[1,2]')`);
     const b = backend();
