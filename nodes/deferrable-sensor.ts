@@ -28,7 +28,7 @@ import {
   type SuccessPayload,
   type TriggerEvent,
 } from '../lib/trigger';
-import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
+import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import { NodeStatus } from './shared/status';
 import { catalogTexts } from './shared/texts';
@@ -124,13 +124,26 @@ export = function register(RED: NodeAPI): void {
       const maxConsecutiveErrors = config?.maxErrors ?? 0;
       try {
         const store = resolveStore(RED, storeId);
-        return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent };
+        return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent, onCancelled };
       } catch (err) {
         const unavailable = storeId
           ? `its vector-store configuration (${storeId}) is missing or invalid: ${messageOf(err).replace(/\.$/, '')}`
           : `the sensor has no vector-store configuration: ${messageOf(err).replace(/\.$/, '')}`;
-        return { backend: null, unavailable, storeKey: storeId ?? '', maxConsecutiveErrors, onEvent };
+        return { backend: null, unavailable, storeKey: storeId ?? '', maxConsecutiveErrors, onEvent, onCancelled };
       }
+    }
+
+    /** Waits cancelled from the Vector waits sidebar: end them as msg.reset does (no output, done()). */
+    function onCancelled(records: WaitRecord[], note: CancelNote): void {
+      for (const record of records) {
+        const waitId = record.spec.waitId;
+        live.get(waitId)?.done();
+        live.delete(waitId);
+        if (newest?.waitId === waitId) newest = null;
+      }
+      const pending = pendingCount();
+      if (pending === 0) status.ok(note.statusText);
+      else status.waiting(`${text('deferrable-sensor.status.waitingPlain', { pending })} · ${note.statusText}`);
     }
 
     node.on('input', (msg: SensorMessage, send: Send, done: Done) => {
