@@ -122,10 +122,27 @@ interface Group {
   storeId: string;
   storeName: string;
   collection: string;
-  members: Set<string>;
+  members: Set<Entry>;
   rev: number;
   summary: GroupSummary | null;
 }
+
+/** What the list keeps per wait: its group and the facts its summary needs (the record is the triggerer's live one). */
+interface Entry {
+  waitId: string;
+  record: Readonly<WaitRecord>;
+  group: Group;
+  state: WaitInfo['state'];
+  retrying: boolean;
+}
+
+/** Touched waits applied per event-loop turn while a feed message is prepared. */
+const SYNC_SLICE = 2000;
+/**
+ * Most touches a read applies at once (about 20 ms here): beyond that a read
+ * answers from what is applied so far, and the feed brings the rest.
+ */
+const READ_SYNC_LIMIT = 20_000;
 
 /** The group key of a store and a collection. */
 export function groupKey(storeId: string, collection: string): string {
@@ -151,16 +168,19 @@ export class WaitList {
 
   private source: WaitSource | null = null;
   private unwatch: (() => void) | null = null;
-  /** Waits touched since the last sync, by id. */
-  private touched = new Set<string>();
-  private readonly groupOf = new Map<string, string>();
+  /** Ids of the waits touched since they were last applied. */
+  private readonly touched = new Set<string>();
+  private readonly entries = new Map<string, Entry>();
   private readonly groupsByKey = new Map<string, Group>();
-  private dirty = new Set<string>();
+  private dirty = new Set<Group>();
   /** What the last feed messages said of each group (JSON), to send changes only. */
   private readonly published = new Map<string, string>();
   private version = 0;
   private lastPublishAt = -Infinity;
   private timer: unknown = null;
+  /** A feed message is being prepared (touches applied in slices). */
+  private flushing = false;
+  private closed = false;
 
   constructor(options: WaitListOptions) {
     this.describeOwner = options.describeOwner;
@@ -177,7 +197,7 @@ export class WaitList {
     this.unwatch = null;
     this.source = source;
     // Everything known so far is gone (or comes back from the new source).
-    for (const waitId of this.groupOf.keys()) this.touched.add(waitId);
+    for (const waitId of this.entries.keys()) this.touched.add(waitId);
     if (source) {
       this.unwatch = source.watch({
         touched: (record) => this.touch(record),
@@ -192,8 +212,7 @@ export class WaitList {
 
   /** The owners may have changed (a deploy: names, stores): look at every wait again. */
   refreshOwners(): void {
-    if (!this.source) return;
-    for (const record of this.source.allRecords()) this.touched.add(record.spec.waitId);
+    for (const waitId of this.entries.keys()) this.touched.add(waitId);
     this.schedule();
   }
 
@@ -201,7 +220,7 @@ export class WaitList {
   groups(): { v: number; total: number; groups: GroupSummary[] } {
     this.sync();
     const groups = [...this.groupsByKey.values()].map((g) => g.summary!).sort(compareGroups);
-    return { v: this.version, total: this.groupOf.size, groups };
+    return { v: this.version, total: this.entries.size, groups };
   }
 
   /** The group of a store and a collection, if it has waits. */
@@ -210,10 +229,12 @@ export class WaitList {
     return this.groupsByKey.get(groupKey(storeId, collection))?.summary ?? null;
   }
 
-  /** Ids of the waits of a group (what a "cancel all" of that group cancels). */
+  /** Ids of the waits of a group. */
   waitIdsOf(storeId: string, collection: string): Set<string> {
     this.sync();
-    return new Set(this.groupsByKey.get(groupKey(storeId, collection))?.members ?? []);
+    const ids = new Set<string>();
+    for (const entry of this.groupsByKey.get(groupKey(storeId, collection))?.members ?? []) ids.add(entry.waitId);
+    return ids;
   }
 
   /** One page of a group's waits, oldest first. */
@@ -223,12 +244,12 @@ export class WaitList {
     const start = Math.max(0, Math.floor(offset));
     const size = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(limit)));
     const waits: WaitView[] = [];
-    if (group && this.source) {
+    if (group) {
       let index = 0;
-      for (const waitId of group.members) {
+      for (const entry of group.members) {
         if (index++ < start) continue;
         if (waits.length >= size) break;
-        const view = this.view(waitId);
+        const view = this.view(entry.waitId);
         if (view) waits.push(view);
       }
     }
@@ -271,6 +292,7 @@ export class WaitList {
     this.unwatch?.();
     this.unwatch = null;
     this.source = null;
+    this.closed = true;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
   }
@@ -284,22 +306,41 @@ export class WaitList {
 
   /** The next feed message: now if the last one is older than the interval, else when it is. */
   private schedule(): void {
-    if (this.timer !== null) return;
+    if (this.timer !== null || this.flushing || this.closed) return;
     const delay = Math.max(0, this.lastPublishAt + this.intervalMs - this.now());
-    this.timer = this.timers.setTimeout(() => this.flush(), delay);
+    this.timer = this.timers.setTimeout(() => {
+      this.timer = null;
+      this.flushing = true;
+      this.applySlices();
+    }, delay);
+  }
+
+  /**
+   * Apply the touches a slice per event-loop turn (100,000 waits polled at once
+   * must not hold the loop), then send the message.
+   */
+  private applySlices(): void {
+    if (this.closed) return;
+    if (this.touched.size > SYNC_SLICE) {
+      this.apply(SYNC_SLICE);
+      setImmediate(() => this.applySlices());
+      return;
+    }
+    this.flushing = false;
+    this.flush();
   }
 
   private flush(): void {
-    this.timer = null;
-    this.sync();
+    this.sync(SYNC_SLICE);
     const groups: GroupSummary[] = [];
     const removed: string[] = [];
     for (const [key, json] of this.published) {
-      if (!this.groupsByKey.has(key)) {
+      const group = this.groupsByKey.get(key);
+      if (!group) {
         removed.push(key);
         this.published.delete(key);
-      } else if (JSON.stringify(this.groupsByKey.get(key)!.summary) !== json) {
-        groups.push(this.groupsByKey.get(key)!.summary!);
+      } else if (JSON.stringify(group.summary) !== json) {
+        groups.push(group.summary!);
       }
     }
     for (const [key, group] of this.groupsByKey) if (!this.published.has(key)) groups.push(group.summary!);
@@ -307,56 +348,87 @@ export class WaitList {
     for (const summary of groups) this.published.set(summary.key, JSON.stringify(summary));
     this.version += 1;
     this.lastPublishAt = this.now();
-    this.publish({ v: this.version, total: this.groupOf.size, groups: groups.sort(compareGroups), removed });
+    this.publish({ v: this.version, total: this.entries.size, groups: groups.sort(compareGroups), removed });
+    // Touched while the message was prepared: the next one, an interval later.
+    if (this.touched.size > 0) this.schedule();
   }
 
-  /** Apply the touches to the groups, then summarise the groups that changed. */
-  private sync(): void {
-    if (this.touched.size > 0) {
-      const touched = this.touched;
-      this.touched = new Set();
-      for (const waitId of touched) this.place(waitId);
-    }
+  /** Apply the touches (up to `limit`), then summarise the groups that changed. */
+  private sync(limit = READ_SYNC_LIMIT): void {
+    this.apply(limit);
     if (this.dirty.size === 0) return;
-    for (const key of this.dirty) {
-      const group = this.groupsByKey.get(key);
-      if (!group) continue;
-      if (group.members.size === 0) this.groupsByKey.delete(key);
-      else group.summary = this.summarise(group);
+    for (const group of this.dirty) {
+      if (group.members.size === 0) {
+        if (this.groupsByKey.get(group.key) === group) this.groupsByKey.delete(group.key);
+      } else {
+        group.summary = this.summarise(group);
+      }
     }
     this.dirty = new Set();
   }
 
-  /** Put a touched wait in its group (or take it out when it is gone). */
-  private place(waitId: string): void {
-    const before = this.groupOf.get(waitId);
+  /** Apply up to `limit` touches: each wait to its group (or out, when it is gone). */
+  private apply(limit: number): void {
+    if (this.touched.size === 0) return;
+    // A few owners for many waits: describe each once per slice.
+    const owners = new Map<string, OwnerInfo>();
+    let done = 0;
+    for (const waitId of this.touched) {
+      if (done++ >= limit) break;
+      this.touched.delete(waitId);
+      this.place(waitId, owners);
+    }
+  }
+
+  private place(waitId: string, owners: Map<string, OwnerInfo>): void {
+    const entry = this.entries.get(waitId);
     const info = this.source?.inspect(waitId) ?? null;
-    let after: string | null = null;
-    if (info) {
-      const owner = this.describeOwner(info.record.ownerId);
-      const collection = info.record.spec.collection;
-      after = groupKey(owner.storeId, collection);
-      let group = this.groupsByKey.get(after);
-      if (!group) {
-        group = { key: after, storeId: owner.storeId, storeName: owner.storeName, collection, members: new Set(), rev: 0, summary: null };
-        this.groupsByKey.set(after, group);
+    if (!info) {
+      if (entry) {
+        this.entries.delete(waitId);
+        this.leave(entry);
       }
-      group.storeName = owner.storeName;
-      group.members.add(waitId);
-      group.rev += 1;
-      this.groupOf.set(waitId, after);
-      this.dirty.add(after);
+      return;
+    }
+    const { ownerId, spec } = info.record;
+    let owner = owners.get(ownerId);
+    if (!owner) owners.set(ownerId, (owner = this.describeOwner(ownerId)));
+    let group = entry?.group;
+    if (!group || group.storeId !== owner.storeId || group.collection !== spec.collection) {
+      if (entry) this.leave(entry);
+      group = this.groupFor(owner, spec.collection);
+    }
+    group.storeName = owner.storeName;
+    const retrying = info.warning?.current ?? false;
+    if (entry) {
+      entry.record = info.record;
+      entry.group = group;
+      entry.state = info.state;
+      entry.retrying = retrying;
+      group.members.add(entry);
     } else {
-      this.groupOf.delete(waitId);
+      const added: Entry = { waitId, record: info.record, group, state: info.state, retrying };
+      this.entries.set(waitId, added);
+      group.members.add(added);
     }
-    if (before !== undefined && before !== after) {
-      const old = this.groupsByKey.get(before);
-      if (old) {
-        old.members.delete(waitId);
-        old.rev += 1;
-        this.dirty.add(before);
-      }
+    group.rev += 1;
+    this.dirty.add(group);
+  }
+
+  private leave(entry: Entry): void {
+    entry.group.members.delete(entry);
+    entry.group.rev += 1;
+    this.dirty.add(entry.group);
+  }
+
+  private groupFor(owner: OwnerInfo, collection: string): Group {
+    const key = groupKey(owner.storeId, collection);
+    let group = this.groupsByKey.get(key);
+    if (!group) {
+      group = { key, storeId: owner.storeId, storeName: owner.storeName, collection, members: new Set(), rev: 0, summary: null };
+      this.groupsByKey.set(key, group);
     }
+    return group;
   }
 
   private summarise(group: Group): GroupSummary {
@@ -364,7 +436,7 @@ export class WaitList {
       key: group.key,
       store: { id: group.storeId, name: group.storeName },
       collection: group.collection,
-      count: 0,
+      count: group.members.size,
       running: 0,
       saving: 0,
       dormant: 0,
@@ -379,22 +451,21 @@ export class WaitList {
     };
     let progressSum = 0;
     let known = 0;
-    for (const waitId of group.members) {
-      const info = this.source?.inspect(waitId);
-      if (!info) continue;
-      const { spec } = info.record;
-      summary.count += 1;
-      summary[info.state] += 1;
-      if (info.warning?.current) summary.retrying += 1;
+    for (const entry of group.members) {
+      const { spec } = entry.record;
+      summary[entry.state] += 1;
+      if (entry.retrying) summary.retrying += 1;
       const last = spec.lastProgress;
-      summary.indexedCount += last?.indexedCount ?? 0;
       summary.expectedCount += spec.expectedCount;
-      if (last && last.progress !== null) {
-        progressSum += last.progress;
-        known += 1;
+      if (last) {
+        summary.indexedCount += last.indexedCount;
+        if (last.progress !== null) {
+          progressSum += last.progress;
+          known += 1;
+        }
+        if (last.etaSeconds !== null) summary.etaSeconds = Math.max(summary.etaSeconds ?? 0, last.etaSeconds);
       }
-      if (last && last.etaSeconds !== null) summary.etaSeconds = Math.max(summary.etaSeconds ?? 0, last.etaSeconds);
-      summary.oldestStartedAt = Math.min(summary.oldestStartedAt, spec.startedAt);
+      if (spec.startedAt < summary.oldestStartedAt) summary.oldestStartedAt = spec.startedAt;
     }
     summary.progress = known > 0 ? progressSum / known : null;
     if (summary.oldestStartedAt === Infinity) summary.oldestStartedAt = 0;

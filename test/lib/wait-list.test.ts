@@ -198,6 +198,29 @@ describe('WaitList (the Vector waits sidebar model, on a real Triggerer without 
     should(feed[feed.length - 1].total).equal(10_000);
   });
 
+  it('prepares a message about 10,000 changed waits in slices: other work runs before it is sent', async () => {
+    let due: (() => void) | null = null;
+    const handTimers: Timers = { setTimeout: (callback) => ((due = callback), 1), clearTimeout: () => undefined };
+    const sent: WaitFeed[] = [];
+    const sliced = new WaitList({ describeOwner, publish: (m) => sent.push(m), now: clock.now, timers: handTimers });
+    sliced.bind(triggerer);
+    try {
+      const deferred: Array<Promise<void>> = [];
+      for (let i = 0; i < 10_000; i++) deferred.push(triggerer.defer(record(`w${i}`, 'sensor-c', 'docs')));
+      await Promise.all(deferred);
+      should(due).be.a.Function();
+      due!();
+      should(sent).have.length(0); // not in the timer's own turn
+      await new Promise((resolve) => setImmediate(resolve));
+      should(sent).have.length(0); // nor in the next one: 10,000 touches take several slices
+      await settle(20);
+      should(sent).have.length(1);
+      should(sent[0]).match({ total: 10_000, groups: [{ collection: 'docs', count: 10_000, dormant: 10_000 }] });
+    } finally {
+      sliced.close();
+    }
+  });
+
   it('sends nothing while nothing changes, and numbers its messages', async () => {
     // sensor-c is not attached: its waits do not poll, nothing changes after they arrive.
     await triggerer.defer(record('c1', 'sensor-c', 'docs'));
