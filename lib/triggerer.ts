@@ -78,8 +78,8 @@ export interface WaitOwner {
 
 /** Why waits were cancelled from outside their flow, for the owner's status. */
 export interface CancelNote {
-  /** Short status text ("cancelled from sidebar"). */
-  statusText: string;
+  /** The owner's short status text, given how many of its waits are still pending ("cancelled from sidebar"). */
+  statusText(pending: number): string;
   /** Who cancelled (the admin user name), when known. */
   by: string | null;
 }

@@ -142,8 +142,8 @@ export = function register(RED: NodeAPI): void {
         if (newest?.waitId === waitId) newest = null;
       }
       const pending = pendingCount();
-      if (pending === 0) status.ok(note.statusText);
-      else status.waiting(`${text('deferrable-sensor.status.waitingPlain', { pending })} · ${note.statusText}`);
+      if (pending === 0) status.ok(note.statusText(0));
+      else status.waiting(note.statusText(pending));
     }
 
     node.on('input', (msg: SensorMessage, send: Send, done: Done) => {

@@ -145,7 +145,10 @@ function serve(RED: NodeAPI, state: PluginState): void {
       const body = (req.body ?? {}) as Record<string, unknown>;
       const triggerer = await bind(state);
       const by = userOf(req);
-      const note = { statusText: text(state, 'status.cancelled'), by };
+      const note = {
+        statusText: (pending: number) => (pending === 0 ? text(state, 'status.cancelled') : text(state, 'status.cancelledSome', { pending })),
+        by,
+      };
       let what: string;
       let matches: (wait: WaitRecord) => boolean;
       if (typeof body.waitId === 'string' && body.waitId) {

@@ -141,6 +141,17 @@ describe('Vector waits plugin: admin endpoints on a real runtime (test helper; i
     should(helper.getNode('sensor').status.lastCall.args[0]).match({ text: 'cancelled from sidebar' });
   });
 
+  it('says how many waits are left in the status when the sensor still has some', async () => {
+    await load(flow());
+    const first = await startWait();
+    const progress = nextMessage('progress', (m) => m.payload.collection === 'docs' && m.waitId !== first);
+    helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 40 });
+    await progress;
+    const status = nextMessage('statuses', (m) => /cancelled/.test(m.status?.text ?? ''));
+    await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: first }).expect(200);
+    should((await status).status).match({ fill: 'blue', shape: 'dot', text: '1 waiting · cancelled' });
+  });
+
   it('answers 404 with a sentence when the wait is not pending, and 400 when the request says nothing to cancel', async () => {
     await load(flow());
     const missing = await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: 'no-such-wait' }).expect(404);
