@@ -216,6 +216,11 @@ describe('WaitList (the Vector waits sidebar model, on a real Triggerer without 
       await settle(20);
       should(sent).have.length(1);
       should(sent[0]).match({ total: 10_000, groups: [{ collection: 'docs', count: 10_000, dormant: 10_000 }] });
+      // A client reads a page at a time: at most 500 waits per request.
+      const page = sliced.page('s2', 'docs', 9_900, 10_000);
+      should(page).match({ total: 10_000, offset: 9_900 });
+      should(page.waits).have.length(100);
+      should(sliced.page('s2', 'docs', 0, 10_000).waits).have.length(500);
     } finally {
       sliced.close();
     }
