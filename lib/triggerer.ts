@@ -69,6 +69,46 @@ export interface WaitOwner {
   storeKey: string;
   /** Progress, warning and final events of the owner's waits. `wait` is the triggerer's: do not modify it. */
   onEvent(wait: WaitRecord, event: TriggerEvent): void;
+  /**
+   * Some of the owner's waits were cancelled from outside its flow (`cancelAndNotify`: the
+   * Vector waits sidebar): end their messages as `msg.reset` does, no event follows.
+   */
+  onCancelled?(waits: WaitRecord[], note: CancelNote): void;
+}
+
+/** Why waits were cancelled from outside their flow, for the owner's status. */
+export interface CancelNote {
+  /** The owner's short status text, given how many of its waits are still pending ("cancelled from sidebar"). */
+  statusText(pending: number): string;
+  /** Who cancelled (the admin user name), when known. */
+  by: string | null;
+}
+
+/**
+ * What the Vector waits sidebar shows of a wait: read only, built on demand
+ * (`inspect`), never kept per wait.
+ */
+export interface WaitInfo {
+  /** The triggerer's record (latest spec): do not modify it. */
+  record: Readonly<WaitRecord>;
+  /**
+   * running: polled now (durable, its owner attached); saving: not yet on disk;
+   * dormant: on disk, its owner not attached (node stopped, disabled flow or node);
+   * delivering: ended, its final message not yet handed to its owner (redelivery
+   * pending after a crash, or the owner is not attached).
+   */
+  state: 'running' | 'saving' | 'dormant' | 'delivering';
+  durable: boolean;
+  /** The latest warning (store not answering ...), and whether the wait is still retrying because of it. */
+  warning: { message: string; at: number; current: boolean } | null;
+}
+
+/** Told of every change to a wait's sidebar view (new, progress, state, ended); cheap: no work per call. */
+export interface WaitWatcher {
+  /** The wait changed, or is gone (then `inspect(waitId)` returns null). */
+  touched(record: Readonly<WaitRecord>): void;
+  /** The triggerer closed: forget its waits. */
+  closed(): void;
 }
 
 export interface TriggererOptions {
@@ -125,6 +165,8 @@ interface WaitState {
   final?: FinalEvent;
   /** The final is recorded on disk (or there is no disk): it may be handed over. */
   recorded?: boolean;
+  /** The latest warning event, for the sidebar; `retrying` until the next progress. */
+  warning?: { message: string; at: number; retrying: boolean };
 }
 
 /** An attached owner and the step context its waits share. */
@@ -320,6 +362,7 @@ export class Triggerer {
   private closing: Promise<void> | null = null;
   private finals = 0;
   private warnings = 0;
+  private readonly watchers = new Set<WaitWatcher>();
 
   constructor(options: TriggererOptions = {}) {
     this.store = options.waitStore ?? null;
@@ -415,6 +458,7 @@ export class Triggerer {
     }
     if (this.closing) return; // stays on disk: resumes after the restart
     wait.durable = true;
+    this.touch(wait);
     const slot = this.owners.get(wait.record.ownerId);
     if (slot) this.startRun(wait, slot);
   }
@@ -434,10 +478,78 @@ export class Triggerer {
       for (const wait of [...this.finishing]) {
         if (!predicate(wait.record)) continue;
         this.finishing.delete(wait);
+        this.touch(wait);
         this.removeFromDisk(wait, 'cancelled');
       }
     }
     return removed.map((w) => w.record);
+  }
+
+  /**
+   * Cancel from outside the flows (the Vector waits sidebar): like `cancel` with
+   * ended waits included, then each attached owner is told which of its waits
+   * ended this way (`onCancelled`), so it completes their messages and says so in
+   * its status. Returns every wait removed, ended ones included.
+   */
+  cancelAndNotify(predicate: (wait: WaitRecord) => boolean, note: CancelNote): WaitRecord[] {
+    const ended: WaitRecord[] = [];
+    for (const wait of this.finishing) if (predicate(wait.record)) ended.push(wait.record);
+    const removed = [...this.cancel(predicate, { includeEnded: true }), ...ended];
+    const byOwner = new Map<string, WaitRecord[]>();
+    for (const record of removed) {
+      const list = byOwner.get(record.ownerId);
+      if (list) list.push(record);
+      else byOwner.set(record.ownerId, [record]);
+    }
+    for (const [ownerId, records] of byOwner) {
+      const owner = this.owners.get(ownerId)?.owner;
+      if (!owner?.onCancelled) continue;
+      try {
+        owner.onCancelled(records, note);
+      } catch (err) {
+        this.log.warn(`The sensor ${ownerId} failed to end ${records.length} cancelled wait(s): ${messageOf(err)}`);
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * What the sidebar shows of one wait (pending, or ended and not yet handed
+   * over), or null when the triggerer no longer has it.
+   */
+  inspect(waitId: string): WaitInfo | null {
+    let wait = this.waits.get(waitId);
+    if (!wait) {
+      for (const ending of this.finishing) {
+        if (ending.record.spec.waitId === waitId) {
+          wait = ending;
+          break;
+        }
+      }
+    }
+    if (!wait) return null;
+    const state: WaitInfo['state'] = wait.final || wait.record.final ? 'delivering' : wait.run ? 'running' : wait.durable ? 'dormant' : 'saving';
+    const { warning } = wait;
+    return {
+      record: wait.record,
+      state,
+      durable: wait.durable,
+      warning: warning ? { message: warning.message, at: warning.at, current: warning.retrying } : null,
+    };
+  }
+
+  /** Every wait `inspect` knows (pending, then ended not yet handed over): for a watcher's first look. */
+  *allRecords(): IterableIterator<Readonly<WaitRecord>> {
+    for (const wait of this.waits.values()) yield wait.record;
+    for (const wait of this.finishing) yield wait.record;
+  }
+
+  /** Be told of every change to a wait (the sidebar's feed); returns the unsubscribe function. */
+  watch(watcher: WaitWatcher): () => void {
+    this.watchers.add(watcher);
+    return () => {
+      this.watchers.delete(watcher);
+    };
   }
 
   /** Remove the waits whose owner is not live (a node deleted while the runtime was down). */
@@ -484,6 +596,8 @@ export class Triggerer {
       this.removals.flush(); // delivered while running: written as removed
       this.scheduler.close();
       this.pool.clear();
+      for (const watcher of [...this.watchers]) watcher.closed();
+      this.watchers.clear();
       await this.store?.close();
     })();
     return this.closing;
@@ -542,6 +656,7 @@ export class Triggerer {
   private startRun(wait: WaitState, slot: OwnerSlot, dueAt?: number): void {
     const run = new WaitRun(this.host, wait, slot);
     wait.run = run;
+    this.touch(wait);
     // The record holds the trigger's live state (no copy per poll): the store's
     // checkpoints write whatever it is at the time.
     wait.record.spec = run.trigger.state as TriggerSpec;
@@ -553,6 +668,7 @@ export class Triggerer {
     if (!wait.run) return;
     wait.run.stop();
     wait.run = null;
+    this.touch(wait);
     // Make sure the latest poll count reaches the disk, for the next resume.
     this.store?.update(wait.record);
   }
@@ -606,7 +722,13 @@ export class Triggerer {
       return;
     }
     // Warnings reach the owner (for its status); the log gets one line per outage (StatusPool).
-    if (event.type === 'warning') this.warnings += 1;
+    if (event.type === 'warning') {
+      this.warnings += 1;
+      wait.warning = { message: event.message, at: this.now(), retrying: true };
+    } else if (wait.warning) {
+      wait.warning.retrying = false;
+    }
+    this.touch(wait);
     if (changed) this.store?.update(wait.record);
     this.notify(run.slot.owner, wait.record, event);
   }
@@ -674,6 +796,7 @@ export class Triggerer {
     // Not before its record is on disk: a crash after an unrecorded delivery would repeat it unflagged.
     if (!slot || this.closing || !wait.final || !wait.recorded || !this.finishing.has(wait)) return;
     this.finishing.delete(wait);
+    this.touch(wait);
     this.notify(slot.owner, wait.record, wait.final);
     // Removed a little later: a crash before the next node got the message redelivers it, flagged.
     if (this.store) this.removals.add(wait.record.spec.waitId);
@@ -706,6 +829,19 @@ export class Triggerer {
     let set = this.byOwner.get(wait.record.ownerId);
     if (!set) this.byOwner.set(wait.record.ownerId, (set = new Set()));
     set.add(wait);
+    this.touch(wait);
+  }
+
+  /** Tell the watchers (the sidebar feed) that a wait changed. */
+  private touch(wait: WaitState): void {
+    if (this.watchers.size === 0) return;
+    for (const watcher of this.watchers) {
+      try {
+        watcher.touched(wait.record);
+      } catch (err) {
+        this.log.warn(`A watcher of the pending waits failed: ${messageOf(err)}`);
+      }
+    }
   }
 
   private unindex(wait: WaitState): void {
@@ -714,6 +850,7 @@ export class Triggerer {
     const set = this.byOwner.get(wait.record.ownerId);
     set?.delete(wait);
     if (set?.size === 0) this.byOwner.delete(wait.record.ownerId);
+    this.touch(wait);
   }
 
   private assertOpen(): void {

@@ -29,7 +29,7 @@ import {
   type SuccessPayload,
   type TriggerEvent,
 } from '../lib/trigger';
-import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
+import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
 import { NodeStatus } from './shared/status';
@@ -126,13 +126,26 @@ export = function register(RED: NodeAPI): void {
       const maxConsecutiveErrors = config?.maxErrors ?? 0;
       try {
         const store = resolveStore(RED, storeId);
-        return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent };
+        return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent, onCancelled };
       } catch (err) {
         const unavailable = storeId
           ? `its vector-store configuration (${storeId}) is missing or invalid: ${messageOf(err).replace(/\.$/, '')}`
           : `the sensor has no vector-store configuration: ${messageOf(err).replace(/\.$/, '')}`;
-        return { backend: null, unavailable, storeKey: storeId ?? '', maxConsecutiveErrors, onEvent };
+        return { backend: null, unavailable, storeKey: storeId ?? '', maxConsecutiveErrors, onEvent, onCancelled };
       }
+    }
+
+    /** Waits cancelled from the Vector waits sidebar: end them as msg.reset does (no output, done()). */
+    function onCancelled(records: WaitRecord[], note: CancelNote): void {
+      for (const record of records) {
+        const waitId = record.spec.waitId;
+        live.get(waitId)?.done();
+        live.delete(waitId);
+        if (newest?.waitId === waitId) newest = null;
+      }
+      const pending = pendingCount();
+      if (pending === 0) status.ok(note.statusText(0));
+      else status.waiting(note.statusText(pending));
     }
 
     node.on('input', (msg: SensorMessage, send: Send, done: Done) => {

@@ -22,5 +22,14 @@ for (const entry of fs.readdirSync(srcNodes, { withFileTypes: true })) {
   }
 }
 fs.cpSync(path.join(srcNodes, 'locales'), path.join(outNodes, 'locales'), { recursive: true });
+// Plugins (the Vector waits sidebar): their editor .html and locales/ beside their .js too.
+const srcPlugins = path.join(srcNodes, 'plugins');
+const outPlugins = path.join(outNodes, 'plugins');
+for (const entry of fs.readdirSync(srcPlugins, { withFileTypes: true })) {
+  if (entry.isFile() && entry.name.endsWith('.html')) {
+    fs.copyFileSync(path.join(srcPlugins, entry.name), path.join(outPlugins, entry.name));
+  }
+}
+fs.cpSync(path.join(srcPlugins, 'locales'), path.join(outPlugins, 'locales'), { recursive: true });
 // Node-RED looks for a node's icons in icons/ beside its .js, not at the package root.
 fs.cpSync(path.join(root, 'icons'), path.join(outNodes, 'icons'), { recursive: true });
