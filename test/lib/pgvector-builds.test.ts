@@ -175,7 +175,11 @@ describe('pgvector index builds on PostgreSQL 15 (build runner, btree indexes; n
       const d = deps();
       const running = runIndexBuild(btreeTarget(name), { replaceInvalid: true }, d);
       running.catch(() => undefined);
-      const [build] = await until('the build to show in pg_stat_progress_create_index', () => progressRows(name).then((r) => r.length > 0 && r));
+      // Past its first transaction (the invalid index is in the catalog from then on): a busy machine
+      // could otherwise end it while "initializing", before there is any index to leave behind.
+      const [build] = await until('the build to reach "building index" in pg_stat_progress_create_index', () =>
+        progressRows(name).then((r) => r.length > 0 && r[0].phase.startsWith('building index') && r),
+      );
       await admin.query(`SELECT ${fn}($1)`, [build.pid]);
       const err = (await running.then(
         () => null,
