@@ -32,7 +32,8 @@ import {
 import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
-import { NodeStatus } from './shared/status';
+import { NodeStatus, failureStatus, withShortStatus, type FailureStep } from './shared/status';
+import { readNodeConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
@@ -76,11 +77,14 @@ export = function register(RED: NodeAPI): void {
 
     let config: SensorConfig | null = null;
     let configError: Error | null = null;
+    let configStatus = '';
     try {
-      config = parseSensorConfig(def);
+      config = readNodeConfig('deferrable-sensor', def, parseSensorConfig);
     } catch (err) {
       configError = toError(err);
-      status.fail(messageOf(err));
+      configStatus = failureStatus(err, 'config');
+      status.fail(configStatus);
+      node.error(messageOf(err));
     }
 
     const live = new Map<string, LiveWait>();
@@ -106,12 +110,12 @@ export = function register(RED: NodeAPI): void {
         const owner = ownerOfWaits();
         t.attach(node.id, owner);
         const resumed = t.pending(node.id);
-        if (!owner.backend) status.fail(owner.unavailable ?? 'no vector store');
+        if (!owner.backend) status.fail(storeStatus);
         else if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
         return t;
       },
       (err) => {
-        status.fail(messageOf(err));
+        status.fail('waits file unreadable');
         node.error(`Cannot start the pending waits store: ${messageOf(err)}`);
         return null;
       },
@@ -122,12 +126,16 @@ export = function register(RED: NodeAPI): void {
      * (its config node deleted or invalid) the waits stay, and end at their
      * deadline saying why: never dormant for ever.
      */
+    /** Why the node's store cannot be used, in a few words (set by ownerOfWaits). */
+    let storeStatus = 'no vector store';
+
     function ownerOfWaits(): WaitOwner {
       const maxConsecutiveErrors = config?.maxErrors ?? 0;
       try {
         const store = resolveStore(RED, storeId);
         return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent };
       } catch (err) {
+        storeStatus = failureStatus(err, 'store');
         const unavailable = storeId
           ? `its vector-store configuration (${storeId}) is missing or invalid: ${messageOf(err).replace(/\.$/, '')}`
           : `the sensor has no vector-store configuration: ${messageOf(err).replace(/\.$/, '')}`;
@@ -148,12 +156,16 @@ export = function register(RED: NodeAPI): void {
       let collection: string | null = null;
       let waitId: string | null = null;
       let counted = false;
+      let step: FailureStep = 'config';
       try {
         if (configError || !config) throw configError;
+        step = 'store';
         const store = resolveStore(RED, storeId);
+        step = 'collection';
         const watched = watchedCollectionOf(msg, config, store.backend.name);
         collection = collectionLabel(watched);
         const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
+        step = 'operation';
         waitId = newWaitId();
         msg.waitId = waitId;
         status.busy(text('deferrable-sensor.status.checking', { collection }));
@@ -239,17 +251,20 @@ export = function register(RED: NodeAPI): void {
           lastProgress: null,
         };
         msg.payload = payload;
-        status.fail(payload.message);
+        status.fail(step === 'config' ? configStatus : failureStatus(err, step));
         done(toError(err));
       }
     }
 
     function stoppedError(): Error {
-      return new Error('The sensor was stopped (a redeploy or a shutdown) before the wait could be started. Send the message again.');
+      return withShortStatus(
+        new Error('The sensor was stopped (a redeploy or a shutdown) before the wait could be started. Send the message again.'),
+        'stopped, send again',
+      );
     }
 
     function deferError(err: unknown): Error {
-      return new Error(`The wait could not be saved, so it was not started: ${messageOf(err)}`);
+      return withShortStatus(new Error(`The wait could not be saved, so it was not started: ${messageOf(err)}`), 'wait not saved');
     }
 
     /** Triggerer (or local poller) events for one of this node's waits. */
@@ -354,7 +369,7 @@ export = function register(RED: NodeAPI): void {
         entry.send([entry.msg, null]);
         entry.done();
       } else {
-        status.fail(payload.message);
+        status.fail(failureStatus(payload));
         entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
       if (pendingCount() > 0) scheduleStatus();
@@ -369,7 +384,7 @@ export = function register(RED: NodeAPI): void {
           only = collectionLabel(parseExistingCollection(given, 'msg.collection'));
         } catch (err) {
           const message = `${messageOf(err)} Nothing was cancelled.`;
-          status.fail(message);
+          status.fail(failureStatus(err, 'collection'));
           done(toError(new VectorStoreError('INVALID_INPUT', message)));
           return;
         }
@@ -379,7 +394,7 @@ export = function register(RED: NodeAPI): void {
             'INVALID_INPUT',
             `msg.collection must be a collection name (a string), or another tool's collection (an object such as {"name": "items"}), to reset the waits of one collection, not ${Array.isArray(given) ? 'an array' : typeof given}: nothing was cancelled. Leave msg.collection out to cancel all of this sensor's waits.`,
           );
-          status.fail(err.message);
+          status.fail(failureStatus(err, 'collection'));
           done(toError(err));
           return;
         }
