@@ -2,8 +2,10 @@
  * Saved node configurations across versions of this package: the one place
  * where an old shape becomes today's, before any node parses its config.
  *
- * Every node's saved config carries its version in the property `v` (the
- * editor's defaults set it for new nodes). A config without `v` is version 0:
+ * Every node's saved config carries its version in the property
+ * `configVersion` (the editor's defaults set it for new nodes; not `v`: the
+ * Node-RED editor reserves one-letter property names and drops them from
+ * defaults). A config without it is version 0:
  * the shape saved before versions existed (main until 2026-12). When a property
  * is renamed, moved or given a new meaning, CONFIG_VERSION goes up by one and a
  * migration from the previous version is added below: flows saved by any older
@@ -13,13 +15,20 @@
  */
 import { CONFIG_FIELD_LABELS, InvalidFieldsError, type FieldLabels } from './schemas';
 
+/** The property of a saved node config that holds its version. */
+export const VERSION_PROPERTY = 'configVersion';
+
 /** The version of the config shape this package writes and parses. */
 export const CONFIG_VERSION = 1;
 
 /** The saved properties of a node, as Node-RED hands them over. */
 export type SavedConfig = Record<string, unknown>;
 
-/** One step: a config of version `from` to the shape of version `from + 1`. */
+/**
+ * One step: a config of version `from` to the shape of version `from + 1`. It
+ * must keep a property of the new shape that is already there: an old node
+ * edited in a newer editor may hold both the old and the new property.
+ */
 export interface ConfigMigration {
   from: number;
   /** What changed, for the reader of this file. */
@@ -41,14 +50,14 @@ export interface MigrateOptions {
 }
 
 /**
- * `config` in the current shape (a copy with `v` set), whatever version saved it.
+ * `config` in the current shape (a copy with its version set), whatever version saved it.
  * A config saved by a newer version of the package is refused: its meaning is
  * unknown here, and guessing could wait on the wrong collection.
  */
 export function migrateConfig(type: string, config: SavedConfig, options: MigrateOptions = {}): SavedConfig {
   const migrations = options.migrations ?? CONFIG_MIGRATIONS[type] ?? [];
   const current = options.current ?? CONFIG_VERSION;
-  const saved = savedVersion(config.v);
+  const saved = savedVersion(config[VERSION_PROPERTY]);
   if (saved > current) {
     throw new InvalidFieldsError(
       `This ${type} node was saved by a newer version of @deferrable/node-red-vector-pipeline (config version ${saved}; this one reads up to ${current}): update the package in the Node-RED user directory to the version that saved the flow, or a newer one.`,
@@ -60,7 +69,7 @@ export function migrateConfig(type: string, config: SavedConfig, options: Migrat
     const step = migrations.find((m) => m.from === version);
     if (step) migrated = step.migrate(migrated);
   }
-  migrated.v = current;
+  migrated[VERSION_PROPERTY] = current;
   return migrated;
 }
 
@@ -73,13 +82,13 @@ export function readNodeConfig<T>(type: string, config: unknown, parse: (config:
   return parse(migrateConfig(type, saved), CONFIG_FIELD_LABELS[type]);
 }
 
-/** The saved `v`: absent means 0; a whole number 0 or more (the editor may save it as a string). */
+/** The saved version: absent means 0; a whole number 0 or more (the editor may save it as a string). */
 function savedVersion(value: unknown): number {
   if (value === undefined || value === null || value === '') return 0;
   const n = typeof value === 'string' ? Number(value.trim()) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
     throw new InvalidFieldsError(
-      `The saved config version (v) must be a whole number, 0 or more, but is ${JSON.stringify(value)}: export the node, remove "v", and import it again.`,
+      `The saved config version (${VERSION_PROPERTY}) must be a whole number, 0 or more, but is ${JSON.stringify(value)}: export the node, remove "${VERSION_PROPERTY}", and import it again.`,
       ['version'],
     );
   }

@@ -231,7 +231,7 @@ describe('node statuses read at a glance (real runtime, real catalog)', function
     });
 
     it('a config saved by a newer version of the package', async function () {
-      await load(flow({ v: 99 }));
+      await load(flow({ configVersion: 99 }));
       shouldFailWith(await failure('ingest', { payload: docs(1) }), 'bad config: newer version', /saved by a newer version .*\(config version 99; this one reads up to 1\)/);
     });
 
