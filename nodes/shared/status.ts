@@ -142,8 +142,8 @@ function inputStatus(message: string, step: FailureStep): string {
 /** The store's reason in "Indexing of collection "x" failed: disk full (simulated)." -> "disk full". */
 function indexFailure(message: string): string {
   const at = message.indexOf(' failed: ');
-  const reason = at === -1 ? '' : message.slice(at + ' failed: '.length);
-  return withoutAsides(reason);
+  const reason = withoutAsides(at === -1 ? '' : message.slice(at + ' failed: '.length));
+  return reason === 'the store gave no reason' ? 'no reason given' : reason;
 }
 
 /** The text before its first sentence or clause break, without asides in parentheses. */
