@@ -32,7 +32,7 @@ import {
 import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
-import { NodeStatus, failureStatus, withShortStatus, type FailureStep } from './shared/status';
+import { MAX_STATUS, NodeStatus, failureStatus, shortDuration, withShortStatus, type FailureStep } from './shared/status';
 import { readNodeConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
@@ -468,7 +468,9 @@ export = function register(RED: NodeAPI): void {
       } else if (progress.etaSeconds === null) {
         status.waiting(text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       } else {
-        status.waiting(text('deferrable-sensor.status.waiting', { pending, percent, eta: formatEta(progress.etaSeconds) }));
+        const withEta = text('deferrable-sensor.status.waiting', { pending, percent, eta: shortDuration(Math.ceil(progress.etaSeconds) * 1000) });
+        // Thousands of waits leave no room for the estimate: the count and the percentage say more.
+        status.waiting(withEta.length <= MAX_STATUS ? withEta : text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       }
     }
 
@@ -521,8 +523,3 @@ function parkable(msg: SensorMessage): { parked: Record<string, unknown>; droppe
   return { parked, dropped };
 }
 
-function formatEta(seconds: number): string {
-  if (seconds < 60) return `${Math.ceil(seconds)}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${Math.ceil(seconds % 60)}s`;
-  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
-}
