@@ -121,14 +121,14 @@ export = function register(RED: NodeAPI): void {
       },
     );
 
+    /** Why the node's store cannot be used, in a few words (set by ownerOfWaits). */
+    let storeStatus = 'no vector store';
+
     /**
      * What the triggerer polls for this node's waits. Without a usable store
      * (its config node deleted or invalid) the waits stay, and end at their
      * deadline saying why: never dormant for ever.
      */
-    /** Why the node's store cannot be used, in a few words (set by ownerOfWaits). */
-    let storeStatus = 'no vector store';
-
     function ownerOfWaits(): WaitOwner {
       const maxConsecutiveErrors = config?.maxErrors ?? 0;
       try {
