@@ -32,7 +32,7 @@ import {
 import type { Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
-import { MAX_STATUS, NodeStatus, failureStatus, shortDuration, withShortStatus, type FailureStep } from './shared/status';
+import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
 import { readNodeConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
@@ -470,7 +470,7 @@ export = function register(RED: NodeAPI): void {
       } else {
         const withEta = text('deferrable-sensor.status.waiting', { pending, percent, eta: shortDuration(Math.ceil(progress.etaSeconds) * 1000) });
         // Thousands of waits leave no room for the estimate: the count and the percentage say more.
-        status.waiting(withEta.length <= MAX_STATUS ? withEta : text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
+        status.waiting(fits(withEta) ? withEta : text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       }
     }
 
