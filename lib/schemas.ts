@@ -5,9 +5,9 @@
  * strings ("100"), booleans may be "true"/"false", and an unset field is often
  * an empty string. The schemas accept those, apply the defaults and produce
  * typed objects. Every failure becomes one `VectorStoreError('INVALID_INPUT')`
- * whose message names the field the way a Node-RED user sees it
- * (`batchSize`, `msg.payload[3].vector[2]`), says what is expected and what was
- * received. zod's own wording is never shown.
+ * whose message names the field the way a Node-RED user sees it (a node
+ * property by its dialog label, "Batch size"; `msg.payload[3].vector[2]`), says
+ * what is expected and what was received. zod's own wording is never shown.
  */
 import { z } from 'zod';
 import { VectorStoreError } from './errors';
@@ -141,13 +141,31 @@ const MAX_ISSUES_IN_MESSAGE = 3;
  * Node-RED terms ("msg.payload", "msg.collection"); '' for a node's config,
  * whose fields are then named alone ("batchSize").
  */
-export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, label: string): T {
+export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, label: string, fieldLabels: FieldLabels = {}): T {
   return readable(label, () => {
     // Issues whose schema set no message get ours, never zod's default wording.
     const result = schema.safeParse(value, { error: fallbackMessage });
     if (result.success) return result.data;
-    throw new VectorStoreError('INVALID_INPUT', describeIssues(result.error.issues, value, label));
+    // The fields at fault, by label alone (unquoted), for the node's status.
+    const names = (issue: z.core.$ZodIssue) => fieldName(label, issue.path, fieldLabels).replace(/^"([^"]*)"/, '$1');
+    throw new InvalidFieldsError(describeIssues(result.error.issues, value, label, fieldLabels), [...new Set(result.error.issues.map(names))]);
   });
+}
+
+/**
+ * How a node's dialog calls its properties ("Batch size" for batchSize): config
+ * errors name what the user sees. A property without a label keeps its name.
+ */
+export type FieldLabels = Readonly<Record<string, string>>;
+
+/** An INVALID_INPUT error that also lists the fields at fault, named as in its message (first first). */
+export class InvalidFieldsError extends VectorStoreError {
+  readonly fields: readonly string[];
+
+  constructor(message: string, fields: readonly string[]) {
+    super('INVALID_INPUT', message);
+    this.fields = fields;
+  }
 }
 
 /**
@@ -167,18 +185,21 @@ function readable<T>(label: string, parse: () => T): T {
   }
 }
 
-function describeIssues(issues: readonly z.core.$ZodIssue[], root: unknown, label: string): string {
+function describeIssues(issues: readonly z.core.$ZodIssue[], root: unknown, label: string, fieldLabels: FieldLabels): string {
   // Several rules of one field can fail at once (an integer, at most 1000): say it once.
-  const sentences = [...new Set(issues.map((issue) => describeIssue(issue, root, label)))];
+  const sentences = [...new Set(issues.map((issue) => describeIssue(issue, root, label, fieldLabels)))];
   const parts = sentences.slice(0, MAX_ISSUES_IN_MESSAGE);
   const more = sentences.length - parts.length;
   if (more > 0) parts.push(`and ${more} more problem${more === 1 ? '' : 's'}`);
   return parts.join('; ');
 }
 
-function describeIssue(issue: z.core.$ZodIssue, root: unknown, label: string): string {
-  const where = fieldPath(label, issue.path);
-  const [expected, hint] = issue.message.split(HINT_SEPARATOR);
+function describeIssue(issue: z.core.$ZodIssue, root: unknown, label: string, fieldLabels: FieldLabels): string {
+  const where = fieldName(label, issue.path, fieldLabels);
+  // A rule naming another field ("at least {field:pollInterval}") names it the same way.
+  const [expected, hint] = issue.message
+    .replace(FIELD_REFERENCE, (_whole, name: string) => fieldName(label, [name], fieldLabels))
+    .split(HINT_SEPARATOR);
   const original = valueAt(root, issue.path);
   const showGot =
     original !== undefined && issue.code !== 'unrecognized_keys' && !(issue.code === 'custom' && issue.params?.noGot);
@@ -235,6 +256,22 @@ function fallbackMessage(issue: z.core.$ZodRawIssue): string {
     default:
       return 'is not valid';
   }
+}
+
+/** In a rule's message, stands for another field of the same object, named as the message names fields. */
+const FIELD_REFERENCE = /\{field:(\w+)\}/g;
+const fieldReference = (name: string) => `{field:${name}}`;
+
+/**
+ * A field as the message names it: a node property by its dialog label when it
+ * has one (quoted: "Poll every" is a label, not a sentence), else its path.
+ */
+function fieldName(label: string, path: readonly PropertyKey[], fieldLabels: FieldLabels): string {
+  const [first, ...rest] = path;
+  if (label === '' && typeof first === 'string' && Object.hasOwn(fieldLabels, first)) {
+    return `"${fieldLabels[first]}"${rest.length > 0 ? ` ${fieldPath('', rest)}` : ''}`;
+  }
+  return fieldPath(label, path);
 }
 
 /** "msg.payload" + [3, "vector", 2] -> "msg.payload[3].vector[2]". */
@@ -495,7 +532,7 @@ export const sensorConfigSchema: z.ZodType<SensorConfig> = z
       ctx.addIssue({
         code: 'custom',
         path: ['maxPollInterval'],
-        message: `must be at least pollInterval (${config.pollInterval} s)`,
+        message: `must be at least ${fieldReference('pollInterval')} (${config.pollInterval} s)`,
       });
     }
   })
@@ -522,12 +559,75 @@ export const queryConfigSchema: z.ZodType<QueryConfig> = z.object({
   failOnEmpty: booleanField(true),
 });
 
-/** Each node's `def` (its saved properties) to a typed config; names the field on error. */
-export const parseStoreConfig = (def: unknown): StoreConfig => parseOrThrow(storeConfigSchema, def, '');
-export const parseIngestConfig = (def: unknown): IngestConfig => parseOrThrow(ingestConfigSchema, def, '');
-export const parseSensorConfig = (def: unknown): SensorConfig => parseOrThrow(sensorConfigSchema, def, '');
-export const parseHealthConfig = (def: unknown): HealthConfig => parseOrThrow(healthConfigSchema, def, '');
-export const parseQueryConfig = (def: unknown): QueryConfig => parseOrThrow(queryConfigSchema, def, '');
+const WATCH_LABELS = {
+  collection: 'Collection',
+  origin: 'Made by',
+  preset: 'Layout',
+  tableSchema: 'Schema',
+  vectorColumn: 'Vector column',
+  indexName: 'Index',
+  databasePath: 'Database path',
+};
+
+/**
+ * The dialog label of each node property (as the editor's en-US catalog shows
+ * it), by node type: the nodes pass them to the parsers below so that config
+ * errors say "Batch size", not "batchSize".
+ */
+export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
+  'vector-store': {
+    backend: 'Backend',
+    embedder: 'Embedder',
+    dimensions: 'Dimensions',
+    embedUrl: 'Base URL',
+    embedModel: 'Model',
+    indexingRate: 'Indexing rate',
+    indexingDelay: 'Delay',
+    persist: 'Keep collections on disk',
+    url: 'URL',
+    path: 'Directory',
+    tenant: 'Tenant',
+    database: 'Database',
+    ssl: 'Use SSL/TLS',
+  },
+  'vector-ingest': {
+    collection: 'Collection',
+    batchSize: 'Batch size',
+    createCollection: 'Create the collection',
+    buildIndex: 'Build the vector index',
+  },
+  'deferrable-sensor': {
+    ...WATCH_LABELS,
+    expectedCount: 'Expected',
+    pollInterval: 'Poll every',
+    maxPollInterval: 'Back off to',
+    timeout: 'Timeout',
+    deferrable: 'Deferrable',
+    maxErrors: 'Give up after',
+  },
+  'index-health': {
+    ...WATCH_LABELS,
+    expectedCount: 'Expected',
+    countMode: 'Count',
+    dimensions: 'Dimensions',
+  },
+  'sample-query': {
+    ...WATCH_LABELS,
+    query: 'Query',
+    topK: 'Results',
+    failOnEmpty: 'Fail when a query finds nothing',
+  },
+};
+
+/**
+ * Each node's `def` (its saved properties) to a typed config; names the field on
+ * error, by its dialog label when `labels` are given (see CONFIG_FIELD_LABELS).
+ */
+export const parseStoreConfig = (def: unknown, labels?: FieldLabels): StoreConfig => parseOrThrow(storeConfigSchema, def, '', labels);
+export const parseIngestConfig = (def: unknown, labels?: FieldLabels): IngestConfig => parseOrThrow(ingestConfigSchema, def, '', labels);
+export const parseSensorConfig = (def: unknown, labels?: FieldLabels): SensorConfig => parseOrThrow(sensorConfigSchema, def, '', labels);
+export const parseHealthConfig = (def: unknown, labels?: FieldLabels): HealthConfig => parseOrThrow(healthConfigSchema, def, '', labels);
+export const parseQueryConfig = (def: unknown, labels?: FieldLabels): QueryConfig => parseOrThrow(queryConfigSchema, def, '', labels);
 
 /**
  * The collection a message works on: `msg.collection` when it is set, else the

@@ -32,7 +32,8 @@ import {
 import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
-import { NodeStatus } from './shared/status';
+import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
+import { readNodeConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
@@ -76,11 +77,14 @@ export = function register(RED: NodeAPI): void {
 
     let config: SensorConfig | null = null;
     let configError: Error | null = null;
+    let configStatus = '';
     try {
-      config = parseSensorConfig(def);
+      config = readNodeConfig('deferrable-sensor', def, parseSensorConfig);
     } catch (err) {
       configError = toError(err);
-      status.fail(messageOf(err));
+      configStatus = failureStatus(err, 'config');
+      status.fail(configStatus);
+      node.error(messageOf(err));
     }
 
     const live = new Map<string, LiveWait>();
@@ -106,16 +110,19 @@ export = function register(RED: NodeAPI): void {
         const owner = ownerOfWaits();
         t.attach(node.id, owner);
         const resumed = t.pending(node.id);
-        if (!owner.backend) status.fail(owner.unavailable ?? 'no vector store');
+        if (!owner.backend) status.fail(storeStatus);
         else if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
         return t;
       },
       (err) => {
-        status.fail(messageOf(err));
+        status.fail('waits file unreadable');
         node.error(`Cannot start the pending waits store: ${messageOf(err)}`);
         return null;
       },
     );
+
+    /** Why the node's store cannot be used, in a few words (set by ownerOfWaits). */
+    let storeStatus = 'no vector store';
 
     /**
      * What the triggerer polls for this node's waits. Without a usable store
@@ -128,6 +135,7 @@ export = function register(RED: NodeAPI): void {
         const store = resolveStore(RED, storeId);
         return { backend: store.backend, storeKey: store.storeKey, maxConsecutiveErrors, onEvent, onCancelled };
       } catch (err) {
+        storeStatus = failureStatus(err, 'store');
         const unavailable = storeId
           ? `its vector-store configuration (${storeId}) is missing or invalid: ${messageOf(err).replace(/\.$/, '')}`
           : `the sensor has no vector-store configuration: ${messageOf(err).replace(/\.$/, '')}`;
@@ -161,12 +169,16 @@ export = function register(RED: NodeAPI): void {
       let collection: string | null = null;
       let waitId: string | null = null;
       let counted = false;
+      let step: FailureStep = 'config';
       try {
         if (configError || !config) throw configError;
+        step = 'store';
         const store = resolveStore(RED, storeId);
+        step = 'collection';
         const watched = watchedCollectionOf(msg, config, store.backend.name);
         collection = collectionLabel(watched);
         const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
+        step = 'operation';
         waitId = newWaitId();
         msg.waitId = waitId;
         status.busy(text('deferrable-sensor.status.checking', { collection }));
@@ -252,17 +264,20 @@ export = function register(RED: NodeAPI): void {
           lastProgress: null,
         };
         msg.payload = payload;
-        status.fail(payload.message);
+        status.fail(step === 'config' ? configStatus : failureStatus(err, step));
         done(toError(err));
       }
     }
 
     function stoppedError(): Error {
-      return new Error('The sensor was stopped (a redeploy or a shutdown) before the wait could be started. Send the message again.');
+      return withShortStatus(
+        new Error('The sensor was stopped (a redeploy or a shutdown) before the wait could be started. Send the message again.'),
+        'stopped, send again',
+      );
     }
 
     function deferError(err: unknown): Error {
-      return new Error(`The wait could not be saved, so it was not started: ${messageOf(err)}`);
+      return withShortStatus(new Error(`The wait could not be saved, so it was not started: ${messageOf(err)}`), 'wait not saved');
     }
 
     /** Triggerer (or local poller) events for one of this node's waits. */
@@ -367,7 +382,7 @@ export = function register(RED: NodeAPI): void {
         entry.send([entry.msg, null]);
         entry.done();
       } else {
-        status.fail(payload.message);
+        status.fail(failureStatus(payload));
         entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
       if (pendingCount() > 0) scheduleStatus();
@@ -382,7 +397,7 @@ export = function register(RED: NodeAPI): void {
           only = collectionLabel(parseExistingCollection(given, 'msg.collection'));
         } catch (err) {
           const message = `${messageOf(err)} Nothing was cancelled.`;
-          status.fail(message);
+          status.fail(failureStatus(err, 'collection'));
           done(toError(new VectorStoreError('INVALID_INPUT', message)));
           return;
         }
@@ -392,7 +407,7 @@ export = function register(RED: NodeAPI): void {
             'INVALID_INPUT',
             `msg.collection must be a collection name (a string), or another tool's collection (an object such as {"name": "items"}), to reset the waits of one collection, not ${Array.isArray(given) ? 'an array' : typeof given}: nothing was cancelled. Leave msg.collection out to cancel all of this sensor's waits.`,
           );
-          status.fail(err.message);
+          status.fail(failureStatus(err, 'collection'));
           done(toError(err));
           return;
         }
@@ -466,7 +481,9 @@ export = function register(RED: NodeAPI): void {
       } else if (progress.etaSeconds === null) {
         status.waiting(text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       } else {
-        status.waiting(text('deferrable-sensor.status.waiting', { pending, percent, eta: formatEta(progress.etaSeconds) }));
+        const withEta = text('deferrable-sensor.status.waiting', { pending, percent, eta: shortDuration(Math.ceil(progress.etaSeconds) * 1000) });
+        // Thousands of waits leave no room for the estimate: the count and the percentage say more.
+        status.waiting(fits(withEta) ? withEta : text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
       }
     }
 
@@ -519,8 +536,3 @@ function parkable(msg: SensorMessage): { parked: Record<string, unknown>; droppe
   return { parked, dropped };
 }
 
-function formatEta(seconds: number): string {
-  if (seconds < 60) return `${Math.ceil(seconds)}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${Math.ceil(seconds % 60)}s`;
-  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
-}

@@ -7,6 +7,7 @@ import { checkHealth, describeUnhealthy } from '../lib/operations';
 import { parseHealthConfig } from '../lib/schemas';
 import { expectedCountOf } from './shared/messages';
 import { registerStoreNode } from './shared/store-node';
+import { unhealthyStatus } from './shared/status';
 
 export = function register(RED: NodeAPI): void {
   registerStoreNode(RED, 'index-health', parseHealthConfig, async ({ text, config, store, collection, label, msg, status }) => {
@@ -19,7 +20,7 @@ export = function register(RED: NodeAPI): void {
       dimensions: config.dimensions,
     });
     msg.payload = report;
-    if (!report.healthy) return { ok: false, reason: describeUnhealthy(report) };
+    if (!report.healthy) return { ok: false, reason: describeUnhealthy(report), status: unhealthyStatus(report) };
     return {
       ok: true,
       statusText: text('index-health.status.healthy', {

@@ -19,7 +19,8 @@ export = function register(RED: NodeAPI): void {
       const which = input.batch ? `query ${emptyAt + 1} of ${results.length}` : 'the query';
       return {
         ok: false,
-        reason: `No results for ${which} in collection "${label}": the collection may be empty or the filter matches nothing. Turn off "fail on empty" to let empty answers through.`,
+        reason: `No results for ${which} in collection "${label}": the collection may be empty or the filter matches nothing. Turn off "Fail when a query finds nothing" to let empty answers through.`,
+        status: 'no results',
       };
     }
     const best = results[0]?.[0];

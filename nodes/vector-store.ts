@@ -10,11 +10,13 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { checkBackendSecrets, createBackend } from '../lib/backends';
 import { forgetVolatileCollections } from '../lib/backends/memory';
 import { createEmbedder } from '../lib/embedders';
-import { parseStoreConfig, type StoreConfig } from '../lib/schemas';
+import { InvalidFieldsError, parseStoreConfig, type StoreConfig } from '../lib/schemas';
 import type { Store } from '../lib/operations';
 import { VectorStoreError, messageOf } from '../lib/errors';
 import { runtimeSettingsOrDefaults } from '../lib/settings';
 import type { VectorStoreConfigNode } from './shared/store';
+import { readNodeConfig } from '../lib/config-versions';
+import { withDetail, withShortStatus } from './shared/status';
 
 interface StoreCredentials {
   password?: string;
@@ -35,7 +37,7 @@ export = function register(RED: NodeAPI): void {
     let config: StoreConfig | null = null;
     let configError: Error | null = null;
     try {
-      config = parseStoreConfig(def);
+      config = readNodeConfig('vector-store', def, parseStoreConfig);
       // Before any use: a credential that cannot be sent is reported now, once, not per message.
       checkBackendSecrets(config.backend, storeCredentials(node.credentials));
     } catch (err) {
@@ -43,6 +45,9 @@ export = function register(RED: NodeAPI): void {
       configError = new VectorStoreError('INVALID_INPUT', `Invalid vector-store configuration "${def.name || node.id}": ${messageOf(err)}`, {
         transient: false,
       });
+      // The nodes using this store show the field at fault: "bad store config: Dimensions".
+      const field = err instanceof InvalidFieldsError ? err.fields[0] : undefined;
+      withShortStatus(configError, field ? withDetail('bad store config', field) : 'bad store config');
       node.error(configError.message);
     }
 

@@ -6,18 +6,23 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { messageOf } from '../../lib/errors';
-import { NodeStatus } from './status';
+import { NodeStatus, clip, failureStatus, type FailureStep } from './status';
 import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
 import { collectionOf, errorPayload, toError, watchedCollectionOf } from './messages';
 import { collectionLabel } from '../../lib/collection-ref';
-import type { WatchConfig } from '../../lib/schemas';
+import type { FieldLabels, WatchConfig } from '../../lib/schemas';
+import { readNodeConfig } from '../../lib/config-versions';
 import type { CollectionRef } from '../../lib/types';
 
 export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record<string, unknown>;
 
-/** What an operation ended with; `msg.payload` is already set either way. */
-export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: false; reason: string };
+/**
+ * What an operation ended with; `msg.payload` is already set either way. A
+ * failure's `reason` is the sentence of msg.error.message, its `status` the
+ * short text the node shows (see shared/status).
+ */
+export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: false; reason: string; status: string };
 
 export interface OperationContext<C> {
   RED: NodeAPI;
@@ -50,7 +55,8 @@ export interface StoreNodeOptions {
 export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
   RED: NodeAPI,
   type: string,
-  parseConfig: (def: unknown) => C,
+  /** Parses the config (migrated to the current version first), naming fields by the labels given. */
+  parseConfig: (def: unknown, labels?: FieldLabels) => C,
   operation: (ctx: OperationContext<C>) => Promise<Outcome>,
   options: StoreNodeOptions = {},
 ): void {
@@ -64,11 +70,14 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
 
     let config: C | null = null;
     let configError: Error | null = null;
+    let configStatus = '';
     try {
-      config = parseConfig(def);
+      config = readNodeConfig(type, def, parseConfig);
     } catch (err) {
       configError = toError(err);
-      status.fail(messageOf(err));
+      configStatus = failureStatus(err, 'config');
+      status.fail(configStatus);
+      node.error(messageOf(err));
     }
 
     node.on('input', (msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void) => {
@@ -77,18 +86,22 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
 
     async function handle(msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void): Promise<void> {
       let label: string | null = null;
+      let step: FailureStep = 'config';
       try {
         if (configError || !config) throw configError;
+        step = 'store';
         const store = resolveStore(RED, storeId);
+        step = 'collection';
         const collection: CollectionRef =
           options.watches && config.origin
             ? watchedCollectionOf(msg, config as C & WatchConfig, store.backend.name)
             : collectionOf(msg, config.collection, store.backend.name);
         label = collectionLabel(collection);
+        step = 'operation';
         const outcome = await operation({ RED, text, config, store, collection, label, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
-          status.fail(outcome.reason);
+          status.fail(clip(outcome.status));
           done(new Error(outcome.reason));
           return;
         }
@@ -100,7 +113,7 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
         // Node-RED clones the message for Catch nodes: a payload it cannot clone
         // (nested thousands of levels deep) would lose the error, so it goes.
         if (!options.keepPayloadOnError || !cloneable(RED, msg.payload)) msg.payload = errorPayload(label, err);
-        status.fail(messageOf(err));
+        status.fail(step === 'config' ? configStatus : failureStatus(err, step));
         done(toError(err));
       }
     }
