@@ -170,8 +170,8 @@ describe('deferrable-sensor node', function () {
   });
 
   const badConfigs: Array<[string, Record<string, unknown>, RegExp]> = [
-    ['a negative timeout', { timeout: -1 }, /timeout/],
-    ['maxPollInterval below pollInterval', { pollInterval: 10, maxPollInterval: 1 }, /maxPollInterval/],
+    ['a negative timeout', { timeout: -1 }, /"Timeout" must be/],
+    ['maxPollInterval below pollInterval', { pollInterval: 10, maxPollInterval: 1 }, /"Back off to" must be at least "Poll every"/],
   ];
   for (const [what, props, message] of badConfigs) {
     it(`rejects ${what} with a clear error`, async function () {

@@ -100,7 +100,7 @@ describe('vector-store config node', function () {
     const errors = nextMessage('errors');
     helper.getNode('ingest').receive({ payload: ['one'] });
     const err = await errors;
-    should(err.error.message).match(/dimensions/);
+    should(err.error.message).match(/"Dimensions" must be/);
   });
 
   it('keeps in-process collections across a redeploy when persist is off', async function () {
