@@ -45,3 +45,10 @@ export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * What a passing failure means for the caller: only a sensor's status polls are
+ * retried by the package; an ingest or a query is the flow's to send again.
+ */
+export const AGAIN =
+  'a sensor\'s wait retries on its own; an ingest or a query can be sent again (a failed ingest keeps its documents in msg.payload).';

@@ -379,6 +379,7 @@ describe('chroma backend', function () {
       const silent = await standIn(() => 'hang');
       const err = await rejectsWith(backend({ url: silent.url, timeoutMs: 200 }).collectionExists('docs'), 'TIMEOUT', true);
       should(err.message).match(/did not answer within 0.2 s/).and.match(/vectorPipeline\.storeTimeout/);
+      should(err.message).not.match(/will be retried/).and.match(/a sensor's wait retries on its own/);
     });
 
     it('says DIMENSION_MISMATCH when the server refuses a vector size', async () => {

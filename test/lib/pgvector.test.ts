@@ -476,6 +476,8 @@ describe('pgvector backend on Postgres + pgvector (PGlite)', function () {
     const err = await rejectsWith(lost.status('docs'), 'UNAVAILABLE', true);
     should(err.message).not.containEql(SECRET);
     should(err.message).match(/could not be reached/);
+    // Only a sensor's polls are retried by the package: the sentence must not promise it for an ingest.
+    should(err.message).not.match(/will be retried/).and.match(/an ingest or a query can be sent again/);
   });
 
   it('closes its pool on close, once, and refuses work afterwards', async () => {

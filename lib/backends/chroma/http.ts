@@ -12,7 +12,7 @@
  * fetch's own errors are quoted in errors, so any echo of the token, in any form
  * (URL-encoded, other case, base64, cut short), is redacted from them first.
  */
-import { VectorStoreError, type ErrorCode } from '../../errors';
+import { AGAIN, VectorStoreError, type ErrorCode } from '../../errors';
 import { redact, redactError } from '../../redact';
 
 export interface ChromaHttpOptions {
@@ -80,7 +80,7 @@ export class ChromaHttp {
           'TIMEOUT',
           `The Chroma server at ${this.options.baseUrl} did not answer within ${seconds(this.options.timeoutMs)} ` +
             `while trying to ${what}.${path.endsWith('/upsert') ? UNKNOWN_WRITE : ''} ` +
-            'It may be overloaded or unreachable; it will be retried. If it is only slow, raise ' +
+            `It may be overloaded or unreachable; ${AGAIN} If it is only slow, raise ` +
             'vectorPipeline.storeTimeout (seconds) in settings.js or the environment variable VECTOR_PIPELINE_STORE_TIMEOUT.',
           { transient: true },
         );

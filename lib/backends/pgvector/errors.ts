@@ -4,7 +4,7 @@
  * triggerer to retry (server unreachable, timeouts, overload) or to give up (bad
  * credentials, missing collection, missing extension, ...).
  */
-import { VectorStoreError, messageOf, type ErrorCode } from '../../errors';
+import { AGAIN, VectorStoreError, messageOf, type ErrorCode } from '../../errors';
 import { redact, redactError } from '../../redact';
 
 /** What the failing call was doing, for the message. */
@@ -119,7 +119,7 @@ export function toStoreError(err: unknown, ctx: ErrorContext): VectorStoreError 
     return make(
       'TIMEOUT',
       `The pgvector store at ${ctx.where} did not answer ${within} while ${ctx.doing} (${timedOut}). It may be overloaded, ` +
-        'locked by another session or unreachable; it will be retried. If it is only slow, raise vectorPipeline.storeTimeout ' +
+        `locked by another session or unreachable; ${AGAIN} If it is only slow, raise vectorPipeline.storeTimeout ` +
         '(seconds) in settings.js or the environment variable VECTOR_PIPELINE_STORE_TIMEOUT.',
       true,
     );
@@ -161,7 +161,7 @@ export function toStoreError(err: unknown, ctx: ErrorContext): VectorStoreError 
     return make('INVALID_INPUT', `${capital(store)} refused a value while ${ctx.doing} (${reason}). Remove NUL characters from texts and metadata.`);
   }
   if (state !== null && (TRANSIENT_SQLSTATES.has(state) || TRANSIENT_SQLSTATE_CLASSES.has(state.slice(0, 2)))) {
-    return make('UNAVAILABLE', `${capital(store)} is not available right now while ${ctx.doing} (${reason}); it will be retried.`, true);
+    return make('UNAVAILABLE', `${capital(store)} is not available right now while ${ctx.doing} (${reason}); ${AGAIN}`, true);
   }
   if (state !== null) {
     return make('INTERNAL', `${capital(store)} failed while ${ctx.doing}: ${reason} (SQLSTATE ${state}).`);
@@ -192,11 +192,11 @@ export function toStoreError(err: unknown, ctx: ErrorContext): VectorStoreError 
     return make(
       'UNAVAILABLE',
       `${capital(store)} could not be reached while ${ctx.doing} (${reason}). Check that Postgres is running and the URL is ` +
-        'right; it will be retried.',
+        `right; ${AGAIN}`,
       true,
     );
   }
-  return make('UNAVAILABLE', `${capital(store)} failed while ${ctx.doing} (${reason}); it will be retried.`, true);
+  return make('UNAVAILABLE', `${capital(store)} failed while ${ctx.doing} (${reason}); ${AGAIN}`, true);
 }
 
 function capital(text: string): string {
