@@ -38,6 +38,14 @@ import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
 import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
 import { triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
+import { TypedInputs, type TypedField } from './shared/typed-inputs';
+
+/** Sensor properties that may come from msg, flow, global or env, read per message. */
+const TYPED_INPUTS: readonly TypedField[] = [
+  { property: 'collection', literal: 'str', labelKey: 'deferrable-sensor.label.collection' },
+  { property: 'expectedCount', literal: 'num', labelKey: 'deferrable-sensor.label.expectedCount' },
+  { property: 'timeout', literal: 'num', labelKey: 'deferrable-sensor.label.timeout' },
+];
 
 type SensorMessage = NodeMessageInFlow & {
   collection?: unknown;
@@ -76,8 +84,10 @@ export = function register(RED: NodeAPI): void {
 
     let config: SensorConfig | null = null;
     let configError: Error | null = null;
+    let typed: TypedInputs<SensorConfig> | null = null;
     try {
-      config = parseSensorConfig(def);
+      typed = new TypedInputs<SensorConfig>(RED, node, def, TYPED_INPUTS);
+      config = parseSensorConfig(typed.deployDef);
     } catch (err) {
       configError = toError(err);
       status.fail(messageOf(err));
@@ -149,11 +159,13 @@ export = function register(RED: NodeAPI): void {
       let waitId: string | null = null;
       let counted = false;
       try {
-        if (configError || !config) throw configError;
+        if (configError || !config || !typed) throw configError;
+        // Collection, expected count and timeout may come from msg/flow/global/env: this message's values.
+        const msgConfig = await typed.configFor(msg, config, parseSensorConfig);
         const store = resolveStore(RED, storeId);
-        const watched = watchedCollectionOf(msg, config, store.backend.name);
+        const watched = watchedCollectionOf(msg, msgConfig, store.backend.name);
         collection = collectionLabel(watched);
-        const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
+        const expectedCount = msgConfig.expectedCount > 0 ? msgConfig.expectedCount : expectedCountOf(msg);
         waitId = newWaitId();
         msg.waitId = waitId;
         status.busy(text('deferrable-sensor.status.checking', { collection }));
@@ -165,7 +177,7 @@ export = function register(RED: NodeAPI): void {
           expectedCount,
           pollIntervalMs: config.pollInterval * 1000,
           maxPollIntervalMs: config.maxPollInterval * 1000,
-          timeoutMs: config.timeout * 1000,
+          timeoutMs: msgConfig.timeout * 1000,
           now: startedAt,
         });
 

@@ -27,5 +27,12 @@ export = function register(RED: NodeAPI): void {
     // Not named "count": i18next would look up plural forms, several times slower.
     const count = results.reduce((n, hits) => n + hits.length, 0);
     return { ok: true, statusText: text('sample-query.status.done', { hits: count, score: best.score.toFixed(3) }) };
-  }, { watches: true });
+  }, {
+    watches: true,
+    typedInputs: [
+      { property: 'collection', literal: 'str', labelKey: 'sample-query.label.collection' },
+      { property: 'query', literal: 'str', labelKey: 'sample-query.label.query' },
+      { property: 'topK', literal: 'num', labelKey: 'sample-query.label.topK' },
+    ],
+  });
 };

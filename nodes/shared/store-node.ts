@@ -11,6 +11,7 @@ import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
 import { collectionOf, errorPayload, toError, watchedCollectionOf } from './messages';
 import { collectionLabel } from '../../lib/collection-ref';
+import { TypedInputs, type TypedField } from './typed-inputs';
 import type { WatchConfig } from '../../lib/schemas';
 import type { CollectionRef } from '../../lib/types';
 
@@ -45,6 +46,8 @@ export interface StoreNodeOptions {
    * has the WatchConfig fields); else only package collections (ingest writes).
    */
   watches?: boolean;
+  /** Properties that may come from msg, flow, global or env (typed inputs), read per message. */
+  typedInputs?: readonly TypedField[];
 }
 
 export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
@@ -64,8 +67,10 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
 
     let config: C | null = null;
     let configError: Error | null = null;
+    let typed: TypedInputs<C> | null = null;
     try {
-      config = parseConfig(def);
+      typed = new TypedInputs<C>(RED, node, def, options.typedInputs ?? []);
+      config = parseConfig(typed.deployDef);
     } catch (err) {
       configError = toError(err);
       status.fail(messageOf(err));
@@ -78,14 +83,16 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
     async function handle(msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void): Promise<void> {
       let label: string | null = null;
       try {
-        if (configError || !config) throw configError;
+        if (configError || !config || !typed) throw configError;
+        // Properties read from msg/flow/global/env: this message's values.
+        const msgConfig = await typed.configFor(msg, config, parseConfig);
         const store = resolveStore(RED, storeId);
         const collection: CollectionRef =
-          options.watches && config.origin
-            ? watchedCollectionOf(msg, config as C & WatchConfig, store.backend.name)
-            : collectionOf(msg, config.collection, store.backend.name);
+          options.watches && msgConfig.origin
+            ? watchedCollectionOf(msg, msgConfig as C & WatchConfig, store.backend.name)
+            : collectionOf(msg, msgConfig.collection, store.backend.name);
         label = collectionLabel(collection);
-        const outcome = await operation({ RED, text, config, store, collection, label, msg, status });
+        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(outcome.reason);
