@@ -24,3 +24,13 @@ for (const entry of fs.readdirSync(srcNodes, { withFileTypes: true })) {
 fs.cpSync(path.join(srcNodes, 'locales'), path.join(outNodes, 'locales'), { recursive: true });
 // Node-RED looks for a node's icons in icons/ beside its .js, not at the package root.
 fs.cpSync(path.join(root, 'icons'), path.join(outNodes, 'icons'), { recursive: true });
+
+// The editor's validators check the limits the runtime checks: generate them from
+// the compiled schemas into resources/ (served to the editor at
+// resources/@deferrable/node-red-vector-pipeline/limits.js, beside editor.js).
+const { editorLimits, limitsScript } = require('./editor-limits');
+const limits = editorLimits(
+  require(path.join(dist, 'lib', 'schemas.js')),
+  require(path.join(dist, 'lib', 'backends', 'collection-name.js')),
+);
+fs.writeFileSync(path.join(root, 'resources', 'limits.js'), limitsScript(limits));
