@@ -229,6 +229,8 @@
             typedInput(property, typed[property]);
         });
         if (options.watches) {
+            // Flows saved before "made by another tool" existed have no origin: this package's.
+            if (!node.origin) { $("#node-input-origin").val("package"); }
             $("#node-input-origin, #node-input-store, #node-input-preset").on("change", function () {
                 showWatchFields();
                 // Re-judge the collection: the rule depends on who made it.
