@@ -42,7 +42,7 @@ import { TypedInputs, type TypedField } from './shared/typed-inputs';
 
 /** Sensor properties that may come from msg, flow, global or env, read per message. */
 const TYPED_INPUTS: readonly TypedField[] = [
-  { property: 'collection', literal: 'str', labelKey: 'deferrable-sensor.label.collection' },
+  { property: 'collection', literal: 'str', labelKey: 'deferrable-sensor.label.collection', overriddenBy: 'collection' },
   { property: 'expectedCount', literal: 'num', labelKey: 'deferrable-sensor.label.expectedCount' },
   { property: 'timeout', literal: 'num', labelKey: 'deferrable-sensor.label.timeout' },
 ];

@@ -30,7 +30,7 @@ export = function register(RED: NodeAPI): void {
   }, {
     watches: true,
     typedInputs: [
-      { property: 'collection', literal: 'str', labelKey: 'index-health.label.collection' },
+      { property: 'collection', literal: 'str', labelKey: 'index-health.label.collection', overriddenBy: 'collection' },
       { property: 'expectedCount', literal: 'num', labelKey: 'index-health.label.expectedCount' },
     ],
   });

@@ -30,8 +30,9 @@ export = function register(RED: NodeAPI): void {
   }, {
     watches: true,
     typedInputs: [
-      { property: 'collection', literal: 'str', labelKey: 'sample-query.label.collection' },
-      { property: 'query', literal: 'str', labelKey: 'sample-query.label.query' },
+      { property: 'collection', literal: 'str', labelKey: 'sample-query.label.collection', overriddenBy: 'collection' },
+      // The query is the fallback when msg.payload is not a query: missing, it is just not there.
+      { property: 'query', literal: 'str', labelKey: 'sample-query.label.query', optional: true },
       { property: 'topK', literal: 'num', labelKey: 'sample-query.label.topK' },
     ],
   });

@@ -27,6 +27,10 @@ export interface TypedField {
   literal: 'str' | 'num';
   /** Catalog key of the dialog label, e.g. "deferrable-sensor.label.timeout". */
   labelKey: string;
+  /** A message property that, when set, wins over this one: then it is not read at all (msg.collection). */
+  overriddenBy?: string;
+  /** A missing value leaves the property unset (the node's own fallback applies) instead of failing. */
+  optional?: boolean;
 }
 
 /** A field whose value is read per message. */
@@ -39,6 +43,8 @@ interface DynamicField {
   named: string;
   /** The label alone ("Timeout"), to replace the property name in the parser's messages. */
   label: string;
+  overriddenBy?: string;
+  optional?: boolean;
 }
 
 /**
@@ -74,14 +80,17 @@ export class TypedInputs<C> {
       if (path === '') {
         throw new VectorStoreError('INVALID_INPUT', `${label} is set to read ${source}, but names no ${source === 'env' ? 'variable' : 'property'}.`);
       }
-      this.dynamic.push({ property: field.property, source: source as DynamicSource, path, named, label });
+      this.dynamic.push({
+        property: field.property,
+        source: source as DynamicSource,
+        path,
+        named,
+        label,
+        overriddenBy: field.overriddenBy,
+        optional: field.optional,
+      });
       this.deployDef[field.property] = undefined;
     }
-  }
-
-  /** True when some property is read per message. */
-  get perMessage(): boolean {
-    return this.dynamic.length > 0;
   }
 
   /**
@@ -93,8 +102,10 @@ export class TypedInputs<C> {
     if (this.dynamic.length === 0) return deployConfig;
     const def: Record<string, unknown> = { ...this.deployDef };
     for (const field of this.dynamic) {
+      if (field.overriddenBy !== undefined && isSet((msg as Record<string, unknown>)[field.overriddenBy])) continue;
       const value = await this.read(field, msg);
-      if (value === undefined || value === null || (typeof value === 'string' && value.trim() === '')) {
+      if (!isSet(value) && field.optional) continue;
+      if (!isSet(value)) {
         throw new VectorStoreError(
           'INVALID_INPUT',
           `${field.named} has no value${value === null ? ' (null)' : ''}: set it, or choose another source for ${field.label} in the node's dialog.`,
@@ -127,6 +138,10 @@ export class TypedInputs<C> {
       }
     });
   }
+}
+
+function isSet(value: unknown): boolean {
+  return value !== undefined && value !== null && !(typeof value === 'string' && value.trim() === '');
 }
 
 /** The parser's message names the property ("timeout must be ..."): name the label and the source instead. */

@@ -150,6 +150,17 @@ describe('typed inputs (msg, flow, global, env)', function () {
     should(err.error.message).match(new RegExp(`^Error: ${label('sample-query.label.collection')} \\(msg\\.target\\) has no value`));
   });
 
+  it('msg.collection still wins: the typed collection is then not read', async function () {
+    await loadFlow(flow([query({ collection: 'target', collectionType: 'msg', query: 'question', queryType: 'msg', topK: 1 })]));
+    await ingestDocs();
+    const out = nextMessage('out');
+    // No msg.target and no msg.question: msg.collection names the collection, the payload is the query.
+    helper.getNode('query').receive({ payload: 'night train', collection: 'docs' });
+    const msg = await out;
+    should(msg.collection).equal('docs');
+    should(msg.payload[0].id).equal('train');
+  });
+
   it('an unknown source is a configuration error at deploy', async function () {
     await loadFlow(flow([query({ topK: '[1]', topKType: 'json' })]));
     const errors = nextMessage('errors');
