@@ -128,12 +128,12 @@
     var ROWS = {
         store:
             '<div class="form-row">' +
-            '<label for="node-input-store"><i class="fa fa-database"></i> <span data-i18n="TYPE.label.store"></span></label>' +
+            '<label for="node-input-store"><i class="fa fa-database"></i> <span data-i18n="TYPE.label.store"></span></label> ' +
             '<input type="text" id="node-input-store">' +
             '</div>',
         collection:
             '<div class="form-row">' +
-            '<label for="node-input-collection"><i class="fa fa-folder-o"></i> <span data-i18n="TYPE.label.collection"></span></label>' +
+            '<label for="node-input-collection"><i class="fa fa-folder-o"></i> <span data-i18n="TYPE.label.collection"></span></label> ' +
             '<input type="text" id="node-input-collection" style="width: 70%;" data-i18n="[placeholder]TYPE.placeholder.collection">' +
             '<input type="hidden" id="node-input-collectionType">' +
             '</div>',
@@ -141,7 +141,7 @@
         // and index, a vector column, LanceDB's database path); shown by showWatchFields.
         watch:
             '<div class="form-row">' +
-            '<label for="node-input-origin"><i class="fa fa-sitemap"></i> <span data-i18n="TYPE.label.origin"></span></label>' +
+            '<label for="node-input-origin"><i class="fa fa-sitemap"></i> <span data-i18n="TYPE.label.origin"></span></label> ' +
             '<select id="node-input-origin" style="width: 70%;">' +
             '<option value="package" data-i18n="TYPE.origin.package"></option>' +
             '<option value="other" data-i18n="TYPE.origin.other"></option>' +
@@ -149,7 +149,7 @@
             '</div>' +
             '<div class="vp-watch-pgvector">' +
             '<div class="form-row">' +
-            '<label for="node-input-preset"><i class="fa fa-clone"></i> <span data-i18n="TYPE.label.preset"></span></label>' +
+            '<label for="node-input-preset"><i class="fa fa-clone"></i> <span data-i18n="TYPE.label.preset"></span></label> ' +
             '<select id="node-input-preset" style="width: 70%;">' +
             '<option value="" data-i18n="TYPE.preset.none"></option>' +
             '<option value="langchain" data-i18n="TYPE.preset.langchain"></option>' +
@@ -157,26 +157,26 @@
             '</select>' +
             '</div>' +
             '<div class="form-row">' +
-            '<label for="node-input-tableSchema"><i class="fa fa-folder-open-o"></i> <span data-i18n="TYPE.label.tableSchema"></span></label>' +
+            '<label for="node-input-tableSchema"><i class="fa fa-folder-open-o"></i> <span data-i18n="TYPE.label.tableSchema"></span></label> ' +
             '<input type="text" id="node-input-tableSchema" placeholder="public">' +
             '</div>' +
             '<div class="form-row">' +
-            '<label for="node-input-indexName"><i class="fa fa-list-ol"></i> <span data-i18n="TYPE.label.indexName"></span></label>' +
+            '<label for="node-input-indexName"><i class="fa fa-list-ol"></i> <span data-i18n="TYPE.label.indexName"></span></label> ' +
             '<input type="text" id="node-input-indexName" data-i18n="[placeholder]TYPE.placeholder.indexName">' +
             '</div>' +
             '</div>' +
             '<div class="form-row vp-watch-column">' +
-            '<label for="node-input-vectorColumn"><i class="fa fa-columns"></i> <span data-i18n="TYPE.label.vectorColumn"></span></label>' +
+            '<label for="node-input-vectorColumn"><i class="fa fa-columns"></i> <span data-i18n="TYPE.label.vectorColumn"></span></label> ' +
             '<input type="text" id="node-input-vectorColumn" data-i18n="[placeholder]TYPE.placeholder.vectorColumn">' +
             '</div>' +
             '<div class="form-row vp-watch-lancedb">' +
-            '<label for="node-input-databasePath"><i class="fa fa-folder"></i> <span data-i18n="TYPE.label.databasePath"></span></label>' +
+            '<label for="node-input-databasePath"><i class="fa fa-folder"></i> <span data-i18n="TYPE.label.databasePath"></span></label> ' +
             '<input type="text" id="node-input-databasePath" data-i18n="[placeholder]TYPE.placeholder.databasePath">' +
             '</div>' +
             '<div class="form-tips vp-watch-other"><span data-i18n="TYPE.tip.other"></span></div>',
         name:
             '<div class="form-row">' +
-            '<label for="node-input-name"><i class="fa fa-tag"></i> <span data-i18n="TYPE.label.name"></span></label>' +
+            '<label for="node-input-name"><i class="fa fa-tag"></i> <span data-i18n="TYPE.label.name"></span></label> ' +
             '<input type="text" id="node-input-name" data-i18n="[placeholder]TYPE.placeholder.name">' +
             '</div>'
     };
