@@ -56,6 +56,15 @@ function flowContext() {
 }
 
 describe('typed inputs (msg, flow, global, env)', function () {
+  // The context stores configured here must leave nothing behind for later test files.
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown) => unhandled.push(reason);
+  before(() => process.on('unhandledRejection', record));
+  after(async function () {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    process.off('unhandledRejection', record);
+    should(unhandled.map(String)).eql([]);
+  });
   const envNames: string[] = [];
   afterEach(async function () {
     for (const name of envNames.splice(0)) delete process.env[name];
@@ -126,7 +135,11 @@ describe('typed inputs (msg, flow, global, env)', function () {
       should(msg.collection).equal('file-docs');
       should(msg.payload[0].id).equal('pasta');
     } finally {
+      // Stop the nodes while the store's directory still exists, then give the runtime
+      // back its default memory store: a later clean-up must not reach a deleted directory.
+      await helper.unload();
       await Context.close();
+      Context.init({});
       await fs.rm(contextDir, { recursive: true, force: true });
     }
   });
