@@ -16,7 +16,7 @@
  * once the new flows have started, see shared/runtime) or `msg.reset` cancels.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { isPlainObject, parseSensorConfig, type SensorConfig } from '../lib/schemas';
+import { CONFIG_FIELD_LABELS, isPlainObject, parseSensorConfig, type SensorConfig } from '../lib/schemas';
 import { VectorStoreError, messageOf } from '../lib/errors';
 import { newWaitId } from '../lib/ids';
 import { runtimeSettingsOrDefaults } from '../lib/settings';
@@ -33,12 +33,20 @@ import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/trigge
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
 import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
-import { readNodeConfig } from '../lib/config-versions';
+import { migrateConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
 import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
 import { triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
+import { TypedInputs, type TypedField } from './shared/typed-inputs';
+
+/** Sensor properties that may come from msg, flow, global or env, read per message. */
+const TYPED_INPUTS: readonly TypedField[] = [
+  { property: 'collection', literal: 'str', labelKey: 'deferrable-sensor.label.collection', overriddenBy: 'collection' },
+  { property: 'expectedCount', literal: 'num', labelKey: 'deferrable-sensor.label.expectedCount' },
+  { property: 'timeout', literal: 'num', labelKey: 'deferrable-sensor.label.timeout' },
+];
 
 type SensorMessage = NodeMessageInFlow & {
   collection?: unknown;
@@ -78,8 +86,13 @@ export = function register(RED: NodeAPI): void {
     let config: SensorConfig | null = null;
     let configError: Error | null = null;
     let configStatus = '';
+    let typed: TypedInputs<SensorConfig> | null = null;
+    // Config errors name the dialog's labels, at deploy and per message.
+    const parse = (d: unknown) => parseSensorConfig(d, CONFIG_FIELD_LABELS['deferrable-sensor']);
     try {
-      config = readNodeConfig('deferrable-sensor', def, parseSensorConfig);
+      // An older saved shape becomes today's first; then the typed inputs blank what is read per message.
+      typed = new TypedInputs<SensorConfig>(RED, node, migrateConfig('deferrable-sensor', def), TYPED_INPUTS);
+      config = parse(typed.deployDef);
     } catch (err) {
       configError = toError(err);
       configStatus = failureStatus(err, 'config');
@@ -171,13 +184,15 @@ export = function register(RED: NodeAPI): void {
       let counted = false;
       let step: FailureStep = 'config';
       try {
-        if (configError || !config) throw configError;
+        if (configError || !config || !typed) throw configError;
+        // Collection, expected count and timeout may come from msg/flow/global/env: this message's values.
+        const msgConfig = await typed.configFor(msg, config, parse);
         step = 'store';
         const store = resolveStore(RED, storeId);
         step = 'collection';
-        const watched = watchedCollectionOf(msg, config, store.backend.name);
+        const watched = watchedCollectionOf(msg, msgConfig, store.backend.name);
         collection = collectionLabel(watched);
-        const expectedCount = config.expectedCount > 0 ? config.expectedCount : expectedCountOf(msg);
+        const expectedCount = msgConfig.expectedCount > 0 ? msgConfig.expectedCount : expectedCountOf(msg);
         step = 'operation';
         waitId = newWaitId();
         msg.waitId = waitId;
@@ -190,7 +205,7 @@ export = function register(RED: NodeAPI): void {
           expectedCount,
           pollIntervalMs: config.pollInterval * 1000,
           maxPollIntervalMs: config.maxPollInterval * 1000,
-          timeoutMs: config.timeout * 1000,
+          timeoutMs: msgConfig.timeout * 1000,
           now: startedAt,
         });
 

@@ -28,5 +28,11 @@ export = function register(RED: NodeAPI): void {
         latency: report.queryLatencyMs ?? 0,
       }),
     };
-  }, { watches: true });
+  }, {
+    watches: true,
+    typedInputs: [
+      { property: 'collection', literal: 'str', labelKey: 'index-health.label.collection', overriddenBy: 'collection' },
+      { property: 'expectedCount', literal: 'num', labelKey: 'index-health.label.expectedCount' },
+    ],
+  });
 };

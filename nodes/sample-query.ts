@@ -28,5 +28,13 @@ export = function register(RED: NodeAPI): void {
     // Not named "count": i18next would look up plural forms, several times slower.
     const count = results.reduce((n, hits) => n + hits.length, 0);
     return { ok: true, statusText: text('sample-query.status.done', { hits: count, score: best.score.toFixed(3) }) };
-  }, { watches: true });
+  }, {
+    watches: true,
+    typedInputs: [
+      { property: 'collection', literal: 'str', labelKey: 'sample-query.label.collection', overriddenBy: 'collection' },
+      // The query is the fallback when msg.payload is not a query: missing, it is just not there.
+      { property: 'query', literal: 'str', labelKey: 'sample-query.label.query', optional: true },
+      { property: 'topK', literal: 'num', labelKey: 'sample-query.label.topK' },
+    ],
+  });
 };

@@ -31,5 +31,8 @@ export = function register(RED: NodeAPI): void {
     };
   },
   // A failed ingest leaves the documents in msg.payload, the error in msg.error.
-  { keepPayloadOnError: true });
+  {
+    keepPayloadOnError: true,
+    typedInputs: [{ property: 'collection', literal: 'str', labelKey: 'vector-ingest.label.collection', overriddenBy: 'collection' }],
+  });
 };

@@ -33,3 +33,14 @@ for (const entry of fs.readdirSync(srcPlugins, { withFileTypes: true })) {
 fs.cpSync(path.join(srcPlugins, 'locales'), path.join(outPlugins, 'locales'), { recursive: true });
 // Node-RED looks for a node's icons in icons/ beside its .js, not at the package root.
 fs.cpSync(path.join(root, 'icons'), path.join(outNodes, 'icons'), { recursive: true });
+
+// The editor's validators check the limits the runtime checks: generate them from
+// the compiled schemas into resources/ (served to the editor at
+// resources/@deferrable/node-red-vector-pipeline/limits.js, beside editor.js).
+const { editorLimits, limitsScript } = require('./editor-limits');
+const limits = editorLimits(
+  require(path.join(dist, 'lib', 'schemas.js')),
+  require(path.join(dist, 'lib', 'backends', 'collection-name.js')),
+  require(path.join(dist, 'lib', 'config-versions.js')),
+);
+fs.writeFileSync(path.join(root, 'resources', 'limits.js'), limitsScript(limits));

@@ -11,8 +11,9 @@ import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
 import { collectionOf, errorPayload, toError, watchedCollectionOf } from './messages';
 import { collectionLabel } from '../../lib/collection-ref';
-import type { FieldLabels, WatchConfig } from '../../lib/schemas';
-import { readNodeConfig } from '../../lib/config-versions';
+import { CONFIG_FIELD_LABELS, type FieldLabels, type WatchConfig } from '../../lib/schemas';
+import { migrateConfig } from '../../lib/config-versions';
+import { TypedInputs, type TypedField } from './typed-inputs';
 import type { CollectionRef } from '../../lib/types';
 
 export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record<string, unknown>;
@@ -50,6 +51,8 @@ export interface StoreNodeOptions {
    * has the WatchConfig fields); else only package collections (ingest writes).
    */
   watches?: boolean;
+  /** Properties that may come from msg, flow, global or env (typed inputs), read per message. */
+  typedInputs?: readonly TypedField[];
 }
 
 export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
@@ -71,8 +74,14 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
     let config: C | null = null;
     let configError: Error | null = null;
     let configStatus = '';
+    let typed: TypedInputs<C> | null = null;
+    // Config errors name the dialog's labels ("Batch size"), at deploy and per message.
+    const parse = (d: unknown) => parseConfig(d, CONFIG_FIELD_LABELS[type]);
     try {
-      config = readNodeConfig(type, def, parseConfig);
+      // An older saved shape becomes today's first (lib/config-versions.ts); then the typed
+      // inputs blank what is read per message, and the rest is parsed once.
+      typed = new TypedInputs<C>(RED, node, migrateConfig(type, def), options.typedInputs ?? []);
+      config = parse(typed.deployDef);
     } catch (err) {
       configError = toError(err);
       configStatus = failureStatus(err, 'config');
@@ -88,17 +97,19 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
       let label: string | null = null;
       let step: FailureStep = 'config';
       try {
-        if (configError || !config) throw configError;
+        if (configError || !config || !typed) throw configError;
+        // Properties read from msg/flow/global/env: this message's values.
+        const msgConfig = await typed.configFor(msg, config, parse);
         step = 'store';
         const store = resolveStore(RED, storeId);
         step = 'collection';
         const collection: CollectionRef =
-          options.watches && config.origin
-            ? watchedCollectionOf(msg, config as C & WatchConfig, store.backend.name)
-            : collectionOf(msg, config.collection, store.backend.name);
+          options.watches && msgConfig.origin
+            ? watchedCollectionOf(msg, msgConfig as C & WatchConfig, store.backend.name)
+            : collectionOf(msg, msgConfig.collection, store.backend.name);
         label = collectionLabel(collection);
         step = 'operation';
-        const outcome = await operation({ RED, text, config, store, collection, label, msg, status });
+        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(clip(outcome.status));
