@@ -146,6 +146,9 @@ function isSet(value: unknown): boolean {
 
 /** The parser's message names the property ("timeout must be ..."): name the label and the source instead. */
 function renamed(message: string, field: DynamicField): string {
+  // The parser names the field by its property, or by its dialog label in quotes (lib/schemas.ts CONFIG_FIELD_LABELS).
+  const quoted = /^"[^"]+" /.exec(message);
+  if (quoted) return `${field.named} ${message.slice(quoted[0].length)}`;
   for (const name of [field.property, field.label]) {
     if (message.startsWith(`${name} `)) return `${field.named}${message.slice(name.length)}`;
   }
