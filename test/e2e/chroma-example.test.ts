@@ -7,7 +7,7 @@
 import should from 'should';
 import path from 'node:path';
 import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type CollectedMessage, type FlowNode } from './harness';
-import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
+import { analysePipeline, checkRunAnswers, runAnswered, checkTeaching } from './pipeline-checks';
 import { startChromaServer, startRecordingProxy, type ChromaServer } from '../support/chroma-server';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'Chroma pipeline.json');
@@ -41,6 +41,10 @@ describe('e2e: example "Chroma pipeline"', function () {
   after(async () => {
     await cleanupAll();
     await chroma?.stop();
+  });
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
   });
 
   it('ingests into a real Chroma, waits, finds the index healthy, and answers sensibly', async () => {
@@ -120,7 +124,7 @@ function waitForRun(collector: Collector, queryNodes: number): Promise<Collected
       if (failed) {
         throw new Error(`The pipeline failed: ${failed.msg.error?.message} (from ${failed.msg.error?.source?.type}).\n${summarise(all)}`);
       }
-      return all.filter((m) => m.label.startsWith('answers')).length >= queryNodes ? [...all] : null;
+      return runAnswered(all, queryNodes) ? [...all] : null;
     },
     30_000,
     'the sample query answers',
@@ -131,10 +135,6 @@ function checkRun(run: CollectedMessage[], example: FlowNode[]): void {
   const health = run.filter((m) => m.label === 'health');
   should(health.length).be.above(0, 'no index-health result');
   for (const m of health) should(m.msg.payload).containEql({ healthy: true });
-  for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
-    const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
-    const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
-    checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
-  }
+  checkRunAnswers(example, run);
   should(run.filter((m) => m.label === 'caught')).eql([]);
 }

@@ -6,12 +6,17 @@ import should from 'should';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type FlowNode } from './harness';
+import { checkTeaching } from './pipeline-checks';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'Failure handling.json');
 
 describe('e2e: example "Failure handling"', function () {
   this.timeout(90_000);
   after(cleanupAll);
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
+  });
 
   it('sends a missing collection, a failed indexing and a timeout to their Catch nodes, once each', async () => {
     const example = await readFlowFile(EXAMPLE);
