@@ -59,6 +59,15 @@ describe('e2e: example "Failure handling"', function () {
       should(collector.byLabel(`caught:${c}`)).have.length(1);
       should(collector.byLabel(`ready:${c}`)).have.length(0);
     }
+
+    // Each failure is one line in the debug sidebar and on the console (the debug nodes print
+    // msg.error.message, not the whole message with its stack).
+    const errorDebugs = { missing: 'unknown collection error', simulate: 'indexing error', timeout: 'timeout error' };
+    for (const [c, name] of Object.entries(errorDebugs)) {
+      const lines = nodeRed.log.find(`[debug:${name}]`);
+      should(lines).have.length(1, `the "${name}" debug node should log one line:\n${nodeRed.log.text()}`);
+      should(lines[0]).endWith(`[debug:${name}] ${only(`caught:${c}`)[0].msg.error.message}`);
+    }
   });
 
   it('keeps vector-store credentials out of flows.json and the admin API', async () => {
