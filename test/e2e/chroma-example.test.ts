@@ -5,9 +5,10 @@
 // operations for a few polls (a test double for servers that index in the background,
 // such as Chroma Cloud), to show the deferred wait with progress.
 import should from 'should';
+import net from 'node:net';
 import path from 'node:path';
-import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type CollectedMessage, type FlowNode } from './harness';
-import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
+import { cleanupAll, Collector, freePort, readFlowFile, repoRoot, startNodeRed, type CollectedMessage, type FlowNode } from './harness';
+import { analysePipeline, checkRunAnswers, runAnswered, checkTeaching } from './pipeline-checks';
 import { startChromaServer, startRecordingProxy, type ChromaServer } from '../support/chroma-server';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'Chroma pipeline.json');
@@ -41,6 +42,10 @@ describe('e2e: example "Chroma pipeline"', function () {
   after(async () => {
     await cleanupAll();
     await chroma?.stop();
+  });
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
   });
 
   it('ingests into a real Chroma, waits, finds the index healthy, and answers sensibly', async () => {
@@ -98,7 +103,93 @@ describe('e2e: example "Chroma pipeline"', function () {
       await proxy.close();
     }
   });
+
+  it('retries a failed ingest with its documents 3 times, then gives up in one clear line (nothing listens on the URL)', async () => {
+    const collector = await Collector.start();
+    const flows = withFastRetries(pointedAt(example, `http://127.0.0.1:${await freePort()}`));
+    const documents = JSON.parse(flows.find((n) => n.id === 'chroma-example-inject')!.payload as string);
+    const tapped = collector.tap(flows, [
+      { label: 'ingest-failed', from: 'chroma-example-ingest-catch' },
+      { label: 'gave-up', from: 'chroma-example-retry', output: 1 },
+    ]);
+    const nodeRed = await startNodeRed({ flows: tapped }); // the inject fires once on start
+    const [gaveUp] = await collector.waitFor((all) => {
+      const found = all.filter((m) => m.label === 'gave-up');
+      return found.length > 0 ? found : null;
+    }, 30_000, 'the retry loop to give up');
+
+    // The first attempt and 3 retries failed, each time with the 40 documents still in msg.payload.
+    const failures = collector.byLabel('ingest-failed');
+    should(failures.map((m) => m.msg.retries ?? 0)).eql([0, 1, 2, 3]);
+    for (const m of failures) {
+      should(m.msg.payload).eql(documents);
+      // (Node-RED's Catch puts err.toString() there, hence the "Error: " before the sentence.)
+      should(m.msg.error.message).match(/^(Error: )?Cannot reach the Chroma server at http:\/\/127\.0\.0\.1:\d+/);
+    }
+    should(gaveUp.msg.payload).eql(documents);
+    should(gaveUp.msg.error.message).match(/^Gave up after 3 retries: (Error: )?Cannot reach the Chroma server/);
+    // One line in the sidebar and on the console.
+    const lines = nodeRed.log.find('[debug:errors]');
+    should(lines).have.length(1);
+    should(lines[0]).endWith(`[debug:errors] ${gaveUp.msg.error.message}`);
+    await nodeRed.stop();
+  });
+
+  it('goes on with the same documents once Chroma can be reached (a relay to the real server opens on the URL after the first failure)', async () => {
+    const collector = await Collector.start();
+    const port = await freePort();
+    const parts = analysePipeline(example);
+    const flows = withFastRetries(pointedAt(example, `http://127.0.0.1:${port}`, 'docs-retried'));
+    // The pipeline's taps, but the ingest's own failures are expected here: tapped apart.
+    const taps = parts.taps.filter((t) => t.label !== 'caught');
+    taps.push({ label: 'ingest-failed', from: 'chroma-example-ingest-catch' }, { label: 'caught', from: 'chroma-example-catch' });
+    const nodeRed = await startNodeRed({ flows: collector.tap(flows, taps) });
+    await collector.waitFor((all) => all.some((m) => m.label === 'ingest-failed'), 20_000, 'the first failed ingest');
+    const relay = await startRelay(port, chroma.port);
+    try {
+      const run = await waitForRun(collector, parts.queryIds.length);
+      should(only(run, 'ready')[0].msg.payload).containEql({ status: 'success', collection: 'docs-retried', indexedCount: 40 });
+      should(only(run, 'ready')[0].msg.retries).be.within(1, 3);
+      should(only(run, 'ready')[0].msg).not.have.property('error');
+      checkRunAnswers(example, run);
+      should(collector.byLabel('gave-up')).eql([]);
+      await nodeRed.stop();
+    } finally {
+      await relay.close();
+    }
+  });
 });
+
+/** The example with its retry delay cut from 5 s to 0.3 s, to keep the test short. */
+function withFastRetries(flows: FlowNode[]): FlowNode[] {
+  const delay = flows.find((n) => n.id === 'chroma-example-retry-delay');
+  should.exist(delay, 'the example has no retry delay');
+  should(delay!.timeout).equal('5');
+  delay!.timeout = '0.3';
+  return flows;
+}
+
+/** A plain TCP relay from 127.0.0.1:`port` to 127.0.0.1:`target`: the server "comes up" on `port`. */
+async function startRelay(port: number, target: number): Promise<{ close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 async function fetchJson(url: string): Promise<any> {
   const res = await fetch(url);
@@ -120,7 +211,7 @@ function waitForRun(collector: Collector, queryNodes: number): Promise<Collected
       if (failed) {
         throw new Error(`The pipeline failed: ${failed.msg.error?.message} (from ${failed.msg.error?.source?.type}).\n${summarise(all)}`);
       }
-      return all.filter((m) => m.label.startsWith('answers')).length >= queryNodes ? [...all] : null;
+      return runAnswered(all, queryNodes) ? [...all] : null;
     },
     30_000,
     'the sample query answers',
@@ -131,10 +222,6 @@ function checkRun(run: CollectedMessage[], example: FlowNode[]): void {
   const health = run.filter((m) => m.label === 'health');
   should(health.length).be.above(0, 'no index-health result');
   for (const m of health) should(m.msg.payload).containEql({ healthy: true });
-  for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
-    const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
-    const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
-    checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
-  }
+  checkRunAnswers(example, run);
   should(run.filter((m) => m.label === 'caught')).eql([]);
 }

@@ -6,12 +6,17 @@ import should from 'should';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type FlowNode } from './harness';
+import { checkTeaching } from './pipeline-checks';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'Failure handling.json');
 
 describe('e2e: example "Failure handling"', function () {
   this.timeout(90_000);
   after(cleanupAll);
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
+  });
 
   it('sends a missing collection, a failed indexing and a timeout to their Catch nodes, once each', async () => {
     const example = await readFlowFile(EXAMPLE);
@@ -53,6 +58,15 @@ describe('e2e: example "Failure handling"', function () {
     for (const c of cases) {
       should(collector.byLabel(`caught:${c}`)).have.length(1);
       should(collector.byLabel(`ready:${c}`)).have.length(0);
+    }
+
+    // Each failure is one line in the debug sidebar and on the console (the debug nodes print
+    // msg.error.message, not the whole message with its stack).
+    const errorDebugs = { missing: 'unknown collection error', simulate: 'indexing error', timeout: 'timeout error' };
+    for (const [c, name] of Object.entries(errorDebugs)) {
+      const lines = nodeRed.log.find(`[debug:${name}]`);
+      should(lines).have.length(1, `the "${name}" debug node should log one line:\n${nodeRed.log.text()}`);
+      should(lines[0]).endWith(`[debug:${name}] ${only(`caught:${c}`)[0].msg.error.message}`);
     }
   });
 

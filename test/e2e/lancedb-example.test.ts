@@ -16,7 +16,7 @@ import {
   type FlowNode,
   type NodeRed,
 } from './harness';
-import { analysePipeline, checkAnswers, questionsOf, type PipelineParts } from './pipeline-checks';
+import { analysePipeline, checkRunAnswers, runAnswered, type PipelineParts, checkTeaching } from './pipeline-checks';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'LanceDB pipeline.json');
 const BULK_INJECT = 'lancedb-example-bulk-inject';
@@ -51,6 +51,10 @@ describe('e2e: example "LanceDB pipeline"', function () {
     dataDir = path.join(await makeTempDir('lancedb-e2e'), 'tables');
   });
   after(cleanupAll);
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
+  });
 
   it('ingests 40 documents (exact search, no index yet), finds them healthy, and answers sensibly', async () => {
     // The example's inject fires once when the flows start.
@@ -103,7 +107,7 @@ describe('e2e: example "LanceDB pipeline"', function () {
         if (failed) {
           throw new Error(`The pipeline failed: ${failed.msg.error?.message} (from ${failed.msg.error?.source?.type}).\n${summarise(all)}`);
         }
-        return all.filter((m) => m.label.startsWith('answers')).length >= parts.queryIds.length ? [...all] : null;
+        return runAnswered(all, parts.queryIds.length) ? [...all] : null;
       },
       20_000,
       'the sample query answers',
@@ -117,11 +121,7 @@ describe('e2e: example "LanceDB pipeline"', function () {
   }
 
   function checkRun(run: CollectedMessage[]): void {
-    for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
-      const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
-      const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
-      checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
-    }
+    checkRunAnswers(example, run);
     should(run.filter((m) => m.label === 'caught')).eql([]);
   }
 });

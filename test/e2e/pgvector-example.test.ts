@@ -6,7 +6,7 @@ import should from 'should';
 import path from 'node:path';
 import pg from 'pg';
 import { cleanupAll, Collector, readFlowFile, repoRoot, startNodeRed, type CollectedMessage, type FlowNode } from './harness';
-import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
+import { analysePipeline, checkRunAnswers, runAnswered, checkTeaching } from './pipeline-checks';
 import { startPgliteServer, type PgliteServer } from '../support/pglite-server';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'pgvector pipeline.json');
@@ -18,6 +18,10 @@ describe('e2e: example "pgvector pipeline"', function () {
   after(async () => {
     await cleanupAll(); // Node-RED first: its connections close before the server stops
     await server?.stop();
+  });
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(EXAMPLE));
   });
 
   it('ingests, waits for the index build, finds the index healthy and answers sensibly, twice', async () => {
@@ -82,7 +86,7 @@ function waitForRun(collector: Collector, queryNodes: number, since: number): Pr
       if (failed) {
         throw new Error(`The pipeline failed: ${failed.msg.error?.message}.\nMessages of this run:\n${summarise(run)}`);
       }
-      return run.filter((m) => m.label.startsWith('answers')).length >= queryNodes ? run : null;
+      return runAnswered(run, queryNodes) ? run : null;
     },
     45_000,
     'the sample query answers',
@@ -100,9 +104,5 @@ function checkRun(example: FlowNode[], run: CollectedMessage[]): void {
   const health = run.filter((m) => m.label === 'health');
   should(health).have.length(1);
   should(health[0].msg.payload).match({ healthy: true, documentCount: 40, indexedCount: 40, dimensions: 384, metric: 'cosine', indexType: 'hnsw' });
-  for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
-    const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
-    const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
-    checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
-  }
+  checkRunAnswers(example, run);
 }

@@ -16,7 +16,8 @@ const ofType = (flows: FlowNode[], type: string) => flows.filter((n) => n.type =
 /**
  * Find the nodes to observe in a pipeline flow. Labels: "ready" / "progress" (sensor
  * outputs 1 and 2), "health", "answers:<sample-query id>", "questions:<sample-query id>"
- * (whatever reaches that sample-query node), "caught".
+ * (whatever reaches that sample-query node), "paired:<sample-query id>" (what the node
+ * after it makes of the answers), "caught".
  */
 export function analysePipeline(flows: FlowNode[]): PipelineParts {
   const sensors = ofType(flows, 'deferrable-sensor');
@@ -32,6 +33,8 @@ export function analysePipeline(flows: FlowNode[]): PipelineParts {
   for (const health of ofType(flows, 'index-health')) taps.push({ label: 'health', from: health.id });
   for (const query of queries) {
     taps.push({ label: `answers:${query.id}`, from: query.id });
+    // The node that pairs the answers with their questions (see checkPaired).
+    for (const next of (query.wires ?? []).flat()) taps.push({ label: `paired:${query.id}`, from: next });
     for (const source of flows) {
       (source.wires ?? []).forEach((targets, output) => {
         if (targets.includes(query.id)) taps.push({ label: `questions:${query.id}`, from: source.id, output });
@@ -111,4 +114,118 @@ export function checkAnswers(questions: string[], payload: unknown): void {
     should(questions).have.length(1);
     checkOneAnswer(questions[0], list);
   }
+}
+
+/**
+ * The answers of one sample-query node as its example shows them: the node after it pairs
+ * each question with its hits, `[{question, best, hits}]` in the order asked.
+ */
+export function checkPaired(questions: string[], answers: unknown, paired: unknown): void {
+  should(paired).be.an.Array();
+  const pairs = paired as Array<Record<string, unknown>>;
+  const lists = questions.length === 1 && !Array.isArray((answers as unknown[])[0]) ? [answers] : (answers as unknown[]);
+  should(pairs.map((p) => p.question)).eql(questions, 'the answers do not say which question they answer');
+  pairs.forEach((pair, i) => {
+    should(pair.hits).eql(lists[i]);
+    should(pair.best).equal((lists[i] as Array<{ text: string }>)[0]?.text ?? null);
+  });
+}
+
+const PACKAGE_NODES = new Set(['vector-ingest', 'deferrable-sensor', 'index-health', 'sample-query']);
+
+/**
+ * The error path of a Catch node: the nodes a message from `id` reaches before it comes
+ * back to one of the package's nodes (a retry loop goes back to the ingest).
+ */
+function errorPathOf(flows: FlowNode[], id: string): FlowNode[] {
+  const seen = new Set<string>();
+  const queue = [id];
+  while (queue.length > 0) {
+    const current = queue.shift();
+    const node = flows.find((n) => n.id === current);
+    if (node && PACKAGE_NODES.has(node.type)) continue;
+    // A link out continues at its link in nodes.
+    const links = node?.type === 'link out' ? ((node.links as string[] | undefined) ?? []) : [];
+    for (const next of [...(node?.wires ?? []).flat(), ...links]) {
+      if (!seen.has(next)) {
+        seen.add(next);
+        queue.push(next);
+      }
+    }
+  }
+  return flows.filter((n) => seen.has(n.id));
+}
+
+/**
+ * The editor at 1,280 px wide, with its palette and sidebar open, shows flow x 0 to about
+ * 775. The nodes of the examples are up to about 190 px wide (link nodes 30 px, comments as their text): a
+ * centre at x leaves x + half that width. The browser suite measures the real boxes.
+ */
+export const VISIBLE_FLOW_WIDTH = 775;
+function halfWidthOf(node: FlowNode): number {
+  if (node.type === 'link in' || node.type === 'link out') return 15;
+  // A comment is as wide as its text (about 6.6 px a character) and its icon.
+  if (node.type === 'comment') return Math.round((String(node.name ?? '').length * 6.6 + 50) / 2);
+  return 95;
+}
+
+/**
+ * What an example must teach (issue 9), read from the flow file: each tab has a comment
+ * saying what to watch; every debug node after a Catch prints `msg.error.message` (one
+ * line) to the sidebar and the console; the flow fits beside the sidebar; each
+ * sample-query's answers go through a node that pairs them with their questions.
+ */
+export function checkTeaching(flows: FlowNode[]): void {
+  for (const tab of flows.filter((n) => n.type === 'tab')) {
+    const comments = flows.filter((n) => n.type === 'comment' && n.z === tab.id);
+    should(comments.length).be.above(0, `tab "${tab.label}" has no comment node saying what to watch`);
+  }
+  for (const c of ofType(flows, 'catch')) {
+    const debugs = errorPathOf(flows, c.id).filter((n) => n.type === 'debug');
+    should(debugs.length).be.above(0, `catch "${c.name}" leads to no debug node`);
+    for (const d of debugs) {
+      should(d).match(
+        { targetType: 'msg', complete: 'error.message', tosidebar: true, console: true },
+        `debug "${d.name}" after catch "${c.name}" should print msg.error.message to the sidebar and the console`,
+      );
+    }
+  }
+  for (const node of flows.filter((n) => typeof n.x === 'number')) {
+    should((node.x as number) + halfWidthOf(node)).be.belowOrEqual(
+      VISIBLE_FLOW_WIDTH,
+      `${node.type} "${node.name || node.id}" at x ${node.x} is beyond a 1,280 px editor`,
+    );
+  }
+  for (const query of ofType(flows, 'sample-query')) {
+    const next = (query.wires ?? []).flat().map((id) => flows.find((n) => n.id === id));
+    should(next.some((n) => n?.type === 'function' || n?.type === 'change')).be.true(
+      `the answers of sample-query ${query.id} go to no node that pairs them with their questions`,
+    );
+  }
+}
+
+/** Minimal shape of a collected message (harness.CollectedMessage). */
+type Collected = { label: string; msg: Record<string, any> };
+
+/**
+ * Check every sample-query answer of one run (the collected messages of that run): the
+ * answers fit the questions asked, and the node after the query pairs them up.
+ */
+export function checkRunAnswers(example: FlowNode[], run: Collected[]): void {
+  const answers = run.filter((m) => m.label.startsWith('answers:'));
+  should(answers.length).be.above(0, 'no sample-query answers in this run');
+  for (const answer of answers) {
+    const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
+    const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
+    const questions = questionsOf(queryNode, asked[asked.length - 1]?.msg);
+    checkAnswers(questions, answer.msg.payload);
+    const paired = run.filter((m) => m.label === `paired:${queryNode.id}`);
+    should(paired.length).be.above(0, `the answers of ${queryNode.id} were not paired with their questions`);
+    checkPaired(questions, answer.msg.payload, paired[paired.length - 1].msg.payload);
+  }
+}
+
+/** True once every sample-query node of the run has answered and its answers were paired. */
+export function runAnswered(run: Collected[], queryNodes: number): boolean {
+  return run.filter((m) => m.label.startsWith('paired:')).length >= queryNodes;
 }

@@ -12,7 +12,7 @@ import {
   type FlowNode,
   type NodeRed,
 } from './harness';
-import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
+import { analysePipeline, checkRunAnswers, runAnswered, checkTeaching } from './pipeline-checks';
 
 /** One line per collected message, for failure reports. */
 function summarise(messages: CollectedMessage[]): string {
@@ -31,6 +31,10 @@ describe('e2e: example "Vector store pipeline"', function () {
     nodeRed = await startNodeRed();
   });
   after(cleanupAll);
+
+  it('teaches: a comment saying what to watch, one-line errors on the console, answers beside their questions, 1,280 px wide', async () => {
+    checkTeaching(await readFlowFile(path.join(repoRoot, 'examples', 'Vector store pipeline.json')));
+  });
 
   it('runs once on deploy and again when triggered: progress, one success, healthy, sensible answers', async () => {
     const parts = analysePipeline(example);
@@ -72,8 +76,8 @@ describe('e2e: example "Vector store pipeline"', function () {
               `Messages of this run:\n${summarise(all.filter((m) => m.at >= since))}`,
           );
         }
-        const answers = all.filter((m) => m.label.startsWith('answers') && m.at >= since);
-        return answers.length >= queryNodes ? all.filter((m) => m.at >= since) : null;
+        const run = all.filter((m) => m.at >= since);
+        return runAnswered(run, queryNodes) ? run : null;
       },
       60_000,
       'the sample query answers',
@@ -93,10 +97,6 @@ describe('e2e: example "Vector store pipeline"', function () {
     should(health.length).be.above(0, 'no index-health result');
     for (const m of health) should(m.msg.payload).containEql({ healthy: true });
 
-    for (const answer of run.filter((m) => m.label.startsWith('answers'))) {
-      const queryNode = example.find((n) => n.id === answer.label.slice('answers:'.length))!;
-      const asked = run.filter((m) => m.label === `questions:${queryNode.id}`);
-      checkAnswers(questionsOf(queryNode, asked[asked.length - 1]?.msg), answer.msg.payload);
-    }
+    checkRunAnswers(example, run);
   }
 });
