@@ -24,9 +24,10 @@ const SEARCHES: Array<{ term: string; finds: string[] }> = [
   { term: 'sensor', finds: ['deferrable-sensor'] },
   { term: 'wait', finds: ['deferrable-sensor'] },
   { term: 'embedding', finds: ['vector-ingest'] },
-  { term: 'pgvector', finds: ['vector-ingest'] },
-  { term: 'lancedb', finds: ['vector-ingest'] },
-  { term: 'chroma', finds: ['vector-ingest'] },
+  { term: 'index', finds: ['deferrable-sensor', 'index-health'] },
+  { term: 'query', finds: ['sample-query'] },
+  // Store names ("pgvector", "lancedb", "chroma") are not searched here: Node-RED's palette
+  // filter matches a node's type and label only; they are npm keywords for Manage palette.
 ];
 
 /**
