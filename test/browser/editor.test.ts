@@ -227,6 +227,61 @@ describe('browser: the editor in Chromium, on the packed package', function () {
       });
     }
   });
+
+  describe('the Vector waits sidebar', () => {
+    const TAB = 'sb-tab';
+    const SENSOR = 'sb-sensor';
+    /** A slow memory store (2 documents a second), one ingest -> sensor pipeline, two injects of 30 documents each. */
+    function sidebarFlow(): FlowNode[] {
+      const docs = (from: number) => JSON.stringify(Array.from({ length: 30 }, (_, i) => `sidebar document ${from + i}`));
+      const inject = (id: string, from: number, y: number): FlowNode => ({
+        id, type: 'inject', z: TAB, name: id, props: [{ p: 'payload' }], repeat: '', once: false, topic: '',
+        payload: docs(from), payloadType: 'json', x: 120, y, wires: [['sb-ingest']],
+      });
+      return [
+        { id: TAB, type: 'tab', label: 'Sidebar' },
+        { id: 'sb-store', type: 'vector-store', name: 'slow store', backend: 'memory', embedder: 'hash', dimensions: '64', indexingRate: '2', indexingDelay: '0', persist: true },
+        inject('sb-inject-a', 0, 80),
+        inject('sb-inject-b', 100, 140),
+        { id: 'sb-ingest', type: 'vector-ingest', z: TAB, store: 'sb-store', collection: 'sidebar-docs', batchSize: '100', createCollection: true, buildIndex: true, x: 320, y: 110, wires: [[SENSOR]] },
+        { id: SENSOR, type: 'deferrable-sensor', z: TAB, name: 'wait for the index', store: 'sb-store', collection: 'sidebar-docs', expectedCount: '0', pollInterval: '0.5', maxPollInterval: '1', timeout: '300', deferrable: true, x: 540, y: 110, wires: [[], []] },
+      ];
+    }
+    const rows = () => page.locator('#vector-waits-sidebar .vector-waits-wait');
+    const sensorStatus = () => page.evaluate((id) => (window as any).RED.nodes.node(id)?.status?.text ?? '', SENSOR);
+
+    it('lists the running waits live, cancels one from the sidebar (the sensor\'s status says so), then the collection; the list is empty after', async () => {
+      await nodeRed.deploy(sidebarFlow(), 'full');
+      await page.reload();
+      await page.waitForSelector(`#${CATEGORY} .red-ui-palette-node`, { timeout: 30_000 });
+      await page.evaluate((tab) => (window as any).RED.workspaces.show(tab), TAB);
+      await page.evaluate(() => (window as any).RED.sidebar.show('vector-waits'));
+      await nodeRed.inject('sb-inject-a');
+      await nodeRed.inject('sb-inject-b');
+
+      // The group appears without a reload (comms), with both waits.
+      const group = page.locator('#vector-waits-sidebar .vector-waits-group[data-collection="sidebar-docs"]');
+      await waitFor(async () => (await group.locator('.vector-waits-group-count').textContent())?.includes('2') || null, 20_000, 'the group with 2 waits');
+      if (!(await group.getAttribute('class'))?.includes('vector-waits-open')) await group.locator('.vector-waits-group-header').click();
+      await waitFor(async () => ((await rows().count()) === 2 ? true : null), 10_000, 'two wait rows');
+      should(await rows().first().locator('.vector-waits-node').textContent()).match(/wait for the index/);
+      await page.waitForTimeout(1500); // a progress update or two, for the picture
+      await page.screenshot({ path: path.join(screenshotDir, 'editor-sidebar.png'), clip: { x: 780, y: 40, width: 500, height: 460 } });
+
+      // Cancel one wait: confirm, then it leaves the list, and the sensor's status says it was cancelled.
+      await rows().first().locator('.vector-waits-cancel').click();
+      await page.click('#vector-waits-confirm');
+      await waitFor(async () => ((await rows().count()) === 1 ? true : null), 10_000, 'one wait row left');
+      await waitFor(async () => (/cancelled/.test(await sensorStatus()) ? true : null), 10_000, 'the sensor status to say "cancelled"');
+
+      // Cancel the rest of the collection: the list is empty.
+      await group.locator('.vector-waits-cancel-group').click();
+      await page.click('#vector-waits-confirm');
+      await page.waitForSelector('#vector-waits-sidebar .vector-waits-empty', { state: 'visible', timeout: 10_000 });
+      should(await rows().count()).equal(0);
+      should(nodeRed.log.find(/cancelled 1 pending wait/)).not.eql([]);
+    });
+  });
 });
 
 /** Cancel whatever edit dialogs are open (the config node's over the node's). */
