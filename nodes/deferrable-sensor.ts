@@ -38,7 +38,7 @@ import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
 import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
-import { triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
+import { localWaitsFor, triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
 import { TypedInputs, type TypedField } from './shared/typed-inputs';
 
 /** Sensor properties that may come from msg, flow, global or env, read per message. */
@@ -112,6 +112,8 @@ export = function register(RED: NodeAPI): void {
     let statusTimer: NodeJS.Timeout | null = null;
     /** Waits already warned about a message that could not be copied (once per wait). */
     const copyWarned = new Set<string>();
+    /** This runtime's in-node waits, for the Vector waits sidebar. */
+    const localWaits = localWaitsFor(RED);
     /** Collections whose local (in-node) waits are in an outage: logged once per outage. */
     const localOutages = new Set<string>();
 
@@ -246,6 +248,11 @@ export = function register(RED: NodeAPI): void {
         markNewest(waitId);
         if (!config.deferrable) {
           entry.local = runLocally(spec, store.backend, (event) => onEvent(record, event), { maxConsecutiveErrors: config.maxErrors });
+          // Listed (and cancellable) in the Vector waits sidebar like the triggerer's waits.
+          localWaits.add(record, (note) => {
+            entry.local?.cancel();
+            onCancelled([record], note);
+          });
           scheduleStatus();
           return;
         }
@@ -303,7 +310,10 @@ export = function register(RED: NodeAPI): void {
           if (!newest || newest.waitId === waitId) newest = { waitId, progress: event.payload };
           retrying = false;
           // The store answers again: a later outage of a local wait is logged again.
-          if (live.get(waitId)?.local) localOutages.delete(wait.spec.collection);
+          if (live.get(waitId)?.local) {
+            localOutages.delete(wait.spec.collection);
+            localWaits.progress(waitId, event.payload);
+          }
           sendProgress(wait, event.payload);
           scheduleStatus();
           break;
@@ -311,6 +321,7 @@ export = function register(RED: NodeAPI): void {
         case 'warning':
           // The triggerer logs an outage once per collection; a local wait logs it here, once.
           retrying = true;
+          if (live.get(waitId)?.local) localWaits.progress(waitId, event.payload, event.message);
           if (live.get(waitId)?.local && !localOutages.has(wait.spec.collection)) {
             localOutages.add(wait.spec.collection);
             node.warn(event.message);
@@ -322,7 +333,10 @@ export = function register(RED: NodeAPI): void {
         case 'final': {
           const entry = live.get(waitId);
           live.delete(waitId);
-          if (entry?.local) localOutages.delete(wait.spec.collection);
+          if (entry?.local) {
+            localOutages.delete(wait.spec.collection);
+            localWaits.remove(waitId);
+          }
           if (entry && !event.redelivered) {
             finish(entry, event.payload, watchedCollection(wait.spec));
           } else {
@@ -437,6 +451,7 @@ export = function register(RED: NodeAPI): void {
       for (const [waitId, entry] of live) {
         if (entry.local && matches(entry.local.collection)) {
           entry.local.cancel();
+          localWaits.remove(waitId);
           cancelled.add(waitId);
         }
       }
@@ -519,8 +534,11 @@ export = function register(RED: NodeAPI): void {
       statusTimer = null;
       // Messages in flight are done here (like the delay node's); a wait that
       // resumes later sends its final message afresh.
-      for (const entry of live.values()) {
-        entry.local?.cancel();
+      for (const [waitId, entry] of live) {
+        if (entry.local) {
+          entry.local.cancel();
+          localWaits.remove(waitId); // nothing of it outlives the node: it was never on disk
+        }
         entry.done();
       }
       live.clear();

@@ -22,7 +22,8 @@ import type { Request, RequestHandler, Response } from 'express';
 import { WaitList, DEFAULT_PAGE_SIZE, type OwnerInfo, type WaitFeed } from '../../lib/wait-list';
 import type { Triggerer, WaitRecord } from '../../lib/triggerer';
 import { messageOf } from '../../lib/errors';
-import { triggererFor } from '../shared/runtime';
+import { localWaitsFor, triggererFor } from '../shared/runtime';
+import { MergedWaitSource } from '../../lib/local-waits';
 import english from './locales/en-US/vector-waits.json';
 
 const FEED_TOPIC = 'vector-pipeline/waits';
@@ -45,6 +46,8 @@ interface PluginState {
   list: WaitList;
   /** Every node of the deployed flows (disabled ones too), by id: names and stores of the sensors. */
   defs: Map<string, NodeDef>;
+  /** What the list reads: the triggerer's waits and the ones sensors run in their node, for that triggerer. */
+  source: { triggerer: Triggerer; merged: MergedWaitSource } | null;
 }
 
 const states = new WeakMap<object, PluginState>();
@@ -66,6 +69,7 @@ function stateFor(RED: NodeAPI): PluginState {
   const state: PluginState = {
     RED,
     defs,
+    source: null,
     list: new WaitList({
       describeOwner: (ownerId) => describeOwner(state, ownerId),
       publish: (feed: WaitFeed) => state.RED.comms.publish(FEED_TOPIC, feed as never, false),
@@ -92,7 +96,10 @@ function readDefs(state: PluginState): void {
 
 async function bind(state: PluginState): Promise<Triggerer> {
   const triggerer = await triggererFor(state.RED);
-  state.list.bind(triggerer);
+  if (state.source?.triggerer !== triggerer) {
+    state.source = { triggerer, merged: new MergedWaitSource([triggerer, localWaitsFor(state.RED)]) };
+  }
+  state.list.bind(state.source.merged);
   return triggerer;
 }
 
@@ -162,7 +169,8 @@ function serve(RED: NodeAPI, state: PluginState): void {
       } else {
         return { status: 400, body: { error: 'bad_request', message: text(state, 'errors.badCancel') } };
       }
-      const removed = triggerer.cancelAndNotify(matches, note);
+      // The triggerer's waits, and those sensors with "deferrable" off run in their node.
+      const removed = [...triggerer.cancelAndNotify(matches, note), ...localWaitsFor(state.RED).cancelAndNotify(matches, note)];
       if (removed.length === 0) return { status: 404, body: { error: 'not_found', message: text(state, 'errors.nothingToCancel', { what }) } };
       const nodes = [...new Set(removed.map((w) => describeOwner(state, w.ownerId).nodeName))].slice(0, 5).join('", "');
       state.RED.log.info(

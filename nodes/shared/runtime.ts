@@ -10,6 +10,7 @@
 import * as path from 'node:path';
 import type { NodeAPI } from 'node-red';
 import { Triggerer } from '../../lib/triggerer';
+import { LocalWaits } from '../../lib/local-waits';
 import { WaitStore } from '../../lib/wait-store';
 import { dataRoot } from '../../lib/backends';
 import { messageOf } from '../../lib/errors';
@@ -19,6 +20,19 @@ const triggerers = new Map<string, Promise<Triggerer>>();
 /** Why the triggerer of a user directory could not start (e.g. its waits file is unreadable), per key. */
 const startErrors = new Map<string, Error>();
 const listeners = new WeakMap<object, { RED: NodeAPI }>();
+
+const localWaits = new Map<string, LocalWaits>();
+
+/** The waits sensors run in their node (deferrable off) of this runtime: for the Vector waits sidebar. */
+export function localWaitsFor(RED: NodeAPI): LocalWaits {
+  const key = RED.settings.userDir ?? NO_USER_DIR;
+  let waits = localWaits.get(key);
+  if (!waits) {
+    waits = new LocalWaits();
+    localWaits.set(key, waits);
+  }
+  return waits;
+}
 
 /** Where pending waits are kept. */
 export function waitStoreFile(userDir: string): string {

@@ -97,6 +97,29 @@ describe('Vector waits plugin: admin endpoints on a real runtime (test helper; i
     }
   });
 
+  it('lists and cancels the waits of a sensor with "deferrable" off (run in its node, not on disk) like the others; nothing of them is left after', async () => {
+    await load(flow({ deferrable: false }));
+    const waitId = await startWait();
+    const page = await helper.request().get('/vector-pipeline/waits').query({ store: 'store', collection: 'docs' }).expect(200);
+    should(page.body.waits).have.length(1);
+    should(page.body.waits[0]).match({ waitId, nodeId: 'sensor', nodeName: 'wait for docs', state: 'running', durable: false, expectedCount: 40 });
+    // Its progress reaches the list as the node polls.
+    await delay(600);
+    const later = await helper.request().get('/vector-pipeline/waits').query({ store: 'store', collection: 'docs' }).expect(200);
+    should(later.body.waits[0].polls).be.above(1);
+
+    const completed = nextMessage('completed');
+    const status = nextMessage('statuses', (m) => /cancelled from sidebar/.test(m.status?.text ?? ''));
+    const noFinal = silence('ready', 1500);
+    const answer = await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId }).expect(200);
+    should(answer.body).eql({ cancelled: 1, waitIds: [waitId] });
+    should((await completed).waitId).equal(waitId);
+    await status;
+    await noFinal; // the in-node poller stopped: no final message
+    const after = await helper.request().get('/vector-pipeline/waits').expect(200);
+    should(after.body.total).equal(0);
+  });
+
   it('cancels one wait as msg.reset does: no final message, the message completes, the status and the log say so, the wait leaves the disk', async () => {
     await load(flow());
     const waitId = await startWait();
