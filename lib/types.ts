@@ -85,6 +85,22 @@ export interface UpsertResult {
   totalCount: number;
 }
 
+/**
+ * What `delete` removes: the documents whose id is in `ids`, and for each source S
+ * the document S and every chunk of it (ids starting with `S#`). At least one id or source.
+ */
+export interface DeleteSelector {
+  ids?: string[];
+  sources?: string[];
+}
+
+export interface DeleteResult {
+  /** Documents removed by this call (0 when none matched: not an error). */
+  deleted: number;
+  /** Documents in the collection after the delete. */
+  totalCount: number;
+}
+
 export type IndexState = 'indexing' | 'ready' | 'failed';
 
 /** What a store says about a collection's indexing, right now. */
@@ -161,6 +177,12 @@ export interface Backend {
    * estimates its counts (pgvector on large tables) counts exactly when the
    * answer could decide the wait; stores that always count exactly ignore it.
    */
+  /**
+   * Remove documents by id and by source (with its chunks), all or nothing where
+   * the store allows it. Resolves once durable; queries then never return them.
+   * NOT_FOUND for a missing collection, INVALID_INPUT for an empty selector.
+   */
+  delete(collection: string, selector: DeleteSelector): Promise<DeleteResult>;
   status(collection: CollectionRef, hint?: StatusHint): Promise<CollectionStatus>;
   stats(collection: CollectionRef): Promise<CollectionStats>;
   query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]>;

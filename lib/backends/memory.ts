@@ -21,6 +21,8 @@ import type {
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
+  DeleteResult,
+  DeleteSelector,
   QueryHit,
   QueryRequest,
   UpsertOptions,
@@ -29,13 +31,14 @@ import type {
 } from '../types';
 import { validateCollectionName } from './collection-name';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { checkDeleteSelector, selectorMatcher } from './delete-selector';
 import { checkDocuments, toFloat32Vector } from './documents';
 import { BackendLifecycle } from './lifecycle';
 import { checkFilter, checkQuery, jsonFilter } from './queries';
 import { describeValue, namedCollection } from './values';
 import type { MemoryCollection, StoredDocument } from './memory/collection';
 import { normalise } from './memory/search';
-import { encodeDocument, storageError, upsertRecord } from './memory/storage';
+import { deleteRecord, encodeDocument, storageError, upsertRecord } from './memory/storage';
 import { acquireStore, releaseStore, storeKey, type CollectionStore } from './memory/store';
 import type { IndexingWrite } from './memory/timeline';
 
@@ -160,6 +163,30 @@ export class MemoryBackend implements Backend {
     target.apply(prepared, write);
     target.loggedDocuments += prepared.length;
     return { written: prepared.length, totalCount: target.documentCount };
+  }
+
+  delete(collection: string, selector: DeleteSelector): Promise<DeleteResult> {
+    return this.lifecycle.track(() => this.remove(collection, selector));
+  }
+
+  /** One durable `delete` record with the ids found, then applied in memory (like a write). */
+  private async remove(collection: string, selector: DeleteSelector): Promise<DeleteResult> {
+    const name = this.lifecycle.openCollection(collection);
+    const target = await this.require(name);
+    const selected = selectorMatcher(checkDeleteSelector(selector, namedCollection(name)));
+    const ids: string[] = [];
+    for (const id of target.documentIds()) if (selected(id)) ids.push(id);
+    if (ids.length === 0) return { deleted: 0, totalCount: target.documentCount };
+    if (target.log) {
+      try {
+        await target.log.append(deleteRecord(this.now(), ids));
+      } catch (err) {
+        throw storageError(err, `delete ${ids.length} document(s) from collection "${name}" in ${target.log.file} (nothing was deleted: retry it)`);
+      }
+    }
+    // Appends resolve in order, so memory follows the file; an id written again meanwhile is removed, as in the file.
+    const deleted = target.remove(ids);
+    return { deleted, totalCount: target.documentCount };
   }
 
   async status(collection: CollectionRef): Promise<CollectionStatus> {

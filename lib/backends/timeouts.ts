@@ -20,6 +20,7 @@ const DOING: Record<Exclude<keyof Backend, 'name' | 'close'>, (collection: strin
   ensureCollection: (c) => `creating or opening collection ${c}`,
   collectionExists: (c) => `checking whether collection ${c} exists`,
   upsert: (c) => `writing to collection ${c}`,
+  delete: (c) => `deleting from collection ${c}`,
   status: (c) => `reading the status of collection ${c}`,
   stats: (c) => `reading the statistics of collection ${c}`,
   query: (c) => `querying collection ${c}`,
@@ -47,7 +48,9 @@ export function timeoutError(storeName: string, operation: keyof typeof DOING, c
   const after =
     operation === 'upsert'
       ? ' The write may or may not have completed; sending the same documents again is safe (documents are replaced by id).'
-      : '';
+      : operation === 'delete'
+        ? ' The delete may or may not have completed; sending the same delete again is safe.'
+        : '';
   return new VectorStoreError(
     'TIMEOUT',
     `The ${store} store did not answer within ${seconds(timeoutMs)} while ${what}.${after} ` +
@@ -115,6 +118,7 @@ export function withCallTimeouts(backend: Backend, timeoutMs: number): Backend {
     ensureCollection: timed('ensureCollection', backend.ensureCollection),
     collectionExists: timed('collectionExists', backend.collectionExists),
     upsert: timed('upsert', backend.upsert),
+    delete: timed('delete', backend.delete),
     status: timed('status', backend.status),
     stats: timed('stats', backend.stats),
     query: timed('query', backend.query),

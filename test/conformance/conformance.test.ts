@@ -183,6 +183,82 @@ function conformance(fixture: BackendFixture): void {
       should(filtered.map((h) => h.id)).eql(['m2']);
     });
 
+    describe('delete', () => {
+      /** A collection holding a source "a" with chunks a#0..a#2, and neighbours that must stay. */
+      async function withChunks(): Promise<string> {
+        const name = freshName('del');
+        await backend.ensureCollection(name, { dimensions: DIM });
+        await backend.upsert(name, [
+          { id: 'a', vector: axis(0), text: 'source a' },
+          { id: 'a#0', vector: axis(0, 1), text: 'a chunk 0', metadata: { source: 'a', chunk: 0, of: 3 } },
+          { id: 'a#1', vector: axis(0, 2), text: 'a chunk 1', metadata: { source: 'a', chunk: 1, of: 3 } },
+          { id: 'a#2', vector: axis(0, 3), text: 'a chunk 2', metadata: { source: 'a', chunk: 2, of: 3 } },
+          { id: 'a2', vector: axis(0, 4), text: 'another document' },
+          { id: 'ab#0', vector: axis(0, 5), text: 'chunk of source ab' },
+          { id: 'a_%#0', vector: axis(0, 6), text: 'chunk of a source with LIKE wildcards' },
+          { id: 'b', vector: axis(1), text: 'b' },
+        ]);
+        return name;
+      }
+
+      const idsOf = async (name: string) => (await backend.query(name, { vector: axis(0), topK: 20 })).map((h) => h.id).sort();
+
+      it('removes documents by id, and says how many and how many are left', async () => {
+        const name = await withChunks();
+        should(await backend.delete(name, { ids: ['b', 'a2', 'not-there'] })).eql({ deleted: 2, totalCount: 6 });
+        await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+        should(await idsOf(name)).eql(['a', 'a#0', 'a#1', 'a#2', 'a_%#0', 'ab#0']);
+        should((await backend.stats(name)).documentCount).equal(6);
+      });
+
+      it('removes a source with its chunks (ids "a#n") and nothing else ("a2", "ab#0" stay)', async () => {
+        const name = await withChunks();
+        should(await backend.delete(name, { sources: ['a'] })).eql({ deleted: 4, totalCount: 4 });
+        const seen = await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+        should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 4, indexedCount: 4 });
+        should(await idsOf(name)).eql(['a2', 'a_%#0', 'ab#0', 'b']);
+        // A filter on the chunks' metadata finds none of them either.
+        should(await backend.query(name, { vector: axis(0), topK: 5, filter: { source: 'a' } })).eql([]);
+      });
+
+      it('matches a source literally: LIKE wildcards in it match nothing else', async () => {
+        const name = await withChunks();
+        should(await backend.delete(name, { sources: ['_', '%', 'a_'] })).eql({ deleted: 0, totalCount: 8 });
+        should(await backend.delete(name, { sources: ['a_%'] })).eql({ deleted: 1, totalCount: 7 });
+        should(await idsOf(name)).not.containEql('a_%#0');
+      });
+
+      it('ids and sources together, counted once each', async () => {
+        const name = await withChunks();
+        should(await backend.delete(name, { ids: ['a#1', 'b'], sources: ['a', 'a'] })).eql({ deleted: 5, totalCount: 3 });
+        should(await idsOf(name)).eql(['a2', 'a_%#0', 'ab#0']);
+      });
+
+      it('deleting nothing that exists is not an error: deleted 0', async () => {
+        const name = await withChunks();
+        should(await backend.delete(name, { ids: ['zz'], sources: ['zz'] })).eql({ deleted: 0, totalCount: 8 });
+        should((await backend.stats(name)).documentCount).equal(8);
+      });
+
+      it('a document written again after its delete is back', async () => {
+        const name = await withChunks();
+        await backend.delete(name, { sources: ['a'] });
+        should(await backend.upsert(name, [{ id: 'a#0', vector: axis(0), text: 'a again' }])).match({ written: 1, totalCount: 5 });
+        await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+        should((await backend.query(name, { vector: axis(0), topK: 1 }))[0]).match({ id: 'a#0', text: 'a again' });
+      });
+
+      it('says NOT_FOUND for a missing collection, INVALID_INPUT for an empty or malformed selector', async () => {
+        await expectError(backend.delete(freshName('missing'), { ids: ['a'] }), 'NOT_FOUND', false);
+        const name = await withChunks();
+        await expectError(backend.delete(name, {}), 'INVALID_INPUT', false);
+        await expectError(backend.delete(name, { ids: [], sources: [] }), 'INVALID_INPUT', false);
+        await expectError(backend.delete(name, { ids: [''] }), 'INVALID_INPUT', false);
+        await expectError(backend.delete(name, { ids: 'a' } as never), 'INVALID_INPUT', false);
+        should((await backend.stats(name)).documentCount).equal(8);
+      });
+    });
+
     for (const bad of ['', 'has space', '../escape', 'semi;colon', 'x'.repeat(64), 'Robert"); DROP TABLE x;--']) {
       it(`rejects the collection name ${JSON.stringify(bad.length > 20 ? bad.slice(0, 20) + '…' : bad)}`, async () => {
         await expectError(backend.ensureCollection(bad, { dimensions: DIM }), 'INVALID_INPUT', false);

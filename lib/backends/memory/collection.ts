@@ -117,6 +117,40 @@ export class MemoryCollection {
     }));
   }
 
+  /** The ids of every live document, in row order (to match a delete's selector). */
+  *documentIds(): Generator<string> {
+    for (let row = 0; row < this.rowCount; row++) yield this.ids[row];
+  }
+
+  /**
+   * Apply an acknowledged delete: each row found is replaced by the last row, so
+   * rows stay packed. Returns how many documents were removed. Pending indexing is
+   * left to the timeline: it only lowers indexedCount until it ends (clamped at 0).
+   */
+  remove(ids: Iterable<string>): number {
+    let removed = 0;
+    for (const id of ids) {
+      const row = this.rowById.get(id);
+      if (row === undefined) continue;
+      const last = this.rowCount - 1;
+      if (row !== last) {
+        const lastId = this.ids[last];
+        this.vectors.copyWithin(row * this.dimensions, last * this.dimensions, (last + 1) * this.dimensions);
+        this.ids[row] = lastId;
+        this.texts[row] = this.texts[last];
+        this.metadata[row] = this.metadata[last];
+        this.rowById.set(lastId, row);
+      }
+      this.ids.pop();
+      this.texts.pop();
+      this.metadata.pop();
+      this.rowById.delete(id);
+      this.rowCount = last;
+      removed += 1;
+    }
+    return removed;
+  }
+
   /** Every live document, in row order (for log compaction). */
   *documents(): Generator<StoredDocument> {
     for (let row = 0; row < this.rowCount; row++) {

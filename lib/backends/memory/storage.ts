@@ -1,7 +1,8 @@
 /**
  * The memory backend's files: `<dataDir>/<collection>.jsonl`, one `AppendLog` each.
  *
- * Records: a `create` record, then one `upsert` record per acknowledged write.
+ * Records: a `create` record, then one `upsert` record per acknowledged write
+ * and one `delete` record (the ids removed) per acknowledged delete.
  * Vectors are base64 of the Float32Array bytes (platform byte order:
  * little-endian on every platform Node-RED runs on). Metadata is stored as JSON
  * (a Date becomes a string, as after a reload).
@@ -61,7 +62,18 @@ interface DamageRecord {
   keptIn: string | null;
 }
 
-export type LogRecord = CreateRecord | UpsertRecord | DamageRecord;
+/** Documents removed by one delete call (only the ids that existed). */
+interface DeleteRecord {
+  type: 'delete';
+  at: number;
+  ids: string[];
+}
+
+export type LogRecord = CreateRecord | UpsertRecord | DamageRecord | DeleteRecord;
+
+export function deleteRecord(at: number, ids: string[]): DeleteRecord {
+  return { type: 'delete', at, ids };
+}
 
 export function encodeDocument(doc: StoredDocument): LoggedDocument {
   const bytes = Buffer.from(doc.vector.buffer, doc.vector.byteOffset, doc.vector.byteLength);
@@ -110,6 +122,8 @@ class RecordReader {
           Array.isArray(value.docs) &&
           value.docs.every(this.isDocument)
         );
+      case 'delete':
+        return isFiniteNumber(value.at) && Array.isArray(value.ids) && value.ids.every((id) => typeof id === 'string');
       case 'damage':
         return isFiniteNumber(value.at) && isCount(value.lines) && (value.keptIn === null || typeof value.keptIn === 'string');
       default:
@@ -156,6 +170,8 @@ function replay(name: string, records: LogRecord[], reader: RecordReader, log: A
       if (typeof record.fail === 'string') write.fail = record.fail;
       collection.apply(docs, write);
       collection.loggedDocuments += docs.length;
+    } else if (record.type === 'delete') {
+      collection.remove(record.ids);
     } else {
       collection.damage = { lines: (collection.damage?.lines ?? 0) + record.lines, keptIn: record.keptIn, at: record.at };
     }
