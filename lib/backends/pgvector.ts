@@ -39,6 +39,8 @@ import type {
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
+  DeleteResult,
+  DeleteSelector,
   Metric,
   QueryHit,
   QueryRequest,
@@ -48,6 +50,7 @@ import type {
   VectorDocument,
 } from '../types';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { checkDeleteSelector, likePrefixPattern } from './delete-selector';
 import { refuseSimulatedFailure } from './documents';
 import { BackendLifecycle } from './lifecycle';
 import { connectionConfig, parseConnectionString, type ConnectionSettings } from './pgvector/connection';
@@ -350,6 +353,29 @@ export class PgVectorBackend implements Backend {
       // An automatic build also skips a failure recorded by an earlier run (the runner checks).
       this.builds.request(collection, { replaceInvalid: false });
     }
+  }
+
+  /**
+   * One statement (all or nothing). Rows leave the HNSW index as they leave the
+   * table: nothing to rebuild; the index stays valid.
+   */
+  async delete(collection: string, selector: DeleteSelector): Promise<DeleteResult> {
+    const names = this.open(collection);
+    const doing = `deleting from collection "${collection}"`;
+    const { ids, prefixes } = checkDeleteSelector(selector, namedCollection(collection));
+    await this.require(names, doing);
+    const [row] = await this.run<{ deleted: string; total: string }>(
+      this.getPool(),
+      sql.deleteDocuments(names),
+      [ids, prefixes.map(likePrefixPattern)],
+      doing,
+      names,
+    );
+    const totalCount = Number(row.total);
+    // The count this instance knows is a floor for estimates: it must come down too.
+    this.knownCounts.set(collection, totalCount);
+    this.lastStatus.delete(collection);
+    return { deleted: Number(row.deleted), totalCount };
   }
 
   // ------------------------------------------------------------ index builds

@@ -198,6 +198,15 @@ export const sql = {
     `SELECT * FROM unnest($1::text[], $2::vector[], $3::text[], $4::jsonb[]) ` +
     `ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, text = EXCLUDED.text, metadata = EXCLUDED.metadata`,
 
+  /**
+   * Delete by exact ids ($1) and id prefixes as LIKE patterns, wildcards escaped ($2),
+   * in one statement (all or nothing). The count of the table sees the rows as before
+   * the delete (one snapshot), hence the subtraction.
+   */
+  deleteDocuments: (n: CollectionNames) =>
+    `WITH removed AS (DELETE FROM ${n.table} WHERE id = ANY($1::text[]) OR id LIKE ANY($2::text[]) RETURNING 1) ` +
+    `SELECT (SELECT count(*) FROM removed) AS deleted, (SELECT count(*) FROM ${n.table}) - (SELECT count(*) FROM removed) AS total`,
+
   /** Parameter: quoted index name. */
   indexValid: 'SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)',
   createIndex: (n: CollectionNames, dimensions: number, metric: Metric, concurrently: boolean) =>
