@@ -30,6 +30,8 @@ import type {
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
+  DeleteResult,
+  DeleteSelector,
   QueryHit,
   QueryRequest,
   ExistingCollection,
@@ -39,6 +41,7 @@ import type {
   VectorDocument,
 } from '../types';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { checkDeleteSelector, type CheckedSelector } from './delete-selector';
 import { refuseSimulatedFailure, toFloat32Vector } from './documents';
 import {
   type CollectionTable,
@@ -107,6 +110,19 @@ function snakeCase(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 }
 
+/** A string literal of LanceDB's SQL filters (DataFusion): quotes doubled, nothing else is special. */
+function sqlString(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** The rows a delete removes: exact ids, and ids starting with a prefix (starts_with: no LIKE wildcards to escape). */
+function deletePredicate({ ids, prefixes }: CheckedSelector): string {
+  const parts: string[] = [];
+  if (ids.length > 0) parts.push(`id IN (${ids.map(sqlString).join(', ')})`);
+  for (const prefix of prefixes) parts.push(`starts_with(id, ${sqlString(prefix)})`);
+  return parts.join(' OR ');
+}
+
 export class LanceDbBackend implements Backend {
   readonly name = BACKEND_NAME;
   private readonly database: SharedDatabase;
@@ -165,6 +181,28 @@ export class LanceDbBackend implements Backend {
       });
       if (options?.buildIndex && rows.length > 0) target.maintenance.request(true);
       return { written: rows.length, totalCount };
+    });
+  }
+
+  /**
+   * One `table.delete(predicate)`: one commit, all or nothing. Nothing matched:
+   * no commit at all. Deleted rows leave the vector index consistent (they are
+   * masked out of it; counts come from the table).
+   */
+  delete(collection: string, selector: DeleteSelector): Promise<DeleteResult> {
+    return this.lifecycle.track(async () => {
+      const name = this.lifecycle.openCollection(collection);
+      const predicate = deletePredicate(checkDeleteSelector(selector, lanceCollection(name)));
+      const target = await this.require(name);
+      return target.queue.run(async () => {
+        try {
+          let deleted = 0;
+          if ((await target.table.countRows(predicate)) > 0) deleted = (await target.table.delete(predicate)).numDeletedRows;
+          return { deleted, totalCount: await target.table.countRows() };
+        } catch (err) {
+          throw storeError(err, `delete documents from collection "${name}" (nothing was deleted: retry it)`, this.database.dir);
+        }
+      });
     });
   }
 

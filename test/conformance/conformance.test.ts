@@ -228,6 +228,38 @@ function conformance(fixture: BackendFixture): void {
         should(await idsOf(name)).not.containEql('a_%#0');
       });
 
+      it('ids and sources with quotes, backslashes and spaces are matched as they are', async () => {
+        const name = freshName('del');
+        await backend.ensureCollection(name, { dimensions: DIM });
+        const odd = ["o'brien", 'back\\slash', 'with space', "x' OR '1'='1", 'ünï'];
+        await backend.upsert(name, [
+          ...odd.map((id, i) => ({ id, vector: axis(i % DIM) })),
+          ...odd.map((id, i) => ({ id: `${id}#0`, vector: axis(i % DIM, (i + 1) % DIM) })),
+          { id: 'keep', vector: axis(7) },
+        ]);
+        should(await backend.delete(name, { ids: ["o'brien", "x' OR '1'='1"] })).eql({ deleted: 2, totalCount: 9 });
+        should(await backend.delete(name, { sources: ['back\\slash', 'with space', 'ünï', "o'brien"] })).eql({ deleted: 7, totalCount: 2 });
+        should((await backend.query(name, { vector: axis(7), topK: 10 })).map((h) => h.id).sort()).eql(["keep", "x' OR '1'='1#0"].sort());
+      });
+
+      it('an indexed collection stays truthful after a delete: ready, counts down, same index, queries skip the deleted', async () => {
+        const name = freshName('del');
+        await backend.ensureCollection(name, { dimensions: DIM });
+        const docs = vectors(300, 5).map((vector, i) => ({ id: i < 30 ? `big#${i}` : `d${i}`, vector }));
+        for (let i = 0; i < docs.length; i += 100) await backend.upsert(name, docs.slice(i, i + 100), { buildIndex: true });
+        await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+        const before = await backend.stats(name);
+        should(await backend.delete(name, { sources: ['big'], ids: ['d30'] })).eql({ deleted: 31, totalCount: 269 });
+        const seen = await waitUntilReady(backend, name, fixture.indexingBudgetSeconds);
+        should(seen[seen.length - 1]).match({ state: 'ready', documentCount: 269, indexedCount: 269 });
+        should(await backend.stats(name)).match({ documentCount: 269, indexedCount: 269, indexType: before.indexType });
+        for (const gone of [docs[0], docs[29], docs[30]]) {
+          const hits = await backend.query(name, { vector: gone.vector, topK: 5 });
+          should(hits.map((h) => h.id)).not.containEql(gone.id);
+          should(hits.some((h) => h.id.startsWith('big#'))).be.false();
+        }
+      });
+
       it('ids and sources together, counted once each', async () => {
         const name = await withChunks();
         should(await backend.delete(name, { ids: ['a#1', 'b'], sources: ['a', 'a'] })).eql({ deleted: 5, totalCount: 3 });
