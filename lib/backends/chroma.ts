@@ -30,6 +30,8 @@ import type {
   CollectionSpec,
   CollectionStats,
   CollectionStatus,
+  DeleteResult,
+  DeleteSelector,
   Metric,
   QueryHit,
   QueryRequest,
@@ -49,6 +51,7 @@ import {
   type ChromaRecord,
 } from './chroma/records';
 import { checkCollectionSpec, checkSameSpec } from './collection-spec';
+import { checkDeleteSelector, selectorMatcher, type CheckedSelector } from './delete-selector';
 import { refuseSimulatedFailure, toFloat32Vector } from './documents';
 import { BackendLifecycle } from './lifecycle';
 import { checkFilter, checkQuery } from './queries';
@@ -164,6 +167,59 @@ export class ChromaBackend implements Backend {
     }
     if (info.dimensions === null) info.dimensions = records[0].vector.length;
     return { written: records.length, totalCount: await this.count(info) };
+  }
+
+  /**
+   * Chroma deletes by ids (or by metadata), and has no prefix filter on ids: the
+   * ids to delete are found first (exact ids asked for; for sources, every id is
+   * paged through without vectors or documents and matched here, so memory holds
+   * one page plus the matches), then deleted by id, one request per batch. One
+   * batch (up to the server's batch size) is all or nothing; a failure between
+   * batches leaves the earlier ones deleted, and sending the same delete again
+   * finishes it.
+   */
+  async delete(collection: string, selector: DeleteSelector): Promise<DeleteResult> {
+    const name = this.open(collection);
+    const checked = checkDeleteSelector(selector, chromaCollection(name));
+    const info = await this.require(name);
+    const limits = await this.serverLimits();
+    const batchSize = Math.max(1, Math.min(this.maxBatchSize, limits.maxBatchSize));
+    return this.withCollection(info, async (current) => {
+      const ids = await this.idsSelected(current, checked, batchSize);
+      for (let start = 0; start < ids.length; start += batchSize) {
+        await this.http.call(
+          'POST',
+          `${this.collectionPath(current)}/delete`,
+          { ids: ids.slice(start, start + batchSize) },
+          `delete ${ids.length} document(s) from collection "${name}"`,
+        );
+      }
+      return { deleted: ids.length, totalCount: await this.count(current) };
+    });
+  }
+
+  /** The ids in the collection that the selector removes. */
+  private async idsSelected(info: CollectionInfo, selector: CheckedSelector, pageSize: number): Promise<string[]> {
+    const what = `find the documents to delete in collection "${info.name}"`;
+    const idsOf = (answer: unknown): string[] => {
+      if (!isPlainObject(answer) || !Array.isArray(answer.ids)) throw this.notChroma(what);
+      return answer.ids.map(String);
+    };
+    if (selector.prefixes.length === 0) {
+      const found: string[] = [];
+      for (let start = 0; start < selector.ids.length; start += pageSize) {
+        const ids = selector.ids.slice(start, start + pageSize);
+        found.push(...idsOf(await this.http.call('POST', `${this.collectionPath(info)}/get`, { ids, include: [] }, what)));
+      }
+      return found;
+    }
+    const selected = selectorMatcher(selector);
+    const found: string[] = [];
+    for (let offset = 0; ; offset += pageSize) {
+      const page = idsOf(await this.http.call('POST', `${this.collectionPath(info)}/get`, { include: [], limit: pageSize, offset }, what));
+      for (const id of page) if (selected(id)) found.push(id);
+      if (page.length < pageSize) return found;
+    }
   }
 
   async status(collection: CollectionRef): Promise<CollectionStatus> {

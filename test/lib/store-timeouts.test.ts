@@ -69,6 +69,7 @@ describe('store call timeouts', function () {
       should(await timesOut(() => backend.stats('docs'))).match(/statistics of collection "docs"/);
       should(await timesOut(() => backend.query('docs', { vector: [1, 0, 0, 0], topK: 1 }))).match(/querying collection "docs"/);
       should(await timesOut(() => backend.upsert('docs', [doc('a')]))).match(/collection "docs"/);
+      should(await timesOut(() => backend.delete('docs', { sources: ['a'] }))).match(/collection "docs"/);
       should(await timesOut(() => backend.collectionExists('docs'))).match(/collection "docs"/);
       should(server.accepted()).be.above(0);
     });
@@ -189,6 +190,7 @@ describe('store call timeouts', function () {
       should(await timesOut(() => backend.stats('docs'))).match(/"docs"/);
       should(await timesOut(() => backend.query('docs', { vector: [1, 0, 0, 0], topK: 1 }))).match(/"docs"/);
       should(await timesOut(() => backend.upsert('docs', [doc('a')]))).match(/"docs"/);
+      should(await timesOut(() => backend.delete('docs', { ids: ['a'] }))).match(/"docs"/);
       should(await timesOut(() => backend.ensureCollection('docs', { dimensions: 4, metric: 'cosine' }))).match(/"docs"/);
     });
 
@@ -239,6 +241,7 @@ describe('store call timeouts', function () {
         ensureCollection: () => answer(undefined),
         collectionExists: () => answer(true),
         upsert: (_c: string, docs: unknown[]) => answer({ written: docs.length, totalCount: docs.length }),
+        delete: () => answer({ deleted: 0, totalCount: 0 }),
         status: () => answer({ state: 'ready', documentCount: 0, indexedCount: 0, progress: 1, etaSeconds: 0 } as never),
         stats: () => answer({} as never),
         query: () => answer([]),
@@ -264,6 +267,8 @@ describe('store call timeouts', function () {
       should(await timesOut(() => backend.ensureCollection('c1', { dimensions: 1, metric: 'cosine' }))).match(/collection "c1"/);
       const upsert = await timesOut(() => backend.upsert('c1', [doc('a')]));
       should(upsert).match(/writing to collection "c1"/).and.match(/may or may not have completed/).and.match(/again is safe/);
+      const removal = await timesOut(() => backend.delete('c1', { ids: ['a'] }));
+      should(removal).match(/while deleting from collection "c1"/).and.match(/may or may not have completed/).and.match(/again is safe/);
       should(backend.name).equal('memory');
       await backend.close();
       should(raw.closed).be.true();
