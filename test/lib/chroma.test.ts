@@ -94,6 +94,29 @@ describe('chroma backend', function () {
       should(upserts(recording.requests).map((r) => (JSON.parse(r.body) as { ids: string[] }).ids.length)).eql([4, 4, 2]);
     });
 
+    it('deletes a source by paging through ids without payloads (pages of the batch size), then deleting by id in batches', async () => {
+      const recording = await proxy();
+      const store = backend({ url: recording.url, maxBatchSize: 4 });
+      const name = freshName();
+      await store.ensureCollection(name, { dimensions: DIM });
+      const docs = [
+        ...Array.from({ length: 6 }, (_, i) => ({ id: `s#${i}`, vector: unit(i) })),
+        ...Array.from({ length: 5 }, (_, i) => ({ id: `other${i}`, vector: unit(i) })),
+        { id: 's', vector: unit(0) },
+      ];
+      await store.upsert(name, docs);
+      recording.requests.splice(0);
+      should(await store.delete(name, { sources: ['s'] })).eql({ deleted: 7, totalCount: 5 });
+      const gets = recording.requests.filter((r) => r.path.endsWith('/get')).map((r) => JSON.parse(r.body) as Record<string, unknown>);
+      // 12 ids in pages of 4: three full pages and an empty one; never vectors, documents or metadata.
+      should(gets.map((g) => g.offset)).eql([0, 4, 8, 12]);
+      for (const get of gets) should(get).match({ include: [], limit: 4 });
+      const deletes = recording.requests.filter((r) => r.path.endsWith('/delete')).map((r) => (JSON.parse(r.body) as { ids: string[] }).ids);
+      should(deletes.map((ids) => ids.length)).eql([4, 3]);
+      should(deletes.flat().sort()).eql(['s', 's#0', 's#1', 's#2', 's#3', 's#4', 's#5']);
+      should((await store.query(name, { vector: unit(0), topK: 20 })).map((h) => h.id).sort()).eql(docs.slice(6, 11).map((d) => d.id));
+    });
+
     it('sends vectors as base64 when the server supports it, as numbers otherwise', async () => {
       let base64 = true;
       const recording = await proxy((r) =>

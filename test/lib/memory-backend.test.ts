@@ -455,6 +455,31 @@ describe('memory backend', () => {
       should(exists).be.false();
     });
 
+    it('a delete is one durable record: a reopen does not see the deleted documents, and compaction drops them', async () => {
+      const dir = await tempDir();
+      const file = path.join(dir, 'docs.jsonl');
+      const writer = backend({ dataDir: dir, indexingRate: 1000, indexingDelay: 0 });
+      await writer.ensureCollection('docs', { dimensions: 3 });
+      await writer.upsert('docs', [...docsOf(1100, 'big'), ...docsOf(5, 'keep')].map((d, i) => (i < 1100 ? { ...d, id: `big#${i}` } : d)));
+      should(await writer.delete('docs', { sources: ['big'], ids: ['keep-0'] })).eql({ deleted: 1101, totalCount: 4 });
+      const lines = (await fs.readFile(file, 'utf8')).trim().split('\n');
+      should(lines).have.length(3); // create, upsert, delete: durable once delete resolved
+      should(JSON.parse(lines[2])).containEql({ type: 'delete' });
+      should(JSON.parse(lines[2]).ids).have.length(1101);
+      await writer.close();
+
+      clock = T0 + 10_000;
+      const reloaded = backend({ dataDir: dir });
+      should(await reloaded.status('docs')).eql({ state: 'ready', documentCount: 4, indexedCount: 4, progress: 1, etaSeconds: 0 });
+      should((await reloaded.query('docs', { vector: [1, 0, 0], topK: 50 })).map((h) => h.id).sort()).eql(['keep-1', 'keep-2', 'keep-3', 'keep-4']);
+      // 1101 removed versions outweigh 4 live ones: the load compacted the file to the live documents.
+      const compacted = (await fs.readFile(file, 'utf8')).trim().split('\n');
+      should(compacted).have.length(2);
+      should(JSON.parse(compacted[1]).docs.map((d: { id: string }) => d.id).sort()).eql(['keep-1', 'keep-2', 'keep-3', 'keep-4']);
+      should(await reloaded.delete('docs', { ids: ['big#3'] })).eql({ deleted: 0, totalCount: 4 });
+      should((await fs.readFile(file, 'utf8')).trim().split('\n')).have.length(2); // nothing deleted: nothing written
+    });
+
     it('compacts a log dominated by superseded documents, keeping the timeline exact', async () => {
       const dir = await tempDir();
       const file = path.join(dir, 'docs.jsonl');
