@@ -233,6 +233,12 @@ export class PgVectorBackend implements Backend {
   private readonly knownCounts = new Map<string, number>();
   /** The last status read from the server, per collection (for answers while no connection is free). */
   private readonly lastStatus = new Map<string, CollectionStatus>();
+  /**
+   * Collections this instance deleted from whose catalog estimate (reltuples) may
+   * still count the deleted rows (until autovacuum or ANALYZE): their status counts
+   * exactly until the estimate has come down.
+   */
+  private readonly deletedSinceEstimate = new Set<string>();
   private readonly etaClock = new EtaClock();
   /** The package's state table, created once per instance; false when it cannot be. */
   private stateTableReady: Promise<boolean> | null = null;
@@ -372,8 +378,10 @@ export class PgVectorBackend implements Backend {
       names,
     );
     const totalCount = Number(row.total);
-    // The count this instance knows is a floor for estimates: it must come down too.
+    // The count this instance knows is a floor for estimates: it must come down too,
+    // and the catalog's estimate is not believed until it has come down as well.
     this.knownCounts.set(collection, totalCount);
+    if (Number(row.deleted) > 0) this.deletedSinceEstimate.add(collection);
     this.lastStatus.delete(collection);
     return { deleted: Number(row.deleted), totalCount };
   }
@@ -519,14 +527,18 @@ export class PgVectorBackend implements Backend {
       if (row.failure) await this.pool?.query(stateSql.clear(stateTableName(this.schema)), [collection]).catch(() => undefined);
     }
 
-    const estimate = Math.max(0, Number(row.reltuples), Number(row.live_tuples ?? 0), this.knownCounts.get(collection) ?? 0);
+    const catalogEstimate = Math.max(0, Number(row.reltuples), Number(row.live_tuples ?? 0));
+    const estimate = Math.max(catalogEstimate, this.knownCounts.get(collection) ?? 0);
     let documentCount = estimate;
     const expected = hint?.expectedCount ?? 0;
+    const afterDelete = this.deletedSinceEstimate.has(collection);
     // Exact whenever the count could decide the wait: below the expected count, or
-    // with a valid index (the wait ends on this answer: an estimate may be high).
-    if (exactCount || estimate < EXACT_COUNT_BELOW || expected > estimate || (expected > 0 && indexValid === true)) {
+    // with a valid index (the wait ends on this answer: an estimate may be high);
+    // and after our own delete, while the estimate may still count the deleted rows.
+    if (exactCount || afterDelete || estimate < EXACT_COUNT_BELOW || expected > estimate || (expected > 0 && indexValid === true)) {
       const counted = await this.run<{ count: string }>(this.getPool(), sql.count(names), [], doing, names);
       documentCount = Number(counted[0].count);
+      if (afterDelete && catalogEstimate <= documentCount) this.deletedSinceEstimate.delete(collection);
     }
     const activity = this.builds.activity(collection);
     const ourPid = activity?.kind === 'building' ? (activity.pid ?? null) : null;

@@ -282,6 +282,18 @@ describe('pgvector backend on Postgres + pgvector (PGlite)', function () {
     should(hits[0].score).be.approximately(1, 1e-3);
   });
 
+  it('after a delete, a status counts exactly while the catalog estimate still counts the deleted rows', async () => {
+    const b = backend();
+    const name = fresh();
+    await b.ensureCollection(name, { dimensions: 8 });
+    await b.upsert(name, docs(50, 8));
+    // The catalog as it is before autovacuum catches up with a large delete: 20,000 rows.
+    await sqlQuery(`UPDATE pg_class SET reltuples = 20000 WHERE oid = '${namesOf('vector_pipeline', name).table}'::regclass`);
+    should(await b.delete(name, { ids: docs(10, 8).map((d) => d.id) })).eql({ deleted: 10, totalCount: 40 });
+    should(await b.status(name)).match({ state: 'ready', documentCount: 40, indexedCount: 40 });
+    should((await b.stats(name)).documentCount).equal(40);
+  });
+
   it('queries through the index keep topK above ef_search and filters exact', async () => {
     const b = backend();
     const name = fresh();
