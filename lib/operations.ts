@@ -9,7 +9,7 @@ import type { Backend, CollectionRef, CollectionStats, Embedder, QueryHit, Vecto
 import { collectionLabel } from './collection-ref';
 import { VectorStoreError, messageOf } from './errors';
 import { stableId } from './ids';
-import type { IngestItem, QuerySpec } from './schemas';
+import type { DeletePayload, IngestItem, QuerySpec } from './schemas';
 import { WorkSlicer, checkPortableId, checkPortableMetadata, checkPortableString, checkPortableVector, vectorLimitOf } from './backends/documents';
 
 /** A configured store: what a `vector-store` config node hands to the other nodes. */
@@ -38,6 +38,32 @@ export interface IngestResult {
   totalCount: number;
   batches: number;
   durationMs: number;
+}
+
+/** What a delete did (vector-ingest with operation "delete"). */
+export interface DeleteReport {
+  collection: string;
+  operation: 'delete';
+  /** Documents (and chunks) removed by this call. */
+  deleted: number;
+  /** Documents in the collection after it. */
+  totalCount: number;
+  durationMs: number;
+}
+
+/**
+ * Remove documents by id, and by source document with its chunks (`<source>#<n>`),
+ * in one store call. Ids are checked as every store would before anything is removed.
+ */
+export async function deleteDocuments(store: Store, collection: string, selector: DeletePayload): Promise<DeleteReport> {
+  const started = performance.now();
+  selector.ids.forEach((id, i) => checkPortableId(id, selector.ids.length === 1 ? 'the id to delete' : `ids[${i}]`));
+  selector.sources.forEach((id, i) => checkPortableId(id, selector.sources.length === 1 ? 'the source to delete' : `sources[${i}]`));
+  const { deleted, totalCount } = await store.backend.delete(collection, {
+    ...(selector.ids.length > 0 ? { ids: selector.ids } : {}),
+    ...(selector.sources.length > 0 ? { sources: selector.sources } : {}),
+  });
+  return { collection, operation: 'delete', deleted, totalCount, durationMs: Math.round(performance.now() - started) };
 }
 
 /**

@@ -47,6 +47,8 @@ export interface StoreConfig {
 export interface IngestConfig {
   /** '' when every message brings `msg.collection`. */
   collection: string;
+  /** "upsert" writes the documents of msg.payload; "delete" removes the documents (and chunks) it names. */
+  operation: 'upsert' | 'delete';
   batchSize: number;
   createCollection: boolean;
   buildIndex: boolean;
@@ -498,6 +500,7 @@ export const storeConfigSchema: z.ZodType<StoreConfig> = z
 
 export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
   collection: stringField(),
+  operation: enumField(['upsert', 'delete'] as const, 'upsert'),
   batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
   createCollection: booleanField(true),
   buildIndex: booleanField(true),
@@ -592,6 +595,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
   },
   'vector-ingest': {
     collection: 'Collection',
+    operation: 'Operation',
     batchSize: 'Batch size',
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
@@ -886,4 +890,67 @@ function parseQueryInputUnguarded(payload: unknown, defaultQuery: string, defaul
     return { queries: parseOrThrow(z.array(queryItemSchema), payload, 'msg.payload').map(toSpec), batch: true };
   }
   return { queries: [toSpec(parseOrThrow(queryItemSchema, payload, 'msg.payload'))], batch: false };
+}
+
+// ---------------------------------------------------------------------------
+// What a delete removes
+
+/** The documents a delete names: by id, and by source document (the document and its chunks `<source>#<n>`). */
+export interface DeletePayload {
+  ids: string[];
+  sources: string[];
+}
+
+/** Most ids and sources one delete message may name. */
+export const MAX_DELETE_ITEMS = 100_000;
+
+/**
+ * `msg.payload` of a delete: an id, an array of ids, or `{ids?, source?, sources?}`.
+ * Names the bad field; an empty selection is an error (a delete that removes
+ * nothing by mistake must not look like a success).
+ */
+export function parseDeletePayload(payload: unknown): DeletePayload {
+  const ids: string[] = [];
+  const sources: string[] = [];
+  const take = (list: string[], value: unknown, field: string) => {
+    if (typeof value !== 'string' || value.length === 0) {
+      throw new VectorStoreError('INVALID_INPUT', `${field} must be a document id, a non-empty string (got ${describeValue(value)}).`);
+    }
+    list.push(value);
+  };
+  const takeAll = (list: string[], value: unknown, field: string) => {
+    if (!Array.isArray(value)) {
+      throw new VectorStoreError('INVALID_INPUT', `${field} must be an array of document ids (got ${describeValue(value)}).`);
+    }
+    value.forEach((v, i) => take(list, v, `${field}[${i}]`));
+  };
+  if (typeof payload === 'string') take(ids, payload, 'msg.payload');
+  else if (Array.isArray(payload)) takeAll(ids, payload, 'msg.payload');
+  else if (isPlainObject(payload)) {
+    const unknownKeys = Object.keys(payload).filter((k) => !['ids', 'source', 'sources'].includes(k));
+    if (unknownKeys.length > 0) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `msg.payload of a delete has ${unknownKeys.length === 1 ? 'a field' : 'fields'} it does not know: ${unknownKeys.map((k) => JSON.stringify(k)).join(', ')}. Use ids, source or sources.`,
+      );
+    }
+    if (payload.ids !== undefined) takeAll(ids, payload.ids, 'msg.payload.ids');
+    if (payload.source !== undefined) take(sources, payload.source, 'msg.payload.source');
+    if (payload.sources !== undefined) takeAll(sources, payload.sources, 'msg.payload.sources');
+  } else {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.payload of a delete must be a document id, an array of ids, or {ids, source, sources} (got ${describeValue(payload)}).`,
+    );
+  }
+  if (ids.length + sources.length === 0) {
+    throw new VectorStoreError('INVALID_INPUT', 'msg.payload of a delete names no document: give ids, a source or sources.');
+  }
+  if (ids.length + sources.length > MAX_DELETE_ITEMS) {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.payload of a delete names ${ids.length + sources.length} documents; at most ${MAX_DELETE_ITEMS} per message: send them in several messages.`,
+    );
+  }
+  return { ids: [...new Set(ids)], sources: [...new Set(sources)] };
 }

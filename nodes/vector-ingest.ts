@@ -4,13 +4,22 @@
  * sensor downstream.
  */
 import type { NodeAPI } from 'node-red';
-import { ingestDocuments } from '../lib/operations';
-import { parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/schemas';
+import { deleteDocuments, ingestDocuments } from '../lib/operations';
+import { parseDeletePayload, parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/schemas';
 import { registerStoreNode } from './shared/store-node';
 
 export = function register(RED: NodeAPI): void {
   registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, label: collection, msg, status }) => {
     // (Ingest never watches another tool's collection: its label is the package collection's name.)
+    if (config.operation === 'delete') {
+      // msg.payload names what to remove: ids, or source documents with their chunks.
+      const selector = parseDeletePayload(msg.payload);
+      status.busy(text('vector-ingest.status.deleting', { docs: selector.ids.length + selector.sources.length }));
+      const removed = await deleteDocuments(store, collection, selector);
+      msg.payload = removed;
+      msg.expectedCount = removed.totalCount;
+      return { ok: true, statusText: text('vector-ingest.status.deleted', { deleted: removed.deleted, total: removed.totalCount }) };
+    }
     // Everything is validated before anything is written.
     const items = parseIngestPayload(msg.payload);
     const simulate = parseSimulate(msg.simulate);

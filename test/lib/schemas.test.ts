@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   collectionSchema,
   describeValue,
+  parseDeletePayload,
   parseHealthConfig,
   parseIngestConfig,
   parseIngestPayload,
@@ -163,6 +164,7 @@ describe('schemas', () => {
     it('applies defaults', () => {
       should(parseIngestConfig(nodeDef({}))).eql({
         collection: '',
+        operation: 'upsert',
         batchSize: 100,
         createCollection: true,
         buildIndex: true,
@@ -172,7 +174,9 @@ describe('schemas', () => {
     it('coerces and validates', () => {
       should(
         parseIngestConfig({ collection: ' docs ', batchSize: '250', createCollection: 'false', buildIndex: false }),
-      ).eql({ collection: 'docs', batchSize: 250, createCollection: false, buildIndex: false });
+      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false });
+      should(parseIngestConfig({ operation: 'delete' }).operation).equal('delete');
+      should(invalid(() => parseIngestConfig({ operation: 'remove' }))).equal('operation must be one of "upsert", "delete" (got "remove")');
       should(invalid(() => parseIngestConfig({ batchSize: 'abc' }))).equal(
         'batchSize must be an integer between 1 and 10000 (got "abc")',
       );
@@ -545,5 +549,19 @@ describe('ids', () => {
     should(a).not.equal(b);
     should(a).match(/^[A-Za-z0-9_-]+$/);
     should(encodeURIComponent(a)).equal(a);
+  });
+
+  describe('parseDeletePayload', () => {
+    it('reads an id, ids, a source and sources; drops repeats', () => {
+      should(parseDeletePayload('a')).eql({ ids: ['a'], sources: [] });
+      should(parseDeletePayload(['a', 'b', 'a'])).eql({ ids: ['a', 'b'], sources: [] });
+      should(parseDeletePayload({ ids: ['x'], source: 's', sources: ['t', 's'] })).eql({ ids: ['x'], sources: ['s', 't'] });
+    });
+    it('names the bad field', () => {
+      should(() => parseDeletePayload({})).throw(/names no document/);
+      should(() => parseDeletePayload({ sources: 'a' })).throw(/^msg\.payload\.sources must be an array of document ids/);
+      should(() => parseDeletePayload([''])).throw(/^msg\.payload\[0\] must be a document id/);
+      should(() => parseDeletePayload(null)).throw(/must be a document id, an array of ids/);
+    });
   });
 });
