@@ -1,6 +1,7 @@
 // vector-ingest with operation "delete" on a real Node-RED runtime (test helper) and the memory
-// (The deleting node's id is not "delete": Node-RED 4.1 takes a node id equal to another node's string property for a config dependency.)
 // store: by id, by source document with its chunks (ids "<source>#<n>"), bad input, counts after.
+// (The deleting node's id is not "delete": Node-RED 4.1 takes a node id equal to another node's
+// string property for a config dependency.)
 import should from 'should';
 import { catchAll, helper, loadFlow, nextMessage, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
 
