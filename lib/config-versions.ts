@@ -79,7 +79,13 @@ export function migrateConfig(type: string, config: SavedConfig, options: Migrat
  */
 export function readNodeConfig<T>(type: string, config: unknown, parse: (config: unknown, labels?: FieldLabels) => T): T {
   const saved = typeof config === 'object' && config !== null ? (config as SavedConfig) : {};
-  return parse(migrateConfig(type, saved), CONFIG_FIELD_LABELS[type]);
+  return labelledParser(type, parse)(migrateConfig(type, saved));
+}
+
+/** `parse` naming the fields by the dialog labels of the node type: for configs already migrated (typed inputs parse per message). */
+export function labelledParser<T>(type: string, parse: (config: unknown, labels?: FieldLabels) => T): (config: unknown) => T {
+  const labels = CONFIG_FIELD_LABELS[type];
+  return (config) => parse(config, labels);
 }
 
 /** The saved version: absent means 0; a whole number 0 or more (the editor may save it as a string). */

@@ -16,7 +16,7 @@
  * once the new flows have started, see shared/runtime) or `msg.reset` cancels.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { CONFIG_FIELD_LABELS, isPlainObject, parseSensorConfig, type SensorConfig } from '../lib/schemas';
+import { isPlainObject, parseSensorConfig, type SensorConfig } from '../lib/schemas';
 import { VectorStoreError, messageOf } from '../lib/errors';
 import { newWaitId } from '../lib/ids';
 import { runtimeSettingsOrDefaults } from '../lib/settings';
@@ -33,7 +33,7 @@ import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/trigge
 import { runLocally, type LocalWait } from '../lib/local-wait';
 import type { CollectionRef } from '../lib/types';
 import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
-import { migrateConfig } from '../lib/config-versions';
+import { labelledParser, migrateConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
 import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
@@ -88,7 +88,7 @@ export = function register(RED: NodeAPI): void {
     let configStatus = '';
     let typed: TypedInputs<SensorConfig> | null = null;
     // Config errors name the dialog's labels, at deploy and per message.
-    const parse = (d: unknown) => parseSensorConfig(d, CONFIG_FIELD_LABELS['deferrable-sensor']);
+    const parse = labelledParser('deferrable-sensor', parseSensorConfig);
     try {
       // An older saved shape becomes today's first; then the typed inputs blank what is read per message.
       typed = new TypedInputs<SensorConfig>(RED, node, migrateConfig('deferrable-sensor', def), TYPED_INPUTS);

@@ -11,8 +11,8 @@ import { catalogTexts, type Texts } from './texts';
 import { resolveStore, type ResolvedStore } from './store';
 import { collectionOf, errorPayload, toError, watchedCollectionOf } from './messages';
 import { collectionLabel } from '../../lib/collection-ref';
-import { CONFIG_FIELD_LABELS, type FieldLabels, type WatchConfig } from '../../lib/schemas';
-import { migrateConfig } from '../../lib/config-versions';
+import type { FieldLabels, WatchConfig } from '../../lib/schemas';
+import { labelledParser, migrateConfig } from '../../lib/config-versions';
 import { TypedInputs, type TypedField } from './typed-inputs';
 import type { CollectionRef } from '../../lib/types';
 
@@ -76,7 +76,7 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
     let configStatus = '';
     let typed: TypedInputs<C> | null = null;
     // Config errors name the dialog's labels ("Batch size"), at deploy and per message.
-    const parse = (d: unknown) => parseConfig(d, CONFIG_FIELD_LABELS[type]);
+    const parse = labelledParser(type, parseConfig);
     try {
       // An older saved shape becomes today's first (lib/config-versions.ts); then the typed
       // inputs blank what is read per message, and the rest is parsed once.

@@ -34,24 +34,12 @@ import { namesOf, quoteIdent, sql } from '../../lib/backends/pgvector/sql';
 import { EtaClock, PHASES, decideStatus, type BuildProgressRow } from '../../lib/backends/pgvector/status';
 import type { Backend, CollectionStatus } from '../../lib/types';
 import { startPgliteServer, type PgliteServer } from '../support/pglite-server';
+import { sleep, until } from '../support/until';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 
 const SCHEMA = 'vector_pipeline';
 const STATE_TABLE = stateTableName(SCHEMA);
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** A build-runner target: a btree index on the table's slow(x) (no vector type needed). */
 function btreeTarget(table: string): BuildTarget {

@@ -17,21 +17,9 @@ import type { Backend, CollectionStatus, ExistingCollection } from '../../lib/ty
 import { VectorStoreError } from '../../lib/errors';
 import { startPgliteServer, type PgliteServer } from '../support/pglite-server';
 import { fixture } from '../conformance/fixtures/pgvector';
+import { sleep, until } from '../support/until';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 async function rejection(promise: Promise<unknown>): Promise<VectorStoreError> {
   const err = await promise.then(
