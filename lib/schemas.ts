@@ -52,6 +52,8 @@ export interface IngestConfig {
   batchSize: number;
   createCollection: boolean;
   buildIndex: boolean;
+  /** "auto": large inputs (JOB_THRESHOLD) run as durable background jobs; "always"; "never" (in the message's handler). */
+  background: 'auto' | 'always' | 'never';
 }
 
 /**
@@ -504,6 +506,7 @@ export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
   batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
   createCollection: booleanField(true),
   buildIndex: booleanField(true),
+  background: enumField(['auto', 'always', 'never'] as const, 'auto'),
 });
 
 /** The default upper bound of the poll interval, in seconds. */
@@ -599,6 +602,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     batchSize: 'Batch size',
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
+    background: 'Run in the background',
   },
   'deferrable-sensor': {
     ...WATCH_LABELS,

@@ -1,15 +1,24 @@
 /**
  * `vector-ingest`: validate a message's documents, embed them, write them in
- * batches. Output: the write's summary, with `msg.expectedCount` set for the
- * sensor downstream.
+ * batches. Output 1: the write's summary, with `msg.expectedCount` set for the
+ * sensor downstream. Large inputs (or all, by the `background` property) run as
+ * durable background jobs (shared/ingest-jobs.ts): output 2 then reports their
+ * progress, and output 1 comes when the last batch is written, also after a
+ * redeploy, a restart or a crash. `msg.reset` cancels the node's jobs.
  */
 import type { NodeAPI } from 'node-red';
 import { deleteDocuments, ingestDocuments } from '../lib/operations';
-import { parseDeletePayload, parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/schemas';
-import { registerStoreNode } from './shared/store-node';
+import { runsAsJob } from '../lib/ingest-job/prepare';
+import { VectorStoreError } from '../lib/errors';
+import { describeValue, parseDeletePayload, parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/schemas';
+import { registerStoreNode, type PerNodeState, type StoreMessage } from './shared/store-node';
+import { NodeIngestJobs } from './shared/ingest-jobs';
+import { toError } from './shared/messages';
+import type { NodeStatus } from './shared/status';
+import type { Texts } from './shared/texts';
 
 export = function register(RED: NodeAPI): void {
-  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, label: collection, msg, status }) => {
+  registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, label: collection, msg, status, send, done, perNode }) => {
     // (Ingest never watches another tool's collection: its label is the package collection's name.)
     if (config.operation === 'delete') {
       // msg.payload names what to remove: ids, or source documents with their chunks.
@@ -23,15 +32,21 @@ export = function register(RED: NodeAPI): void {
     // Everything is validated before anything is written.
     const items = parseIngestPayload(msg.payload);
     const simulate = parseSimulate(msg.simulate);
-    status.busy(text('vector-ingest.status.writing', { docs: items.length }));
-    const result = await ingestDocuments(store, items, {
+    const options = {
       collection,
       batchSize: config.batchSize,
       createCollection: config.createCollection,
       buildIndex: config.buildIndex,
       simulateFailure: simulate?.fail,
       fieldOf: Array.isArray(msg.payload) ? undefined : () => 'msg.payload',
-    });
+    };
+    if (runsAsJob(config.background, items)) {
+      // Durable before this returns; the message completes when the job ends.
+      await (perNode as { jobs: NodeIngestJobs }).jobs.start(msg, send, done, items, options);
+      return { ok: true, later: true };
+    }
+    status.busy(text('vector-ingest.status.writing', { docs: items.length }));
+    const result = await ingestDocuments(store, items, options);
     msg.payload = result;
     msg.expectedCount = result.totalCount;
     return {
@@ -43,5 +58,29 @@ export = function register(RED: NodeAPI): void {
   {
     keepPayloadOnError: true,
     typedInputs: [{ property: 'collection', literal: 'str', labelKey: 'vector-ingest.label.collection', overriddenBy: 'collection' }],
+    perNode: (node, def, status, text) => {
+      const jobs = new NodeIngestJobs(RED, node, status, text, def.store as string | undefined);
+      const state: PerNodeState & { jobs: NodeIngestJobs } = {
+        jobs,
+        close: () => jobs.close(),
+        intercept: (msg, msgDone) => reset(jobs, msg, msgDone, status, text),
+      };
+      return state;
+    },
   });
+
+  /** msg.reset cancels the node's background jobs (of msg.collection, when given): no output. */
+  async function reset(jobs: NodeIngestJobs, msg: StoreMessage, done: (err?: Error) => void, status: NodeStatus, text: Texts): Promise<boolean> {
+    if (msg.reset === undefined || msg.reset === null || msg.reset === false) return false;
+    const given = msg.collection;
+    if (given !== undefined && given !== null && given !== '' && typeof given !== 'string') {
+      status.fail('bad msg.collection');
+      done(toError(new VectorStoreError('INVALID_INPUT', `msg.collection must be a collection name (a string) to cancel the ingest jobs of one collection, not ${describeValue(given)}: nothing was cancelled. Leave msg.collection out to cancel all of this node's jobs.`)));
+      return true;
+    }
+    const cancelled = await jobs.cancel(typeof given === 'string' && given !== '' ? given : null);
+    status.ok(text('vector-ingest.status.reset', { cancelled }));
+    done();
+    return true;
+  }
 };

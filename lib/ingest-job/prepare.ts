@@ -14,6 +14,24 @@ import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { spoolFileName, writeSpool, type SpoolBatch, type SpooledDocument } from './spool';
 
+/**
+ * When `background` is "auto", a message runs as a background job from this
+ * size on: a direct ingest of it would hold the message for minutes.
+ */
+export const JOB_THRESHOLD = { documents: 1000, characters: 1_000_000 } as const;
+
+/** Does this input run as a background job? "always", "never", or "auto" by JOB_THRESHOLD. */
+export function runsAsJob(background: 'auto' | 'always' | 'never', items: readonly IngestItem[]): boolean {
+  if (background !== 'auto') return background === 'always';
+  if (items.length >= JOB_THRESHOLD.documents) return true;
+  let characters = 0;
+  for (const item of items) {
+    characters += item.text?.length ?? 0;
+    if (characters >= JOB_THRESHOLD.characters) return true;
+  }
+  return false;
+}
+
 export interface NewJobOptions {
   jobId: string;
   collection: string;

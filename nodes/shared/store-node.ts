@@ -23,7 +23,11 @@ export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record
  * failure's `reason` is the sentence of msg.error.message, its `status` the
  * short text the node shows (see shared/status).
  */
-export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: false; reason: string; status: string };
+export type Outcome =
+  | { ok: true; statusText: string; empty?: boolean }
+  | { ok: false; reason: string; status: string }
+  /** The operation keeps `send` and `done`: the message completes later (a background job). */
+  | { ok: true; later: true };
 
 export interface OperationContext<C> {
   RED: NodeAPI;
@@ -37,6 +41,18 @@ export interface OperationContext<C> {
   label: string;
   msg: StoreMessage;
   status: NodeStatus;
+  /** For an operation that completes the message later (`later` outcome). */
+  send: (msg: NodeMessageInFlow) => void;
+  done: (err?: Error) => void;
+  /** What `StoreNodeOptions.perNode` made for this node instance. */
+  perNode: unknown;
+}
+
+/** State a node instance keeps beyond one message (its background jobs), closed with the node. */
+export interface PerNodeState {
+  close(): void;
+  /** Sees each message first; true: it handled the message (e.g. msg.reset), the operation does not run. */
+  intercept?(msg: StoreMessage, done: (err?: Error) => void): Promise<boolean>;
 }
 
 export interface StoreNodeOptions {
@@ -53,6 +69,8 @@ export interface StoreNodeOptions {
   watches?: boolean;
   /** Properties that may come from msg, flow, global or env (typed inputs), read per message. */
   typedInputs?: readonly TypedField[];
+  /** Made once per node instance (given to each operation as `perNode`), closed with it. */
+  perNode?: (node: Node, def: NodeDef & Record<string, unknown>, status: NodeStatus, text: Texts) => PerNodeState;
 }
 
 export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
@@ -89,6 +107,14 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
       node.error(messageOf(err));
     }
 
+    const perNode = options.perNode?.(node, def, status, text) ?? null;
+    if (perNode) {
+      node.on('close', (_removed: boolean, closed: () => void) => {
+        perNode.close();
+        closed();
+      });
+    }
+
     node.on('input', (msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void) => {
       void handle(msg, send, done);
     });
@@ -97,6 +123,7 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
       let label: string | null = null;
       let step: FailureStep = 'config';
       try {
+        if (perNode?.intercept && (await perNode.intercept(msg, done))) return;
         if (configError || !config || !typed) throw configError;
         // Properties read from msg/flow/global/env: this message's values.
         const msgConfig = await typed.configFor(msg, config, parse);
@@ -109,7 +136,8 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
             : collectionOf(msg, msgConfig.collection, store.backend.name);
         label = collectionLabel(collection);
         step = 'operation';
-        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status });
+        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status, send, done, perNode });
+        if ('later' in outcome) return;
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(clip(outcome.status));
