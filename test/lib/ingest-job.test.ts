@@ -249,4 +249,33 @@ describe('ingest jobs in the triggerer (lib/ingest-job)', function () {
     ).be.rejectedWith(/2 dimensions.*embedder makes vectors of 16.*Nothing was written/);
     should(await fs.readdir(jobsDir).catch(() => [])).be.empty();
   });
+
+  it('the waits file keeps jobs beside waits: read back by kind, a newer format kept untouched, damage reported', async () => {
+    const t = triggerer(10_000);
+    const record = await newJob(t, 5, 10); // no owner attached: it stays pending
+    await t.close();
+    const file = path.join(dir, 'waits.jsonl');
+    const newer = { op: 'put', w: { ownerId: 'ingest-2', spec: { ...record.spec, v: 3, waitId: 'from-a-newer-version' }, message: {} } };
+    const damaged = { op: 'put', w: { ownerId: 'ingest-3', spec: { v: 2, kind: 'ingest-job', waitId: 'broken' }, message: {} } };
+    await fs.appendFile(file, JSON.stringify(newer) + '\n' + JSON.stringify(damaged) + '\n');
+    const warnings: string[] = [];
+    const store = new WaitStore(file, { log: { warn: (m) => warnings.push(m) } });
+    const loaded = await store.load();
+    should(loaded.map((r) => r.spec.waitId)).eql([record.spec.waitId]);
+    should(loaded[0].spec).containEql({ kind: 'ingest-job', v: 2, documents: 5, batches: 1 });
+    should(warnings.join(' ')).match(/from-a-newer-version: This ingest job was saved in format version 3/);
+    should(warnings.join(' ')).match(/1 unreadable line/);
+    await store.close();
+    // The newer record is still in the file for the version that reads it.
+    should(await fs.readFile(file, 'utf8')).match(/from-a-newer-version/);
+  });
+
+  it('the Vector waits sidebar never sees jobs: not listed, not inspected, not cancelled from it', async () => {
+    const t = triggerer();
+    const record = await newJob(t, 5, 10);
+    should([...t.allRecords()]).be.empty();
+    should(t.inspect(record.spec.waitId)).be.null();
+    should(t.cancelAndNotify(() => true, { statusText: () => '', by: null })).be.empty();
+    should(t.pending('ingest-1')).equal(1);
+  });
 });
