@@ -239,8 +239,8 @@ export async function textId(text: string, slicer: WorkSlicer): Promise<string> 
  * One document per id, the last one winning (as if written in order). Stores
  * such as Postgres reject one upsert statement that touches a row twice.
  */
-function lastOfEachId(docs: VectorDocument[]): VectorDocument[] {
-  const byId = new Map<string, VectorDocument>();
+export function lastOfEachId<D extends { id: string }>(docs: D[]): D[] {
+  const byId = new Map<string, D>();
   for (const doc of docs) {
     byId.delete(doc.id);
     byId.set(doc.id, doc);

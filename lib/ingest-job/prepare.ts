@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { VectorStoreError } from '../errors';
 import { stableId } from '../ids';
 import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/documents';
-import { ID_HASH_SLICE_CHARS, checkItems, nothingWritten, textId, vectorId, type Store } from '../operations';
+import { ID_HASH_SLICE_CHARS, checkItems, lastOfEachId, nothingWritten, textId, vectorId, type IngestOptions, type Store } from '../operations';
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { spoolFileName, writeSpool, type SpoolBatch, type SpooledDocument } from './spool';
@@ -32,15 +32,9 @@ export function runsAsJob(background: 'auto' | 'always' | 'never', items: readon
   return false;
 }
 
-export interface NewJobOptions {
+/** The direct ingest's options, plus the job's id. */
+export interface NewJobOptions extends IngestOptions {
   jobId: string;
-  collection: string;
-  batchSize: number;
-  createCollection: boolean;
-  buildIndex: boolean;
-  simulateFailure?: string;
-  /** How messages name input document i; default `msg.payload[i]`. */
-  fieldOf?: (index: number) => string;
   /**
    * Documents (ids assigned) to the pieces written, e.g. chunks; absent: written
    * whole. `replaceOf` then names, per batch, the sources whose old pieces go first.
@@ -123,16 +117,6 @@ async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<Spooled
     docs.push({ ...item, id });
   }
   return docs;
-}
-
-/** One piece per id, the last one winning (as if written in order), in first-seen order of the winners. */
-function lastOfEachId(docs: SpooledDocument[]): SpooledDocument[] {
-  const byId = new Map<string, SpooledDocument>();
-  for (const doc of docs) {
-    byId.delete(doc.id);
-    byId.set(doc.id, doc);
-  }
-  return byId.size === docs.length ? docs : [...byId.values()];
 }
 
 /** The vector size the job will write: a given vector's, else the embedder's when it is known up front. */
