@@ -52,6 +52,12 @@ export interface IngestConfig {
   batchSize: number;
   createCollection: boolean;
   buildIndex: boolean;
+  /**
+   * Upsert only: 0 writes each message's documents at once; more gathers the
+   * documents of several messages into batches of `batchSize`, written at the
+   * latest this many milliseconds after a batch's first document arrived.
+   */
+  gatherMs: number;
 }
 
 /**
@@ -504,6 +510,8 @@ export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
   batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
   createCollection: booleanField(true),
   buildIndex: booleanField(true),
+  // 0 (off) for flows saved before it: each message is written alone, as before.
+  gatherMs: numberField({ integer: true, min: 0, max: 60000 }, 0),
 });
 
 /** The default upper bound of the poll interval, in seconds. */
@@ -599,6 +607,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     batchSize: 'Batch size',
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
+    gatherMs: 'Gather for',
   },
   'deferrable-sensor': {
     ...WATCH_LABELS,

@@ -27,6 +27,8 @@ export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: 
 
 export interface OperationContext<C> {
   RED: NodeAPI;
+  /** The node the message came to: for state an operation keeps per node (the ingest's gatherer). */
+  node: Node;
   /** Catalog texts for the status (cached templates: no i18next per message). */
   text: Texts;
   config: C;
@@ -109,7 +111,7 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
             : collectionOf(msg, msgConfig.collection, store.backend.name);
         label = collectionLabel(collection);
         step = 'operation';
-        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status });
+        const outcome = await operation({ RED, node, text, config: msgConfig, store, collection, label, msg, status });
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(clip(outcome.status));
