@@ -110,25 +110,38 @@ describe('vector-ingest node, gathering one-document messages (memory store)', f
     should(errors).have.length(1);
   });
 
-  // The test flow's nodes have no position, so Node-RED takes them all for config nodes and
-  // closes the store (first in the flow) before the ingest: the hardest order for the store.
-  it('a redeploy while messages are gathered writes them before the node closes: nothing is lost', async function () {
-    await loadFlow(flow({ gatherMs: 60_000 }));
-    const store = recordWrites();
-    const ingest = helper.getNode('ingest');
-    const gathering: string[] = [];
-    const status = ingest.status.bind(ingest);
-    ingest.status = (s: { text?: string }) => {
-      if (s.text) gathering.push(s.text);
-      return status(s);
-    };
-    for (let n = 0; n < 5; n++) ingest.receive({ payload: `kept ${n}` });
-    await until('5 messages gathered', async () => gathering.filter((t) => /gathering/.test(t)).length >= 5);
-    should(store.writes).have.length(0);
+  /** The flow as the editor saves it: a tab, nodes with a position on it, the store a global config node. */
+  function positioned(nodes: FlowNode[]): FlowNode[] {
+    return [
+      { id: 'tab', type: 'tab', label: 'gather' },
+      ...nodes.map((n, i) => (n.type === 'vector-store' ? n : { ...n, z: 'tab', x: 100 + 10 * i, y: 100 })),
+    ];
+  }
 
-    await redeploy(flow({ gatherMs: 60_000 }));
-    should(store.writes).eql([5]);
-    const backend = helper.getNode('store').getStore().backend;
-    should((await backend.stats('docs')).documentCount).equal(5);
-  });
+  // Without positions Node-RED takes every node for a config node and closes them in the
+  // flow's order, the store (first) before the ingest; with them, the ingest first. Both hold.
+  for (const [shape, shaped] of [
+    ['nodes without positions', (nodes: FlowNode[]) => nodes],
+    ['a flow as the editor saves it', positioned],
+  ] as const) {
+    it(`a redeploy while messages are gathered writes them before the node closes: nothing is lost (${shape})`, async function () {
+      await loadFlow(shaped(flow({ gatherMs: 60_000 })));
+      const store = recordWrites();
+      const ingest = helper.getNode('ingest');
+      const gathering: string[] = [];
+      const status = ingest.status.bind(ingest);
+      ingest.status = (s: { text?: string }) => {
+        if (s.text) gathering.push(s.text);
+        return status(s);
+      };
+      for (let n = 0; n < 5; n++) ingest.receive({ payload: `kept ${n}` });
+      await until('5 messages gathered', async () => gathering.filter((t) => /gathering/.test(t)).length >= 5);
+      should(store.writes).have.length(0);
+
+      await redeploy(shaped(flow({ gatherMs: 60_000 })));
+      should(store.writes).eql([5]);
+      const backend = helper.getNode('store').getStore().backend;
+      should((await backend.stats('docs')).documentCount).equal(5);
+    });
+  }
 });
