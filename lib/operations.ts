@@ -150,7 +150,7 @@ export async function checkIngestInput(store: Store, items: IngestItem[], option
 }
 
 /** The collection exists with these dimensions, or is created when allowed; the last step before the first write. */
-async function prepareCollection(backend: Backend, collection: string, dimensions: number, create: boolean): Promise<void> {
+export async function prepareCollection(backend: Backend, collection: string, dimensions: number, create: boolean): Promise<void> {
   if (await backend.collectionExists(collection)) {
     const stats = await backend.stats(collection);
     if (stats.dimensions !== dimensions) {
@@ -170,13 +170,13 @@ async function prepareCollection(backend: Backend, collection: string, dimension
 }
 
 /** A rejected input's error, saying that nothing was written (same code). */
-function nothingWritten(err: unknown): unknown {
+export function nothingWritten(err: unknown): unknown {
   if (!(err instanceof VectorStoreError) || err.transient || /Nothing was written/.test(err.message)) return err;
   return new VectorStoreError(err.code, `${err.message} Nothing was written.`, { transient: false, cause: err.cause });
 }
 
 /** The checks every store makes on ids, texts, given vectors and metadata, for the whole input. */
-async function checkItems(items: IngestItem[], fieldOf: (i: number) => string, slicer: WorkSlicer): Promise<void> {
+export async function checkItems(items: IngestItem[], fieldOf: (i: number) => string, slicer: WorkSlicer): Promise<void> {
   for (let i = 0; i < items.length; i++) {
     const { id, text, vector, metadata } = items[i];
     const field = fieldOf(i);
@@ -246,14 +246,14 @@ async function toDocuments(embedder: Embedder, items: IngestItem[], slicer: Work
 }
 
 /** Texts hashed per call to update: about 1 MB of text at a time between pauses. */
-const ID_HASH_SLICE_CHARS = 1 << 20;
+export const ID_HASH_SLICE_CHARS = 1 << 20;
 
 /**
  * `stableId(text)`, hashed in slices so a text of many megabytes does not hold
  * the event loop. The same id: slices never split a surrogate pair, so their
  * UTF-8 bytes are the whole text's.
  */
-async function textId(text: string, slicer: WorkSlicer): Promise<string> {
+export async function textId(text: string, slicer: WorkSlicer): Promise<string> {
   const hash = createHash('sha256');
   for (let start = 0; start < text.length; ) {
     let end = Math.min(text.length, start + ID_HASH_SLICE_CHARS);
@@ -280,7 +280,7 @@ function lastOfEachId(docs: VectorDocument[]): VectorDocument[] {
 }
 
 /** A stable id for a document given only as a vector. */
-function vectorId(vector: Float32Array | number[]): string {
+export function vectorId(vector: Float32Array | number[]): string {
   const bytes = Buffer.from(Float32Array.from(vector).buffer);
   return 'vec-' + createHash('sha256').update(bytes).digest('hex').slice(0, 32);
 }

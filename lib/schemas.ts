@@ -58,6 +58,8 @@ export interface IngestConfig {
    * latest this many milliseconds after a batch's first document arrived.
    */
   gatherMs: number;
+  /** "auto": large inputs (JOB_THRESHOLD) run as durable background jobs; "always"; "never" (in the message's handler). */
+  background: 'auto' | 'always' | 'never';
 }
 
 /**
@@ -512,6 +514,7 @@ export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
   buildIndex: booleanField(true),
   // 0 (off) for flows saved before it: each message is written alone, as before.
   gatherMs: numberField({ integer: true, min: 0, max: 60000 }, 0),
+  background: enumField(['auto', 'always', 'never'] as const, 'auto'),
 });
 
 /** The default upper bound of the poll interval, in seconds. */
@@ -608,6 +611,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
     gatherMs: 'Gather for',
+    background: 'Run in the background',
   },
   'deferrable-sensor': {
     ...WATCH_LABELS,

@@ -47,15 +47,19 @@
  * again: its recorded final is delivered with `redelivered: true`. Every event
  * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
  */
+import * as path from 'node:path';
 import { VectorStoreError, messageOf } from './errors';
 import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
 import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
 import { CollectionReadyTrigger, parseTriggerSpec, watchedCollection, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
 import { collectionKey } from './collection-ref';
-import type { Backend } from './types';
-import type { WaitRecord, WaitStore, WaitStoreStats } from './wait-store';
+import type { Backend, Embedder } from './types';
+import { isJobRecord, type DurableRecord, type JobRecord, type WaitRecord, type WaitStore, type WaitStoreStats } from './wait-store';
+import { parseIngestJobSpec, type IngestJobSpec } from './ingest-job/spec';
+import { JobRun, type JobEvent, type JobFinalEvent, type JobHost } from './ingest-job/run';
+import { markStarting, removeSpool, straySpools } from './ingest-job/spool';
 
-export type { WaitRecord } from './wait-store';
+export type { WaitRecord, JobRecord, DurableRecord } from './wait-store';
 
 /** A deferrable-sensor node, attached while it runs. */
 export interface WaitOwner {
@@ -65,10 +69,15 @@ export interface WaitOwner {
   unavailable?: string;
   /** Transient errors in a row before a wait fails; 0 or absent: no limit, retried until the deadline. */
   maxConsecutiveErrors?: number;
+  /** Embeds the texts of the owner's ingest jobs (a vector-ingest node); sensors have none. */
+  embedder?: Embedder;
   /** Identifies the backend (the config node id); part of the coalescing key. */
   storeKey: string;
-  /** Progress, warning and final events of the owner's waits. `wait` is the triggerer's: do not modify it. */
-  onEvent(wait: WaitRecord, event: TriggerEvent): void;
+  /**
+   * Progress, warning and final events of the owner's waits (a sensor), or of
+   * its ingest jobs (a vector-ingest node). `wait` is the triggerer's: do not modify it.
+   */
+  onEvent(wait: DurableRecord, event: TriggerEvent | JobEvent): void;
   /**
    * Some of the owner's waits were cancelled from outside its flow (`cancelAndNotify`: the
    * Vector waits sidebar): end their messages as `msg.reset` does, no event follows.
@@ -114,6 +123,8 @@ export interface WaitWatcher {
 export interface TriggererOptions {
   /** Where waits are persisted (closed by `close()`); null or absent: in memory only, nothing survives a restart. */
   waitStore?: WaitStore | null;
+  /** Where ingest jobs keep their documents (spools); needed to run jobs. */
+  jobsDir?: string;
   now?: () => number;
   random?: () => number;
   /** Default for owners that set none: transient errors in a row before a wait fails; 0: no limit. */
@@ -154,15 +165,15 @@ export interface TriggererStats {
 
 /** A pending wait as the triggerer holds it. */
 interface WaitState {
-  record: WaitRecord;
+  record: DurableRecord;
   /** The current run, while the owner is attached. */
-  run: WaitRun | null;
+  run: WaitRun | JobRun | null;
   /** On disk (or no store): may run. */
   durable: boolean;
   /** Still pending (indexed by the triggerer): false once it ended or was cancelled. */
   pending: boolean;
   /** Its final event, once it ended: being recorded, or waiting for its owner to attach. */
-  final?: FinalEvent;
+  final?: FinalEvent | JobFinalEvent;
   /** The final is recorded on disk (or there is no disk): it may be handed over. */
   recorded?: boolean;
   /** The latest warning event, for the sidebar; `retrying` until the next progress. */
@@ -204,7 +215,7 @@ class WaitRun implements Wakeable, PoolWaiter {
 
   constructor(
     private readonly host: RunHost,
-    readonly wait: WaitState,
+    readonly wait: WaitState & { record: WaitRecord },
     readonly slot: OwnerSlot,
   ) {
     this.trigger = new CollectionReadyTrigger(wait.record.spec);
@@ -363,6 +374,9 @@ export class Triggerer {
   private finals = 0;
   private warnings = 0;
   private readonly watchers = new Set<WaitWatcher>();
+  private readonly jobsDir: string | null;
+  /** Spools of delivered jobs, removed with their record (RemovalBatch). */
+  private readonly spoolsToRemove = new Map<string, string>();
 
   constructor(options: TriggererOptions = {}) {
     this.store = options.waitStore ?? null;
@@ -379,8 +393,15 @@ export class Triggerer {
     this.random = options.random ?? Math.random;
     this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 0;
     this.starter = new RunStarter(this.scheduler, this.now, (wait, dueAt) => this.startIfWanted(wait, dueAt));
+    this.jobsDir = options.jobsDir ?? null;
     this.removals = new RemovalBatch(this.scheduler, this.now, options.removalGraceMs ?? 1000, (ids) => {
-      for (const id of ids) this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the finished wait ${id} from disk: ${messageOf(err)}`));
+      for (const id of ids) {
+        this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the finished wait ${id} from disk: ${messageOf(err)}`));
+        const spool = this.spoolsToRemove.get(id);
+        if (spool === undefined) continue;
+        this.spoolsToRemove.delete(id);
+        this.removeSpoolOf(id, spool);
+      }
     });
     this.host = {
       scheduler: this.scheduler,
@@ -431,25 +452,37 @@ export class Triggerer {
    * store); it then runs as soon as its owner is attached. Rejects when the
    * record is invalid, its id is already pending, or it cannot be saved.
    */
-  async defer(record: WaitRecord): Promise<void> {
+  async defer(record: DurableRecord): Promise<void> {
     this.assertOpen();
-    const spec = parseTriggerSpec(record.spec);
+    const job = isJobRecord(record);
+    const spec = job ? parseIngestJobSpec(record.spec) : parseTriggerSpec(record.spec);
+    const what = job ? 'ingest job' : 'wait';
     if (typeof record.ownerId !== 'string' || record.ownerId.length === 0) {
-      throw new VectorStoreError('INVALID_INPUT', `The wait for collection "${spec.collection}" has no owner id; give the id of the sensor node that waits.`);
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `The ${what} for collection "${spec.collection}" has no owner id; give the id of the ${job ? 'vector-ingest' : 'sensor'} node it belongs to.`,
+      );
     }
     if (this.waits.has(spec.waitId)) {
-      throw new VectorStoreError('INVALID_INPUT', `A wait with id ${spec.waitId} is already pending; give each wait its own id.`);
+      throw new VectorStoreError('INVALID_INPUT', `A ${what} with id ${spec.waitId} is already pending; give each its own id.`);
     }
-    const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} }, run: null, durable: false, pending: false };
+    if (job && !this.jobsDir) {
+      throw new VectorStoreError('INTERNAL', `The ingest job for collection "${spec.collection}" cannot run: this runtime has no jobs directory.`);
+    }
+    const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} } as DurableRecord, run: null, durable: false, pending: false };
     // Indexed at once, before it is durable, so that a cancel arriving meanwhile finds it.
     this.index(wait);
+    const spool = job && this.jobsDir ? path.join(this.jobsDir, (spec as IngestJobSpec).spool) : null;
     try {
       await this.start();
       this.assertOpen();
       await this.store?.put(wait.record);
     } catch (err) {
       if (this.waits.get(spec.waitId) === wait) this.unindex(wait);
+      if (spool) await removeSpool(spool).catch(() => undefined); // never acknowledged: nothing to resume
       throw err;
+    } finally {
+      if (spool) markStarting(spool, false);
     }
     if (this.waits.get(spec.waitId) !== wait) {
       // Cancelled while being saved (before the store knew it): take it back off the disk.
@@ -468,7 +501,7 @@ export class Triggerer {
    * event. Returns them. With `includeEnded`, also the ended waits whose final
    * has not been handed over (their owner is deleted: nobody will take it).
    */
-  cancel(predicate: (wait: WaitRecord) => boolean, options: { includeEnded?: boolean } = {}): WaitRecord[] {
+  cancel(predicate: (wait: DurableRecord) => boolean, options: { includeEnded?: boolean } = {}): DurableRecord[] {
     const removed: WaitState[] = [];
     for (const wait of this.waits.values()) {
       if (predicate(wait.record)) removed.push(wait);
@@ -492,9 +525,11 @@ export class Triggerer {
    * its status. Returns every wait removed, ended ones included.
    */
   cancelAndNotify(predicate: (wait: WaitRecord) => boolean, note: CancelNote): WaitRecord[] {
+    // The sidebar shows sensors' waits only: ingest jobs are never cancelled from it.
+    const matches = (record: DurableRecord): record is WaitRecord => !isJobRecord(record) && predicate(record);
     const ended: WaitRecord[] = [];
-    for (const wait of this.finishing) if (predicate(wait.record)) ended.push(wait.record);
-    const removed = [...this.cancel(predicate, { includeEnded: true }), ...ended];
+    for (const wait of this.finishing) if (matches(wait.record)) ended.push(wait.record);
+    const removed = [...(this.cancel(matches, { includeEnded: true }) as WaitRecord[]), ...ended];
     const byOwner = new Map<string, WaitRecord[]>();
     for (const record of removed) {
       const list = byOwner.get(record.ownerId);
@@ -527,7 +562,7 @@ export class Triggerer {
         }
       }
     }
-    if (!wait) return null;
+    if (!wait || isJobRecord(wait.record)) return null; // the sidebar shows sensors' waits
     const state: WaitInfo['state'] = wait.final || wait.record.final ? 'delivering' : wait.run ? 'running' : wait.durable ? 'dormant' : 'saving';
     const { warning } = wait;
     return {
@@ -540,8 +575,8 @@ export class Triggerer {
 
   /** Every wait `inspect` knows (pending, then ended not yet handed over): for a watcher's first look. */
   *allRecords(): IterableIterator<Readonly<WaitRecord>> {
-    for (const wait of this.waits.values()) yield wait.record;
-    for (const wait of this.finishing) yield wait.record;
+    for (const wait of this.waits.values()) if (!isJobRecord(wait.record)) yield wait.record;
+    for (const wait of this.finishing) if (!isJobRecord(wait.record)) yield wait.record;
   }
 
   /** Be told of every change to a wait (the sidebar's feed); returns the unsubscribe function. */
@@ -553,7 +588,7 @@ export class Triggerer {
   }
 
   /** Remove the waits whose owner is not live (a node deleted while the runtime was down). */
-  dropOrphans(liveOwnerIds: ReadonlySet<string> | ((ownerId: string) => boolean)): WaitRecord[] {
+  dropOrphans(liveOwnerIds: ReadonlySet<string> | ((ownerId: string) => boolean)): DurableRecord[] {
     const isLive = typeof liveOwnerIds === 'function' ? liveOwnerIds : (id: string) => liveOwnerIds.has(id);
     return this.cancel((wait) => !isLive(wait.ownerId), { includeEnded: true });
   }
@@ -564,8 +599,8 @@ export class Triggerer {
     return this.byOwner.get(ownerId)?.size ?? 0;
   }
 
-  /** The pending waits (latest spec), of one owner or all, oldest first. Read only. */
-  list(ownerId?: string): WaitRecord[] {
+  /** The pending waits and jobs (latest spec), of one owner or all, oldest first. Read only. */
+  list(ownerId?: string): DurableRecord[] {
     const waits = ownerId === undefined ? this.waits.values() : (this.byOwner.get(ownerId) ?? []);
     return [...waits].map((w) => w.record);
   }
@@ -608,6 +643,7 @@ export class Triggerer {
   private async load(): Promise<void> {
     if (!this.store) return;
     const records = await this.store.load();
+    await this.removeStraySpools(records);
     for (let i = 0; i < records.length; i++) {
       if (i % LOADS_PER_TURN === LOADS_PER_TURN - 1) await new Promise<void>((resolve) => setImmediate(resolve));
       const record = records[i];
@@ -615,6 +651,16 @@ export class Triggerer {
       const wait: WaitState = { record, run: null, durable: true, pending: false };
       this.index(wait);
       if (this.owners.has(record.ownerId)) this.starter.add(wait);
+    }
+  }
+
+  /** Spools no job names: a crash came between spooling a job and saving it (it was never acknowledged). */
+  private async removeStraySpools(records: DurableRecord[]): Promise<void> {
+    if (!this.jobsDir) return;
+    const known = new Set<string>();
+    for (const record of records) if (isJobRecord(record)) known.add(record.spec.spool);
+    for (const file of await straySpools(this.jobsDir, known)) {
+      await removeSpool(file).catch(() => undefined);
     }
   }
 
@@ -638,7 +684,7 @@ export class Triggerer {
       // The process died after recording this final, maybe after sending it: send it again, flagged.
       this.unindex(wait);
       this.finals += 1;
-      wait.final = { type: 'final', payload: recorded, redelivered: true };
+      wait.final = { type: 'final', payload: recorded, redelivered: true } as FinalEvent | JobFinalEvent;
       wait.recorded = true;
       this.finishing.add(wait);
       this.handOver(wait);
@@ -654,7 +700,11 @@ export class Triggerer {
    * next scheduler tick.
    */
   private startRun(wait: WaitState, slot: OwnerSlot, dueAt?: number): void {
-    const run = new WaitRun(this.host, wait, slot);
+    if (isJobRecord(wait.record)) {
+      this.startJob(wait as WaitState & { record: JobRecord }, slot);
+      return;
+    }
+    const run = new WaitRun(this.host, wait as WaitState & { record: WaitRecord }, slot);
     wait.run = run;
     this.touch(wait);
     // The record holds the trigger's live state (no copy per poll): the store's
@@ -662,6 +712,38 @@ export class Triggerer {
     wait.record.spec = run.trigger.state as TriggerSpec;
     if (dueAt !== undefined) this.poll(run, dueAt);
     else run.pollAt(this.now());
+  }
+
+  /**
+   * An ingest job runs on its own (lib/ingest-job/run.ts): no polls, no
+   * scheduler entry. Each checkpoint replaces the record's spec and is written
+   * at once; its progress and final go the way of a wait's.
+   */
+  private startJob(wait: WaitState & { record: JobRecord }, slot: OwnerSlot): void {
+    const host: JobHost = {
+      now: this.now,
+      jobsDir: this.jobsDir as string,
+      save: async () => {
+        await this.store?.save(wait.record);
+      },
+      sleep: (ms, signal) => abortableSleep(this.timers, ms, signal),
+      progress: (event) => {
+        if (wait.run !== run) return;
+        this.notify(slot.owner, wait.record, event);
+      },
+      final: (event) => {
+        if (wait.run !== run) return;
+        run.stop();
+        wait.run = null;
+        this.end(wait, event);
+      },
+    };
+    const { backend, embedder, unavailable } = slot.owner;
+    const run: JobRun = new JobRun(host, wait.record.spec, { backend, embedder, unavailable }, (spec: IngestJobSpec) => {
+      if (wait.run === run) wait.record.spec = spec;
+    });
+    wait.run = run;
+    run.start();
   }
 
   private stopRun(wait: WaitState): void {
@@ -740,7 +822,7 @@ export class Triggerer {
    * final, flagged. Never lost: if the record cannot be written, the final is
    * still delivered (a crash could then repeat it unflagged; logged).
    */
-  private end(wait: WaitState, event: FinalEvent): void {
+  private end(wait: WaitState, event: FinalEvent | JobFinalEvent): void {
     this.unindex(wait);
     this.finals += 1;
     wait.final = event;
@@ -799,7 +881,15 @@ export class Triggerer {
     this.touch(wait);
     this.notify(slot.owner, wait.record, wait.final);
     // Removed a little later: a crash before the next node got the message redelivers it, flagged.
-    if (this.store) this.removals.add(wait.record.spec.waitId);
+    // A job's spool goes with it, after its owner has read the final's ids from it.
+    const id = wait.record.spec.waitId;
+    if (isJobRecord(wait.record) && this.jobsDir) this.spoolsToRemove.set(id, path.join(this.jobsDir, wait.record.spec.spool));
+    if (this.store || this.spoolsToRemove.has(id)) this.removals.add(id);
+  }
+
+  /** Remove the spool of a job that ended or was cancelled (its record is gone, or going). */
+  private removeSpoolOf(id: string, file: string): void {
+    removeSpool(file).catch((err) => this.log.warn(`Could not remove the documents file ${file} of the finished ingest job ${id}: ${messageOf(err)}`));
   }
 
   private removeFromDisk(wait: WaitState, what: string): void {
@@ -807,7 +897,7 @@ export class Triggerer {
     this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the ${what} wait ${id} from disk: ${messageOf(err)}`));
   }
 
-  private notify(owner: WaitOwner, record: WaitRecord, event: TriggerEvent): void {
+  private notify(owner: WaitOwner, record: DurableRecord, event: TriggerEvent | JobEvent): void {
     try {
       owner.onEvent(record, event);
     } catch (err) {
@@ -821,6 +911,7 @@ export class Triggerer {
     wait.run = null;
     this.unindex(wait);
     this.removeFromDisk(wait, 'cancelled');
+    if (isJobRecord(wait.record) && this.jobsDir) this.removeSpoolOf(wait.record.spec.waitId, path.join(this.jobsDir, wait.record.spec.spool));
   }
 
   private index(wait: WaitState): void {
@@ -834,7 +925,7 @@ export class Triggerer {
 
   /** Tell the watchers (the sidebar feed) that a wait changed. */
   private touch(wait: WaitState): void {
-    if (this.watchers.size === 0) return;
+    if (this.watchers.size === 0 || isJobRecord(wait.record)) return; // the sidebar shows sensors' waits
     for (const watcher of this.watchers) {
       try {
         watcher.touched(wait.record);
@@ -869,4 +960,20 @@ function changedState(lastProgress: TriggerSpec['lastProgress'], consecutiveErro
   if (a === b) return false;
   if (!a || !b) return true;
   return a.indexedCount !== b.indexedCount || a.progress !== b.progress || a.etaSeconds !== b.etaSeconds;
+}
+
+/** A sleep that `signal` cuts short (it then rejects), on the triggerer's timers. */
+function abortableSleep(timers: Timers, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      timers.clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = timers.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -3,8 +3,8 @@
  * restart or a crash.
  *
  * A JSON-lines log (AppendLog) of four kinds of records:
- *   {op: 'put', w: WaitRecord}              a new wait (durable when put() resolves)
- *   {op: 'spec', id, s: TriggerSpec}        a later state of its trigger (lazy)
+ *   {op: 'put', w: DurableRecord}           a new wait or ingest job (durable when put() resolves)
+ *   {op: 'spec', id, s: DurableSpec}        a later state of its spec (lazy; a job's checkpoint: save())
  *   {op: 'final', id, p: FinalPayload}      its final is being delivered (markFinal)
  *   {op: 'del', id}                         the wait ended or was cancelled
  * Replaying the log in order gives the pending waits; a wait with a `final`
@@ -39,6 +39,7 @@ import {
 } from './storage/append-log';
 import { VectorStoreError, messageOf } from './errors';
 import { adoptTriggerSpec, type FinalPayload, type TriggerSpec } from './trigger';
+import { isIngestJobSpec, parseIngestJobSpec, type IngestJobSpec, type JobFinalPayload } from './ingest-job/spec';
 
 /** A pending wait: which node it belongs to, its trigger, the message to deliver at the end. */
 export interface WaitRecord {
@@ -54,15 +55,51 @@ export interface WaitRecord {
   final?: FinalPayload;
 }
 
+/** A pending ingest job (see lib/ingest-job): the vector-ingest node that owns it, its spec, its message. */
+export interface JobRecord {
+  /** The vector-ingest node (id) that owns the job. */
+  ownerId: string;
+  spec: IngestJobSpec;
+  /** The original message's JSON-serializable fields, without its payload (the documents are in the spool). */
+  message: Record<string, unknown>;
+  final?: JobFinalPayload;
+}
+
+/** Any kind of durable work the store keeps: a sensor's wait or an ingest job. */
+export type DurableRecord = WaitRecord | JobRecord;
+/** The spec of any kind of durable work. */
+export type DurableSpec = TriggerSpec | IngestJobSpec;
+
+/**
+ * The one place where saved specs of every kind are read (and migrated): a job
+ * spec by its `kind`, anything else as a sensor's wait (whose specs carry no kind).
+ */
+export function adoptDurableSpec(value: unknown): DurableSpec {
+  return isIngestJobSpec(value) ? parseIngestJobSpec(value) : adoptTriggerSpec(value);
+}
+
+/** How the store holds any record internally (the kinds' unions are for its callers). */
+interface StoredRecord {
+  ownerId: string;
+  spec: DurableSpec;
+  message: Record<string, unknown>;
+  final?: FinalPayload | JobFinalPayload;
+}
+
+/** True for the record of an ingest job. */
+export function isJobRecord(record: Readonly<DurableRecord>): record is JobRecord {
+  return isIngestJobSpec(record.spec);
+}
+
 /** Records replayed per event-loop turn when loading. */
 const RECORDS_PER_TURN = 10_000;
 /** Skipped records named in the one warning of a load; the others are counted. */
 const SKIPS_NAMED = 3;
 
 type LogRecord =
-  | { op: 'put'; w: WaitRecord }
-  | { op: 'spec'; id: string; s: TriggerSpec }
-  | { op: 'final'; id: string; p: FinalPayload }
+  | { op: 'put'; w: StoredRecord }
+  | { op: 'spec'; id: string; s: DurableSpec }
+  | { op: 'final'; id: string; p: FinalPayload | JobFinalPayload }
   | { op: 'del'; id: string };
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -70,9 +107,9 @@ const isId = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
 
 /** A trigger spec of the current format that is damaged (an unknown format is not damage: it is kept). */
 function isDamagedSpec(spec: Record<string, unknown>): boolean {
-  if (spec.v !== 1) return false;
+  if (spec.v !== (isIngestJobSpec(spec) ? 2 : 1)) return false;
   try {
-    adoptTriggerSpec(spec); // a plain check for valid specs; the file's object is adopted as it is
+    adoptDurableSpec(spec); // a plain check for valid specs; the file's object is adopted as it is
     return false;
   } catch {
     return true;
@@ -158,17 +195,17 @@ export class WaitStore {
   private readonly maxUpdatesPerCheckpoint: number;
   private readonly warn: (message: string) => void;
   /** Waits whose put is durable. */
-  private readonly live = new Map<string, WaitRecord>();
+  private readonly live = new Map<string, StoredRecord>();
   /** Puts not yet durable: not live, not written by a compaction (unless durable by then). */
-  private readonly puts = new Map<string, InFlight<WaitRecord>>();
+  private readonly puts = new Map<string, InFlight<StoredRecord>>();
   /** Final markers not yet durable: compaction writes `final` only once they are. */
-  private readonly finals = new Map<string, InFlight<FinalPayload>>();
+  private readonly finals = new Map<string, InFlight<FinalPayload | JobFinalPayload>>();
   /**
    * Records this version cannot read (e.g. written by a newer version), kept
    * verbatim so that compaction does not destroy them.
    */
   private readonly unreadable = new Map<string, LogRecord>();
-  private readonly dirty = new Map<string, WaitRecord>();
+  private readonly dirty = new Map<string, StoredRecord>();
   /** Records skipped during the load in progress, reported in one warning at its end. */
   private skipped: string[] = [];
   private logRecords = 0;
@@ -200,7 +237,7 @@ export class WaitStore {
    * what can be read is used; rejects (VectorStoreError) only when the file
    * cannot be read at all, saying why and what to do.
    */
-  async load(): Promise<WaitRecord[]> {
+  async load(): Promise<DurableRecord[]> {
     await removeStaleTempFiles(this.file);
     let contents: LogContents<LogRecord>;
     try {
@@ -227,11 +264,11 @@ export class WaitStore {
       // The file as it is still works; a put will say if it cannot be written.
       this.warn(`Could not rewrite the pending waits file ${this.file} after reading it: ${messageOf(err)}`);
     }
-    return [...this.live.values()];
+    return [...this.live.values()] as DurableRecord[];
   }
 
   /** Add a wait; resolves once it is on disk. Puts made in the same tick share one write and fsync. */
-  async put(record: WaitRecord): Promise<void> {
+  async put(record: DurableRecord): Promise<void> {
     this.assertOpen();
     const id = record.spec.waitId;
     let appended: { written: Promise<void>; receipt: AppendReceipt };
@@ -243,7 +280,7 @@ export class WaitStore {
         `The message of wait ${id} on collection "${record.spec.collection}" cannot be saved as JSON (${messageOf(err)}); remove circular or special values from it.`,
       );
     }
-    const entry: InFlight<WaitRecord> = { value: record, receipt: appended.receipt };
+    const entry: InFlight<StoredRecord> = { value: record, receipt: appended.receipt };
     this.puts.set(id, entry);
     this.logRecords += 1;
     try {
@@ -264,7 +301,7 @@ export class WaitStore {
    * included), and a later load returns the wait with `final` set. Nothing is
    * written for a wait the store does not know (already removed).
    */
-  async markFinal(waitId: string, payload: FinalPayload): Promise<void> {
+  async markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<void> {
     this.assertOpen();
     if (!this.live.has(waitId) && !this.puts.has(waitId)) return;
     let appended: { written: Promise<void>; receipt: AppendReceipt };
@@ -273,7 +310,7 @@ export class WaitStore {
     } catch (err) {
       throw new Error(`The final message of wait ${waitId} cannot be saved as JSON (${messageOf(err)}).`);
     }
-    const entry: InFlight<FinalPayload> = { value: payload, receipt: appended.receipt };
+    const entry: InFlight<FinalPayload | JobFinalPayload> = { value: payload, receipt: appended.receipt };
     this.finals.set(waitId, entry);
     this.logRecords += 1;
     try {
@@ -286,7 +323,7 @@ export class WaitStore {
   }
 
   /** Note that `record.spec` changed; written by the next checkpoint. Ignored for removed waits. */
-  update(record: WaitRecord): void {
+  update(record: DurableRecord): void {
     const id = record.spec.waitId;
     if (this.closed) return;
     const known = this.live.get(id);
@@ -297,6 +334,20 @@ export class WaitStore {
     }
     this.dirty.set(id, record);
     this.scheduleCheckpoint();
+  }
+
+  /**
+   * Write `record.spec` now and resolve once it is on disk: an ingest job's
+   * checkpoint, which must be durable before its next batch is embedded.
+   * Ignored for removed records and once the store is closed.
+   */
+  async save(record: DurableRecord): Promise<void> {
+    const id = record.spec.waitId;
+    if (this.closed || this.live.get(id) !== record) return;
+    this.dirty.delete(id);
+    this.logRecords += 1;
+    if (this.needsCompaction()) this.scheduleCheckpoint();
+    await this.log.append({ op: 'spec', id, s: record.spec });
   }
 
   /** Forget a wait (also one whose put is still in flight); resolves once the removal is on disk. */
@@ -404,8 +455,8 @@ export class WaitStore {
       case 'put': {
         const id = record.w.spec.waitId;
         try {
-          const spec = adoptTriggerSpec(record.w.spec); // just parsed from the file: nobody else holds it
-          const wait: WaitRecord = { ownerId: record.w.ownerId, spec, message: record.w.message };
+          const spec = adoptDurableSpec(record.w.spec); // just parsed from the file: nobody else holds it
+          const wait = { ownerId: record.w.ownerId, spec, message: record.w.message } as StoredRecord;
           if (record.w.final !== undefined) wait.final = record.w.final;
           this.live.set(id, wait);
           this.unreadable.delete(id);
@@ -422,7 +473,7 @@ export class WaitStore {
         if (kept?.op === 'put') kept.w = { ...kept.w, spec: record.s }; // keep its latest state verbatim
         if (!current) return; // a late update of a removed or unreadable wait
         try {
-          current.spec = adoptTriggerSpec(record.s);
+          current.spec = adoptDurableSpec(record.s);
         } catch (err) {
           this.skipped.push(`an update of wait ${record.id}: ${messageOf(err)}`);
         }

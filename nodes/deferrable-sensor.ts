@@ -36,7 +36,7 @@ import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type F
 import { labelledParser, migrateConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
-import { expectedCountOf, toError, watchedCollectionOf } from './shared/messages';
+import { expectedCountOf, parkable, toError, watchedCollectionOf } from './shared/messages';
 import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
 import { localWaitsFor, triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
 import { TypedInputs, type TypedField } from './shared/typed-inputs';
@@ -552,20 +552,3 @@ export = function register(RED: NodeAPI): void {
 
   RED.nodes.registerType('deferrable-sensor', DeferrableSensorNode as never);
 };
-
-/** The fields of a message that survive JSON: what a resumed wait can deliver. */
-function parkable(msg: SensorMessage): { parked: Record<string, unknown>; dropped: Array<{ key: string; reason: string }> } {
-  const parked: Record<string, unknown> = {};
-  const dropped: Array<{ key: string; reason: string }> = [];
-  for (const [key, value] of Object.entries(msg)) {
-    if (key === 'req' || key === 'res') continue; // live HTTP objects: never serializable (documented)
-    try {
-      const json = JSON.stringify(value);
-      if (json !== undefined) parked[key] = JSON.parse(json);
-    } catch (err) {
-      dropped.push({ key, reason: err instanceof RangeError ? 'nested too deeply' : messageOf(err).split('\n')[0].slice(0, 80) });
-    }
-  }
-  return { parked, dropped };
-}
-

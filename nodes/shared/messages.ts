@@ -120,3 +120,20 @@ export function expectedCountOf(msg: object & { expectedCount?: unknown }): numb
   }
   return n;
 }
+
+/** The fields of a message that survive JSON: what a resumed wait or ingest job can deliver. */
+export function parkable(msg: Record<string, unknown>): { parked: Record<string, unknown>; dropped: Array<{ key: string; reason: string }> } {
+  const parked: Record<string, unknown> = {};
+  const dropped: Array<{ key: string; reason: string }> = [];
+  for (const [key, value] of Object.entries(msg)) {
+    if (key === 'req' || key === 'res') continue; // live HTTP objects: never serializable (documented)
+    try {
+      const json = JSON.stringify(value);
+      if (json !== undefined) parked[key] = JSON.parse(json);
+    } catch (err) {
+      dropped.push({ key, reason: err instanceof RangeError ? 'nested too deeply' : messageOf(err).split('\n')[0].slice(0, 80) });
+    }
+  }
+  return { parked, dropped };
+}
+

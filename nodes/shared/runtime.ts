@@ -7,6 +7,7 @@
  * the node cancels its waits" true even for waits that were on disk while the
  * node was deleted.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NodeAPI } from 'node-red';
 import { Triggerer } from '../../lib/triggerer';
@@ -34,9 +35,18 @@ export function localWaitsFor(RED: NodeAPI): LocalWaits {
   return waits;
 }
 
-/** Where pending waits are kept. */
+/** Where pending waits (and ingest jobs) are kept. */
 export function waitStoreFile(userDir: string): string {
   return path.join(dataRoot(userDir), 'waits.jsonl');
+}
+
+/**
+ * Where ingest jobs spool their documents: beside the waits file; without a user
+ * directory (nothing survives a restart then anyway), in the system's temporary directory.
+ */
+export function jobsDirFor(RED: NodeAPI): string {
+  const userDir: string | undefined = RED.settings.userDir;
+  return userDir ? path.join(dataRoot(userDir), 'jobs') : path.join(os.tmpdir(), `node-red-vector-pipeline-jobs-${process.pid}`);
 }
 
 export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
@@ -49,7 +59,7 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
     }
     const log = { warn: (text: string) => RED.log.warn(`deferrable-sensor: ${text}`) };
     const waitStore = userDir ? new WaitStore(waitStoreFile(userDir), { log }) : null;
-    const created = new Triggerer({ waitStore, log });
+    const created = new Triggerer({ waitStore, log, jobsDir: jobsDirFor(RED) });
     triggerer = created.start().then(() => created);
     triggerers.set(key, triggerer);
     startErrors.delete(key);

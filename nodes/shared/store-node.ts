@@ -23,12 +23,14 @@ export type StoreMessage = NodeMessageInFlow & { collection?: unknown } & Record
  * failure's `reason` is the sentence of msg.error.message, its `status` the
  * short text the node shows (see shared/status).
  */
-export type Outcome = { ok: true; statusText: string; empty?: boolean } | { ok: false; reason: string; status: string };
+export type Outcome =
+  | { ok: true; statusText: string; empty?: boolean }
+  | { ok: false; reason: string; status: string }
+  /** The operation keeps `send` and `done`: the message completes later (a background job). */
+  | { ok: true; later: true };
 
 export interface OperationContext<C> {
   RED: NodeAPI;
-  /** The node the message came to: for state an operation keeps per node (the ingest's gatherer). */
-  node: Node;
   /** Catalog texts for the status (cached templates: no i18next per message). */
   text: Texts;
   config: C;
@@ -39,6 +41,19 @@ export interface OperationContext<C> {
   label: string;
   msg: StoreMessage;
   status: NodeStatus;
+  /** For an operation that completes the message later (`later` outcome). */
+  send: (msg: NodeMessageInFlow) => void;
+  done: (err?: Error) => void;
+  /** What `StoreNodeOptions.perNode` made for this node instance. */
+  perNode: unknown;
+}
+
+/** State a node instance keeps beyond one message (its background jobs), closed with the node. */
+export interface PerNodeState {
+  /** Node-RED's close callback waits for a returned promise (the gathering ingest's last writes). */
+  close(): void | Promise<void>;
+  /** Sees each message first; true: it handled the message (e.g. msg.reset), the operation does not run. */
+  intercept?(msg: StoreMessage, done: (err?: Error) => void): Promise<boolean>;
 }
 
 export interface StoreNodeOptions {
@@ -55,6 +70,8 @@ export interface StoreNodeOptions {
   watches?: boolean;
   /** Properties that may come from msg, flow, global or env (typed inputs), read per message. */
   typedInputs?: readonly TypedField[];
+  /** Made once per node instance (given to each operation as `perNode`), closed with it. */
+  perNode?: (node: Node, def: NodeDef & Record<string, unknown>, status: NodeStatus, text: Texts) => PerNodeState;
 }
 
 export function registerStoreNode<C extends { collection: string } & Partial<WatchConfig>>(
@@ -91,6 +108,21 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
       node.error(messageOf(err));
     }
 
+    const perNode = options.perNode?.(node, def, status, text) ?? null;
+    if (perNode) {
+      node.on('close', (_removed: boolean, closed: () => void) => {
+        let closing: void | Promise<void>;
+        try {
+          closing = perNode.close();
+        } catch (err) {
+          closing = Promise.reject(err);
+        }
+        Promise.resolve(closing)
+          .catch((err) => node.warn(`Closing the node failed: ${messageOf(err)}`))
+          .finally(closed);
+      });
+    }
+
     node.on('input', (msg: StoreMessage, send: (msg: NodeMessageInFlow) => void, done: (err?: Error) => void) => {
       void handle(msg, send, done);
     });
@@ -99,6 +131,7 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
       let label: string | null = null;
       let step: FailureStep = 'config';
       try {
+        if (perNode?.intercept && (await perNode.intercept(msg, done))) return;
         if (configError || !config || !typed) throw configError;
         // Properties read from msg/flow/global/env: this message's values.
         const msgConfig = await typed.configFor(msg, config, parse);
@@ -111,7 +144,8 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
             : collectionOf(msg, msgConfig.collection, store.backend.name);
         label = collectionLabel(collection);
         step = 'operation';
-        const outcome = await operation({ RED, node, text, config: msgConfig, store, collection, label, msg, status });
+        const outcome = await operation({ RED, text, config: msgConfig, store, collection, label, msg, status, send, done, perNode });
+        if ('later' in outcome) return;
         msg.collection = collection;
         if (!outcome.ok) {
           status.fail(clip(outcome.status));

@@ -169,13 +169,14 @@ describe('schemas', () => {
         createCollection: true,
         buildIndex: true,
         gatherMs: 0,
+        background: 'auto',
       });
     });
 
     it('coerces and validates', () => {
       should(
         parseIngestConfig({ collection: ' docs ', batchSize: '250', createCollection: 'false', buildIndex: false }),
-      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, gatherMs: 0 });
+      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, gatherMs: 0, background: 'auto' });
       should(parseIngestConfig({ gatherMs: '500' }).gatherMs).equal(500);
       should(invalid(() => parseIngestConfig({ gatherMs: 60001 }))).equal('gatherMs must be an integer between 0 and 60000 (got 60001)');
       should(parseIngestConfig({ operation: 'delete' }).operation).equal('delete');

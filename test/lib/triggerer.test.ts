@@ -93,7 +93,7 @@ interface Seen {
 
 function recordingOwner(backend: Backend, storeKey = 'store-1'): { owner: WaitOwner; events: Seen[] } {
   const events: Seen[] = [];
-  return { events, owner: { backend, storeKey, onEvent: (record, event) => events.push({ waitId: record.spec.waitId, event, record }) } };
+  return { events, owner: { backend, storeKey, onEvent: (record, event) => events.push({ waitId: record.spec.waitId, event: event as TriggerEvent, record: record as WaitRecord }) } };
 }
 
 function waitRecord(waitId: string, options: { ownerId?: string; collection?: string; expectedCount?: number; now?: number; timeoutMs?: number; pollIntervalMs?: number; message?: Record<string, unknown> } = {}): WaitRecord {
@@ -353,7 +353,7 @@ describe('Triggerer (scripted status double)', () => {
 
       const second = triggerer({ waitStore: waitStore() });
       await second.start();
-      should(second.list()[0].spec.polls).equal(3);
+      should((second.list()[0] as WaitRecord).spec.polls).equal(3);
       const b = recordingOwner(store.backend);
       second.attach('sensor-1', b.owner);
       await clock.advance(0);
@@ -591,7 +591,7 @@ describe('Triggerer (scripted status double)', () => {
         backend: null,
         unavailable: 'its vector-store configuration node "store-1" no longer exists',
         storeKey: 'store-1',
-        onEvent: (record, event) => events.push({ waitId: record.spec.waitId, event, record }),
+        onEvent: (record, event) => events.push({ waitId: record.spec.waitId, event: event as TriggerEvent, record: record as WaitRecord }),
       });
       await t.defer(waitRecord('w1', { timeoutMs: 30_000 }));
       await clock.advance(29_000);

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { VectorStoreError } from '../../lib/errors';
 import { createTriggerSpec, type FinalPayload } from '../../lib/trigger';
-import { WaitStore, type WaitRecord, type WaitStoreOptions } from '../../lib/wait-store';
+import { WaitStore, type DurableRecord, type WaitRecord, type WaitStoreOptions } from '../../lib/wait-store';
 
 const T0 = 1_700_000_000_000;
 
@@ -164,7 +164,7 @@ describe('WaitStore', () => {
     const loaded = await store().load();
     should(loaded).have.length(100);
     should(loaded.map((w) => w.spec.waitId)).eql(all.slice(0, 100).map((w) => w.spec.waitId));
-    should(loaded.find((w) => w.spec.waitId === 'w7')?.spec.polls).equal(3);
+    should((loaded.find((w) => w.spec.waitId === 'w7') as WaitRecord | undefined)?.spec.polls).equal(3);
   });
 
   it('compacts at load, keeping the live set', async () => {
@@ -188,7 +188,7 @@ describe('WaitStore', () => {
     const s = store();
     const loaded = await s.load();
     should(loaded.map((w) => w.spec.waitId)).eql(['a']);
-    should(loaded[0].spec.polls).equal(1099);
+    should((loaded[0] as WaitRecord).spec.polls).equal(1099);
     should(warnings).eql([
       `In the pending waits file ${file}, skipped wait future: This wait was saved in format version 2, which this version of the package does not know (it reads version 1). Upgrade the package to resume it.`,
     ]);
@@ -380,7 +380,7 @@ describe('WaitStore', () => {
       return body;
     }
 
-    const ids = (waits: WaitRecord[]) => waits.map((w) => w.spec.waitId);
+    const ids = (waits: DurableRecord[]) => waits.map((w) => w.spec.waitId);
 
     it('a torn last line is dropped quietly (no warning, no copy), and cut off before the next append', async () => {
       await writeWaits(3);
@@ -486,7 +486,7 @@ describe('WaitStore', () => {
       await writeWaits(1, [JSON.stringify(damaged), JSON.stringify(damagedUpdate), JSON.stringify({ op: 'final', id: 'w0', p: { status: 'nope' } })]);
       const loaded = await store().load();
       should(ids(loaded)).eql(['w0']);
-      should(loaded[0].spec.polls).equal(0);
+      should((loaded[0] as WaitRecord).spec.polls).equal(0);
       should(loaded[0]).not.have.property('final');
       should(warnings).eql([
         `3 unreadable lines in the pending waits file ${file} were copied to ${file}.corrupt: the waits they described are lost, and a wait whose end they recorded may run again.`,
