@@ -118,6 +118,37 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
   };
 }
 
+/**
+ * The checks `ingestDocuments` makes on one input before it embeds anything (the
+ * simulate option, ids, texts, given vectors, metadata), with every missing id
+ * filled in as it would fill it. Throws what `ingestDocuments` would throw for
+ * this input alone. The gathering ingest (./ingest-gatherer.ts) runs it on each
+ * message before messages join a batch, so a bad message fails alone and each
+ * message knows its ids.
+ */
+export async function checkIngestInput(store: Store, items: IngestItem[], options: Pick<IngestOptions, 'collection' | 'simulateFailure' | 'fieldOf'>): Promise<IngestItem[]> {
+  if (options.simulateFailure !== undefined && store.backend.name !== 'memory') {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.simulate only works with the memory backend; the store of collection "${options.collection}" is ${store.backend.name}. Remove msg.simulate.`,
+    );
+  }
+  const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
+  const slicer = new WorkSlicer();
+  try {
+    await checkItems(items, fieldOf, slicer);
+    const withIds: IngestItem[] = [];
+    for (const item of items) {
+      if (item.id !== undefined) withIds.push(item);
+      else if (item.text === undefined) withIds.push({ ...item, id: vectorId(item.vector ?? []) });
+      else withIds.push({ ...item, id: item.text.length <= ID_HASH_SLICE_CHARS ? stableId(item.text) : await textId(item.text, slicer) });
+    }
+    return withIds;
+  } catch (err) {
+    throw nothingWritten(err);
+  }
+}
+
 /** The collection exists with these dimensions, or is created when allowed; the last step before the first write. */
 export async function prepareCollection(backend: Backend, collection: string, dimensions: number, create: boolean): Promise<void> {
   if (await backend.collectionExists(collection)) {

@@ -52,6 +52,12 @@ export interface IngestConfig {
   batchSize: number;
   createCollection: boolean;
   buildIndex: boolean;
+  /**
+   * Upsert only: 0 writes each message's documents at once; more gathers the
+   * documents of several messages into batches of `batchSize`, written at the
+   * latest this many milliseconds after a batch's first document arrived.
+   */
+  gatherMs: number;
   /** "auto": large inputs (JOB_THRESHOLD) run as durable background jobs; "always"; "never" (in the message's handler). */
   background: 'auto' | 'always' | 'never';
 }
@@ -506,6 +512,8 @@ export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
   batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
   createCollection: booleanField(true),
   buildIndex: booleanField(true),
+  // 0 (off) for flows saved before it: each message is written alone, as before.
+  gatherMs: numberField({ integer: true, min: 0, max: 60000 }, 0),
   background: enumField(['auto', 'always', 'never'] as const, 'auto'),
 });
 
@@ -602,6 +610,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     batchSize: 'Batch size',
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
+    gatherMs: 'Gather for',
     background: 'Run in the background',
   },
   'deferrable-sensor': {

@@ -4,18 +4,29 @@
  * sensor downstream. Large inputs (or all, by the `background` property) run as
  * durable background jobs (shared/ingest-jobs.ts): output 2 then reports their
  * progress, and output 1 comes when the last batch is written, also after a
- * redeploy, a restart or a crash. `msg.reset` cancels the node's jobs.
+ * redeploy, a restart or a crash. `msg.reset` cancels the node's jobs. With
+ * "Gather for" (gatherMs) set, the documents of several small messages are
+ * written together (lib/ingest-gatherer.ts), and each message leaves once its
+ * batch is written.
  */
 import type { NodeAPI } from 'node-red';
+import { IngestGatherer } from '../lib/ingest-gatherer';
 import { deleteDocuments, ingestDocuments } from '../lib/operations';
 import { runsAsJob } from '../lib/ingest-job/prepare';
 import { VectorStoreError } from '../lib/errors';
-import { describeValue, parseDeletePayload, parseIngestConfig, parseIngestPayload, parseSimulate } from '../lib/schemas';
+import { describeValue, parseDeletePayload, parseIngestConfig, parseIngestPayload, parseSimulate, type IngestConfig } from '../lib/schemas';
 import { registerStoreNode, type PerNodeState, type StoreMessage } from './shared/store-node';
 import { NodeIngestJobs } from './shared/ingest-jobs';
 import { toError } from './shared/messages';
+import { finishBeforeStoreCloses } from './shared/store';
 import type { NodeStatus } from './shared/status';
 import type { Texts } from './shared/texts';
+
+/** What a vector-ingest node keeps beyond one message: its background jobs, and its gatherer when it gathers. */
+interface IngestNodeState extends PerNodeState {
+  jobs: NodeIngestJobs;
+  gathererFor(config: IngestConfig): IngestGatherer;
+}
 
 export = function register(RED: NodeAPI): void {
   registerStoreNode(RED, 'vector-ingest', parseIngestConfig, async ({ text, config, store, label: collection, msg, status, send, done, perNode }) => {
@@ -42,8 +53,16 @@ export = function register(RED: NodeAPI): void {
     };
     if (runsAsJob(config.background, items)) {
       // Durable before this returns; the message completes when the job ends.
-      await (perNode as { jobs: NodeIngestJobs }).jobs.start(msg, send, done, items, options);
+      await (perNode as IngestNodeState).jobs.start(msg, send, done, items, options);
       return { ok: true, later: true };
+    }
+    if (config.gatherMs > 0) {
+      // This message leaves (and its done() is called) once its batch is in the store.
+      const { fieldOf, ...writeOptions } = options;
+      const gathered = await (perNode as IngestNodeState).gathererFor(config).add({ store, items, options: writeOptions, fieldOf });
+      msg.payload = gathered;
+      msg.expectedCount = gathered.totalCount;
+      return { ok: true, statusText: text('vector-ingest.status.gatheredDone', { messages: gathered.gathered, total: gathered.totalCount }) };
     }
     status.busy(text('vector-ingest.status.writing', { docs: items.length }));
     const result = await ingestDocuments(store, items, options);
@@ -59,15 +78,45 @@ export = function register(RED: NodeAPI): void {
     keepPayloadOnError: true,
     typedInputs: [{ property: 'collection', literal: 'str', labelKey: 'vector-ingest.label.collection', overriddenBy: 'collection' }],
     perNode: (node, def, status, text) => {
-      const jobs = new NodeIngestJobs(RED, node, status, text, def.store as string | undefined);
-      const state: PerNodeState & { jobs: NodeIngestJobs } = {
+      const storeId = def.store as string | undefined;
+      const jobs = new NodeIngestJobs(RED, node, status, text, storeId);
+      let gatherer: IngestGatherer | null = null;
+      let closed = false;
+      const state: IngestNodeState = {
         jobs,
-        close: () => jobs.close(),
+        gathererFor: (config) => {
+          if (!gatherer) {
+            gatherer = newGatherer(config, status, text);
+            // A message that was on its way when the node closed is refused, not held.
+            if (closed) void gatherer.close();
+          }
+          return gatherer;
+        },
+        close: () => {
+          closed = true;
+          jobs.close();
+          if (!gatherer) return;
+          // What is gathered is written before Node-RED's close callback; the store stays open until then.
+          const closing = gatherer.close();
+          if (storeId) finishBeforeStoreCloses(storeId, closing);
+          return closing;
+        },
         intercept: (msg, msgDone) => reset(jobs, msg, msgDone, status, text),
       };
       return state;
     },
   });
+
+  /** The node's gatherer, made at its first gathered message (gatherMs is not read per message). */
+  function newGatherer(config: IngestConfig, status: NodeStatus, text: Texts): IngestGatherer {
+    return new IngestGatherer({
+      gatherMs: config.gatherMs,
+      onChange: ({ gathering, held, writing }) => {
+        if (gathering + held > 0) status.busy(text('vector-ingest.status.gathering', { messages: gathering + held }));
+        else if (writing > 0) status.busy(text('vector-ingest.status.writingGathered', { messages: writing }));
+      },
+    });
+  }
 
   /** msg.reset cancels the node's background jobs (of msg.collection, when given): no output. */
   async function reset(jobs: NodeIngestJobs, msg: StoreMessage, done: (err?: Error) => void, status: NodeStatus, text: Texts): Promise<boolean> {

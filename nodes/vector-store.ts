@@ -14,7 +14,7 @@ import { InvalidFieldsError, parseStoreConfig, type StoreConfig } from '../lib/s
 import type { Store } from '../lib/operations';
 import { VectorStoreError, messageOf } from '../lib/errors';
 import { runtimeSettingsOrDefaults } from '../lib/settings';
-import type { VectorStoreConfigNode } from './shared/store';
+import { storeWorkFinished, type VectorStoreConfigNode } from './shared/store';
 import { readNodeConfig } from '../lib/config-versions';
 import { withDetail, withShortStatus } from './shared/status';
 
@@ -77,7 +77,9 @@ export = function register(RED: NodeAPI): void {
       // In-process collections outlive a redeploy, but not the config node's deletion.
       if (removed) forgetVolatileCollections(node.id);
       if (!closing) return done();
-      Promise.all([closing.backend.close(), closing.embedder.close?.()])
+      // A gathering ingest may still be writing its last batch with this store.
+      storeWorkFinished(node.id)
+        .then(() => Promise.all([closing.backend.close(), closing.embedder.close?.()]))
         .catch((err) => node.warn(`Closing the vector store failed: ${messageOf(err)}`))
         .finally(done);
     });

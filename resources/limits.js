@@ -20,6 +20,11 @@ window.VectorPipelineLimits = {
       "integer": true,
       "min": 1,
       "max": 10000
+    },
+    "gatherMs": {
+      "integer": true,
+      "min": 0,
+      "max": 60000
     }
   },
   "deferrable-sensor": {

@@ -50,7 +50,8 @@ export interface OperationContext<C> {
 
 /** State a node instance keeps beyond one message (its background jobs), closed with the node. */
 export interface PerNodeState {
-  close(): void;
+  /** Node-RED's close callback waits for a returned promise (the gathering ingest's last writes). */
+  close(): void | Promise<void>;
   /** Sees each message first; true: it handled the message (e.g. msg.reset), the operation does not run. */
   intercept?(msg: StoreMessage, done: (err?: Error) => void): Promise<boolean>;
 }
@@ -110,8 +111,15 @@ export function registerStoreNode<C extends { collection: string } & Partial<Wat
     const perNode = options.perNode?.(node, def, status, text) ?? null;
     if (perNode) {
       node.on('close', (_removed: boolean, closed: () => void) => {
-        perNode.close();
-        closed();
+        let closing: void | Promise<void>;
+        try {
+          closing = perNode.close();
+        } catch (err) {
+          closing = Promise.reject(err);
+        }
+        Promise.resolve(closing)
+          .catch((err) => node.warn(`Closing the node failed: ${messageOf(err)}`))
+          .finally(closed);
       });
     }
 

@@ -27,3 +27,35 @@ export function resolveStore(RED: NodeAPI, storeId: string | undefined): Resolve
   }
   return { ...configNode.getStore(), storeKey: configNode.id };
 }
+
+/** Work user nodes still finish with a store while the flows stop, by config node id. */
+const finishingWork = new Map<string, Set<Promise<unknown>>>();
+
+/**
+ * Keep the store of config node `storeKey` open until `work` settled: Node-RED
+ * stops a flow's nodes and its config nodes at once, and a gathering ingest
+ * writes its last batch while it closes. Call it from the node's close handler.
+ */
+export function finishBeforeStoreCloses(storeKey: string, work: Promise<unknown>): void {
+  let pending = finishingWork.get(storeKey);
+  if (!pending) finishingWork.set(storeKey, (pending = new Set()));
+  const tracked = pending;
+  tracked.add(work);
+  const forget = () => {
+    tracked.delete(work);
+    if (tracked.size === 0 && finishingWork.get(storeKey) === tracked) finishingWork.delete(storeKey);
+  };
+  work.then(forget, forget);
+}
+
+/**
+ * Settles once the work user nodes are finishing with this store settled (see
+ * finishBeforeStoreCloses). It looks after a turn of the event loop: Node-RED
+ * calls the close handlers of all stopping nodes in one pass, and the config
+ * node's may come before its users' (in a flow whose nodes have no position, all
+ * are config nodes, in the order saved).
+ */
+export async function storeWorkFinished(storeKey: string): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  await Promise.allSettled([...(finishingWork.get(storeKey) ?? [])]);
+}

@@ -168,13 +168,17 @@ describe('schemas', () => {
         batchSize: 100,
         createCollection: true,
         buildIndex: true,
+        gatherMs: 0,
+        background: 'auto',
       });
     });
 
     it('coerces and validates', () => {
       should(
         parseIngestConfig({ collection: ' docs ', batchSize: '250', createCollection: 'false', buildIndex: false }),
-      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false });
+      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, gatherMs: 0, background: 'auto' });
+      should(parseIngestConfig({ gatherMs: '500' }).gatherMs).equal(500);
+      should(invalid(() => parseIngestConfig({ gatherMs: 60001 }))).equal('gatherMs must be an integer between 0 and 60000 (got 60001)');
       should(parseIngestConfig({ operation: 'delete' }).operation).equal('delete');
       should(invalid(() => parseIngestConfig({ operation: 'remove' }))).equal('operation must be one of "upsert", "delete" (got "remove")');
       should(invalid(() => parseIngestConfig({ batchSize: 'abc' }))).equal(
