@@ -114,6 +114,20 @@ describe('OpenAIEmbedder: concurrent requests and rate limits (embedding stub)',
     should(stub.stats.maxInFlight).be.belowOrEqual(4);
   });
 
+  it('keeps to a budget of texts per second: refused requests wait as told, every text embedded once', async () => {
+    // The bucket holds one second of budget: the first 4 requests of 50 empty it, the next ones must wait.
+    stub = await startEmbeddingStub({ ratePerSecond: 200 });
+    const retries: EmbedRetry[] = [];
+    const e = embedder({ batchSize: 50, concurrency: 4 });
+    const input = texts(400);
+    checkVectors(input, await e.embed(input, undefined, { onRetry: (retry) => retries.push(retry) }));
+    should(stub.stats.rateLimited).be.above(0);
+    should(retries[0].reason).equal('HTTP 429: "rate limit of 200 texts per second reached"');
+    for (const retry of retries) should(retry.delayMs).be.within(1, 1000); // the time until the budget holds 50 texts
+    should(stub.stats.textsSeen.size).equal(400);
+    should([...stub.stats.textsSeen.values()].every((count) => count === 1)).be.true();
+  });
+
   for (const form of ['seconds', 'date'] as const) {
     it(`waits as Retry-After says (${form} form) before sending the request again`, async () => {
       stub = await startEmbeddingStub({ maxInFlight: 1, retryAfterSeconds: 3, retryAfterForm: form, hold: true });
