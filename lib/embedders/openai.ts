@@ -14,16 +14,18 @@
  * UNAVAILABLE error so the caller can retry later. Every retry is reported
  * through `onRetry` before its wait. A refused key (401/403) or a refused
  * request (other 4xx) fails at once: retrying would not help. A batch that
- * fails fails the whole call, and the call's other requests are aborted. The API key is sent as a bearer token and never appears in a
- * message: a key that cannot go in a header (a line break, a control character)
- * is refused before any request, naming the `embedApiKey` credential, and every
+ * fails fails the whole call, and the call's other requests are aborted.
+ *
+ * The API key is sent as a bearer token and never appears in a message: a
+ * key that cannot go in a header (a line break, a control character) is
+ * refused before any request, naming the `embedApiKey` credential, and every
  * error text (the server's, the HTTP client's) is redacted of the key in every
  * form a server may echo it (see ../redact.ts).
  */
 import { VectorStoreError, messageOf } from '../errors';
 import { redact, redactError, secretProblem } from '../redact';
 import type { EmbedOptions, EmbedRetry, Embedder } from '../types';
-import { AdaptiveLimit, type RequestOutcome } from './adaptive-limit';
+import { AdaptiveLimit, type Permit, type RequestOutcome } from './adaptive-limit';
 
 export interface OpenAIEmbedderOptions {
   /** The API base, e.g. "https://api.openai.com/v1"; "/embeddings" is appended. */
@@ -169,17 +171,18 @@ export class OpenAIEmbedder implements Embedder {
     const vectors = new Array<Float32Array>(texts.length);
     const batches = Math.ceil(texts.length / this.batchSize);
     let next = 0;
-    let failure: { error: unknown } | null = null;
+    const failure: { error?: unknown; failed: boolean } = { failed: false };
     const worker = async (): Promise<void> => {
-      while (failure === null && next < batches) {
+      while (!failure.failed && next < batches) {
         const start = next++ * this.batchSize;
         try {
           const batchVectors = await this.embedBatch(texts.slice(start, start + this.batchSize), call.signal, options);
           for (let i = 0; i < batchVectors.length; i++) vectors[start + i] = batchVectors[i];
         } catch (err) {
           // Only the first failure counts: the others are the cancellations it caused.
-          if (failure === null) {
-            failure = { error: err };
+          if (!failure.failed) {
+            failure.failed = true;
+            failure.error = err;
             call.abort();
           }
           return;
@@ -187,7 +190,7 @@ export class OpenAIEmbedder implements Embedder {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.limit.max, batches) }, worker));
-    if (failure !== null) throw (failure as { error: unknown }).error;
+    if (failure.failed) throw failure.error;
     return vectors;
   }
 
@@ -222,7 +225,7 @@ export class OpenAIEmbedder implements Embedder {
 
   /** One attempt, once the shared limit gives a slot (a retry goes ahead of new requests); the outcome adapts the limit. */
   private async attemptInSlot(batch: string[], signal: AbortSignal, retry: boolean): Promise<Float32Array[] | RetryableFailure> {
-    let permit;
+    let permit: Permit;
     try {
       permit = await this.limit.acquire(signal, retry);
     } catch (err) {
