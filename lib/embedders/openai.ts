@@ -22,6 +22,7 @@
  * error text (the server's, the HTTP client's) is redacted of the key in every
  * form a server may echo it (see ../redact.ts).
  */
+import { setMaxListeners } from 'node:events';
 import { VectorStoreError, messageOf } from '../errors';
 import { redact, redactError, secretProblem } from '../redact';
 import type { EmbedOptions, EmbedRetry, Embedder } from '../types';
@@ -136,6 +137,8 @@ export class OpenAIEmbedder implements Embedder {
     if (texts.length === 0) return [];
     // One signal for this call: aborted by the caller's signal, by close(), or by a failed batch.
     const call = new AbortController();
+    // Each batch in progress listens to it (its request, its wait or its turn): not a leak.
+    setMaxListeners(this.limit.max + 1, call.signal);
     const forward = () => call.abort(signal?.reason);
     if (signal?.aborted) forward();
     signal?.addEventListener('abort', forward, { once: true });

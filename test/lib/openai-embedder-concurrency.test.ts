@@ -73,6 +73,24 @@ describe('OpenAIEmbedder: concurrent requests and rate limits (embedding stub)',
     should(stub.stats.requests).equal(20);
   });
 
+  it('runs many requests at once without a MaxListenersExceededWarning', async () => {
+    stub = await startEmbeddingStub({ hold: true });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const e = embedder({ batchSize: 1, concurrency: 16 });
+      const call = e.embed(texts(32));
+      await until('16 requests in flight', async () => stub.stats.inFlight === 16);
+      stub.setOptions({ hold: false });
+      await call;
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    should(warnings).not.containEql('MaxListenersExceededWarning');
+  });
+
   it('shrinks when the service answers 429 above 2 in flight, reports each retry, and embeds every text once', async () => {
     stub = await startEmbeddingStub({ maxInFlight: 2, retryAfterSeconds: 0.05, hold: true });
     const e = embedder({ batchSize: 4, concurrency: 4 });
