@@ -2,7 +2,11 @@
  * How many requests an embedder may have in flight at once, adapted to what
  * the service accepts, the way TCP adapts its window (AIMD): a rate-limit
  * answer halves the limit (never below 1); a run of successes as long as the
- * limit grows it by one, up to the configured maximum.
+ * limit grows it by one, up to the configured maximum. Just below the level
+ * that met the last rate limit, the run must be PROBE_SLOWDOWN times longer
+ * before that level is tried again: the limit stays where the service is known
+ * to cope instead of sawing between half of it and one above it. Back at that
+ * level, it grows at the usual pace again.
  *
  * One per embedder, shared by all its calls: a service limits its client, not
  * one call of it. Requests wait for a slot in the order they asked; a retry
@@ -12,6 +16,9 @@
  * rate limit halves the limit only when its request was sent after the last
  * decrease, so one burst of 429s halves once, not once per request.
  */
+
+/** How many times longer the run of successes is before the level of the last rate limit is tried again. */
+export const PROBE_SLOWDOWN = 8;
 
 /** What a request ended with, for the limit. */
 export type RequestOutcome = 'success' | 'rateLimited' | 'other';
@@ -32,6 +39,8 @@ export class AdaptiveLimit {
   private inFlight = 0;
   private successesInARow = 0;
   private decreases = 0;
+  /** The limit when the last rate limit came; Infinity when none, or once the limit is back there. */
+  private failedAt = Infinity;
   private readonly waiting: Waiter[] = [];
 
   constructor(readonly max: number) {
@@ -81,13 +90,16 @@ export class AdaptiveLimit {
     this.inFlight -= 1;
     if (outcome === 'success') {
       this.successesInARow += 1;
-      if (this.successesInARow >= this.current && this.current < this.max) {
+      const run = this.current + 1 === this.failedAt ? this.current * PROBE_SLOWDOWN : this.current;
+      if (this.successesInARow >= run && this.current < this.max) {
         this.current += 1;
         this.successesInARow = 0;
+        if (this.current >= this.failedAt) this.failedAt = Infinity;
       }
     } else if (outcome === 'rateLimited') {
       this.successesInARow = 0;
       if (permit.epoch === this.decreases) {
+        this.failedAt = this.current;
         this.current = Math.max(1, Math.floor(this.current / 2));
         this.decreases += 1;
       }

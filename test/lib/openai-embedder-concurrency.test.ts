@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import readline from 'node:readline';
 import { OpenAIEmbedder, type OpenAIEmbedderOptions } from '../../lib/embedders/openai';
-import { AdaptiveLimit, type Permit } from '../../lib/embedders/adaptive-limit';
+import { AdaptiveLimit, PROBE_SLOWDOWN, type Permit } from '../../lib/embedders/adaptive-limit';
 import { VectorStoreError } from '../../lib/errors';
 import type { EmbedRetry } from '../../lib/types';
 import { startEmbeddingStub, stubVector, type EmbeddingStub } from '../support/embedding-stub';
@@ -301,25 +301,56 @@ describe('AdaptiveLimit (AIMD)', function () {
     const burst = await take(limit, 8);
     for (const permit of burst) limit.release(permit, 'rateLimited');
     should(limit.limit).equal(4);
-    for (let i = 0; i < 5; i++) limit.release(await limit.acquire(signal), 'rateLimited');
+    await run(limit, 5, 'rateLimited');
     should(limit.limit).equal(1);
   });
 
+  /** `n` requests one after the other, each ending with `outcome`. */
+  async function run(limit: AdaptiveLimit, n: number, outcome: 'success' | 'rateLimited' | 'other'): Promise<void> {
+    for (let i = 0; i < n; i++) limit.release(await limit.acquire(signal), outcome);
+  }
+
   it('grows by one after as many successes in a row as the limit, up to the maximum', async () => {
-    const limit = new AdaptiveLimit(4);
-    limit.release((await take(limit, 1))[0], 'rateLimited');
-    should(limit.limit).equal(2);
-    limit.release(await limit.acquire(signal), 'success');
-    should(limit.limit).equal(2);
-    limit.release(await limit.acquire(signal), 'success');
-    should(limit.limit).equal(3);
-    for (let i = 0; i < 3; i++) limit.release(await limit.acquire(signal), 'success');
-    should(limit.limit).equal(4);
-    for (let i = 0; i < 20; i++) limit.release(await limit.acquire(signal), 'success');
-    should(limit.limit).equal(4);
+    const limit = new AdaptiveLimit(16);
+    const burst = await take(limit, 16);
+    for (const permit of burst) limit.release(permit, 'rateLimited');
+    should(limit.limit).equal(8);
+    await run(limit, 7, 'success');
+    should(limit.limit).equal(8);
+    await run(limit, 1, 'success');
+    should(limit.limit).equal(9);
+    await run(limit, 9 + 10 + 11 + 12 + 13, 'success');
+    should(limit.limit).equal(14);
     // Other failures change nothing.
-    limit.release(await limit.acquire(signal), 'other');
+    await run(limit, 1, 'other');
+    should(limit.limit).equal(14);
+  });
+
+  it(`just below the level of the last rate limit, waits ${PROBE_SLOWDOWN} times longer before trying it again`, async () => {
+    const limit = new AdaptiveLimit(8);
+    await run(limit, 1, 'success');
+    limit.release((await take(limit, 1))[0], 'rateLimited'); // met at 8
     should(limit.limit).equal(4);
+    await run(limit, 4 + 5 + 6, 'success');
+    should(limit.limit).equal(7);
+    await run(limit, 7 * PROBE_SLOWDOWN - 1, 'success');
+    should(limit.limit).equal(7);
+    await run(limit, 1, 'success');
+    should(limit.limit).equal(8);
+    await run(limit, 100, 'success');
+    should(limit.limit).equal(8); // the configured maximum
+  });
+
+  it('grows at the usual pace again once past the level of the last rate limit', async () => {
+    const limit = new AdaptiveLimit(8);
+    await run(limit, 1, 'rateLimited'); // met at 8: 4
+    await run(limit, 1, 'rateLimited'); // met at 4: 2
+    await run(limit, 2, 'success');
+    should(limit.limit).equal(3);
+    await run(limit, 3 * PROBE_SLOWDOWN, 'success');
+    should(limit.limit).equal(4); // the service copes at 4 now
+    await run(limit, 4, 'success');
+    should(limit.limit).equal(5);
   });
 
   it('makes requests wait for a slot, retries ahead of new ones; an abort takes a waiter out', async () => {
