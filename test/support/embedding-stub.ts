@@ -18,7 +18,11 @@ export interface EmbeddingStubOptions {
   latencyMs?: number | ((input: string[]) => number);
   /** Requests above this many in flight at once get a 429 at once (default: no limit). */
   maxInFlight?: number;
-  /** Texts per second the stub embeds; a request over the budget gets a 429 (default: no limit). */
+  /**
+   * Texts per second the stub embeds; a request over the budget gets a 429 (default: no limit).
+   * The bucket holds one second of budget and starts full: over a run of T seconds, at most
+   * ratePerSecond * (T + 1) texts pass (subtract the burst when measuring throughput).
+   */
   ratePerSecond?: number;
   /** The Retry-After of a 429 for too many requests in flight, in seconds, may be fractional (default 1). */
   retryAfterSeconds?: number;
