@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { checkPortableVector, vectorLimitOf } from '../backends/documents';
 import { prepareCollection } from '../operations';
-import type { Backend, Embedder, VectorDocument } from '../types';
+import type { Backend, EmbedRetry, Embedder, VectorDocument } from '../types';
 import { jobProgress, type IngestJobSpec, type JobFailurePayload, type JobFinalPayload, type JobProgressPayload, type JobSuccessPayload } from './spec';
 import { SpoolReader, type SpooledDocument } from './spool';
 
@@ -152,7 +152,12 @@ export class JobRun {
   private async embed(docs: SpooledDocument[], embedder: Embedder, backendName: string): Promise<VectorDocument[]> {
     const texts: string[] = [];
     for (const doc of docs) if (!doc.vector) texts.push(doc.text as string);
-    const vectors = texts.length > 0 ? await embedder.embed(texts, this.abort.signal) : [];
+    // The embedder's own retries (rate limits, a busy service) count and are told like the job's.
+    const onRetry = (retry: EmbedRetry) => {
+      this.spec.retries += 1;
+      this.emitProgress(this.spec, `retrying in ${Math.round(retry.delayMs / 100) / 10} s: ${retry.reason}`, true);
+    };
+    const vectors = texts.length > 0 ? await embedder.embed(texts, this.abort.signal, { onRetry }) : [];
     const out: VectorDocument[] = [];
     let k = 0;
     for (const doc of docs) {

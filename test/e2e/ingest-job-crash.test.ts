@@ -8,7 +8,7 @@
 // here) that counts every text it embeds.
 import should from 'should';
 import { cleanupAll, Collector, startNodeRed, type FlowNode, type NodeRed } from './harness';
-import { slowEmbeddings } from '../support/slow-embeddings';
+import { startEmbeddingStub, type EmbeddingStub } from '../support/embedding-stub';
 
 const DOCS = 20_000;
 const BATCH = 100;
@@ -41,7 +41,7 @@ describe('e2e: a background ingest job survives kill -9', function () {
   after(cleanupAll);
 
   it('resumes after kill -9: every document written once more at most for the batch in flight, one final message, progress with counts and ETA', async () => {
-    const stub = await slowEmbeddings(2);
+    const stub = await startEmbeddingStub({ latencyMs: 2 });
     try {
       const collector = await Collector.start();
       const tapped = collector.tap(flows(stub.url), [
@@ -72,8 +72,8 @@ describe('e2e: a background ingest job survives kill -9', function () {
       should(final.msg.expectedCount).equal(DOCS);
 
       // No document lost, none embedded twice beyond the batch in flight at the kill.
-      should(stub.texts.size).equal(DOCS);
-      const twice = [...stub.texts.values()].filter((n) => n > 1).length;
+      should(stub.stats.textsSeen.size).equal(DOCS);
+      const twice = [...stub.stats.textsSeen.values()].filter((n) => n > 1).length;
       should(twice).be.belowOrEqual(BATCH);
 
       // Progress: counts, a rate and an ETA, all of one job.

@@ -6,7 +6,7 @@
  * embedding service runs here) that answers after a delay.
  */
 import should from 'should';
-import { slowEmbeddings } from '../support/slow-embeddings';
+import { startEmbeddingStub, type EmbeddingStub } from '../support/embedding-stub';
 import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
 
 const docs = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `d${i}`, text: `document number ${i}` }));
@@ -73,15 +73,33 @@ describe('vector-ingest background jobs (memory store)', function () {
   });
 
   describe('with a slow embedding service (stub)', function () {
-    let stub: Awaited<ReturnType<typeof slowEmbeddings>>;
+    let stub: EmbeddingStub;
     beforeEach(async () => {
-      stub = await slowEmbeddings(40);
+      stub = await startEmbeddingStub({ latencyMs: 40 });
     });
     afterEach(async () => {
       await unloadFlow();
       await stub.close();
     });
     const slowStore = () => ({ embedder: 'openai', embedUrl: stub.url, embedModel: 'stub' });
+
+    it('an embedding service that answers 429: the job slows down, every retry is counted and told on output 2, nothing is lost', async () => {
+      stub.setOptions({ maxInFlight: 1, retryAfterSeconds: 0.05, latencyMs: 5 });
+      await loadFlow(flow({ batchSize: 100 }, { ...slowStore(), embedBatchSize: 10, embedConcurrency: 4 }));
+      const progress = collect('progress');
+      const written = nextMessage('written', () => true, 25_000);
+      helper.getNode('ingest').receive({ payload: docs(300) });
+      const out = await written;
+      should(out.payload).match({ ingested: 300, totalCount: 300 });
+      should(stub.stats.rateLimited).be.above(0);
+      should(out.payload.retries).be.above(0);
+      should(out.payload.retries).equal(stub.stats.rateLimited);
+      const told = progress.filter((m) => /retrying in .*HTTP 429/.test(m.payload.detail ?? ''));
+      should(told.length).be.above(0);
+      should(told[told.length - 1].payload.retries).be.above(0);
+      should(stub.stats.textsSeen.size).equal(300);
+      should(Math.max(...stub.stats.textsSeen.values())).equal(1);
+    });
 
     it('msg.reset cancels the running job: no final, the message is done, the status says so', async () => {
       await loadFlow(flow({ batchSize: 10 }, slowStore()));
@@ -91,9 +109,9 @@ describe('vector-ingest background jobs (memory store)', function () {
       await nextMessage('progress', (m) => m.payload.written >= 20);
       helper.getNode('ingest').receive({ reset: true });
       await delay(300);
-      const before = stub.texts.size;
+      const before = stub.stats.textsSeen.size;
       await delay(300);
-      should(stub.texts.size).equal(before); // nothing more embedded
+      should(stub.stats.textsSeen.size).equal(before); // nothing more embedded
       should(written).be.empty();
       should(completed).have.length(2); // the job's message and the reset
     });
@@ -113,8 +131,8 @@ describe('vector-ingest background jobs (memory store)', function () {
       should(out.payload.ids).have.length(200);
       should(out.topic).equal('resume me');
       should(out.payload).not.have.property('status');
-      should(stub.texts.size).equal(200);
-      const twice = [...stub.texts.values()].filter((n) => n > 1).length;
+      should(stub.stats.textsSeen.size).equal(200);
+      const twice = [...stub.stats.textsSeen.values()].filter((n) => n > 1).length;
       should(twice).be.belowOrEqual(10);
     });
   });
