@@ -27,7 +27,7 @@
  */
 import { VectorStoreError } from './errors';
 import type { IngestItem } from './schemas';
-import type { WorkSlicer } from './backends/documents';
+import { checkPortableId, type WorkSlicer } from './backends/documents';
 
 export interface ChunkOptions {
   mode: 'text' | 'markdown';
@@ -150,6 +150,7 @@ function toChunkItems(item: IdentifiedItem, pieces: TextChunk[], field: string):
     );
   }
   const total = pieces.length;
+  checkPortableId(`${item.id}#${total - 1}`, `${field}.id with its chunk number (#${total - 1})`); // the longest chunk id
   return pieces.map((piece, n) => {
     const chunk: IdentifiedItem = {
       id: `${item.id}#${n}`,
