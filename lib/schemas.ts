@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { VectorStoreError } from './errors';
 import { kindOf } from './backends/values';
+import { MAX_CHUNK_SIZE } from './chunking';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -52,6 +53,13 @@ export interface IngestConfig {
   batchSize: number;
   createCollection: boolean;
   buildIndex: boolean;
+  /** Split texts into chunks before embedding ("off": documents are written whole). */
+  chunking: 'off' | 'text' | 'markdown';
+  /** Most characters (or approximate tokens) in one chunk. */
+  chunkSize: number;
+  /** What of a chunk's end the next one repeats, in the same unit; less than chunkSize. */
+  chunkOverlap: number;
+  chunkUnit: 'characters' | 'tokens';
 }
 
 /**
@@ -498,13 +506,30 @@ export const storeConfigSchema: z.ZodType<StoreConfig> = z
     }
   });
 
-export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
-  collection: stringField(),
-  operation: enumField(['upsert', 'delete'] as const, 'upsert'),
-  batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
-  createCollection: booleanField(true),
-  buildIndex: booleanField(true),
-});
+export const ingestConfigSchema: z.ZodType<IngestConfig> = z
+  .object({
+    collection: stringField(),
+    operation: enumField(['upsert', 'delete'] as const, 'upsert'),
+    batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
+    createCollection: booleanField(true),
+    buildIndex: booleanField(true),
+    // Flows saved before chunking existed have none of these: they write documents whole, as before.
+    chunking: enumField(['off', 'text', 'markdown'] as const, 'off'),
+    chunkSize: numberField({ integer: true, min: 1, max: MAX_CHUNK_SIZE }, 1000),
+    chunkOverlap: numberField({ integer: true, min: 0, max: MAX_CHUNK_SIZE - 1 }, 200),
+    chunkUnit: enumField(['characters', 'tokens'] as const, 'characters'),
+  })
+  .superRefine((config, ctx) => {
+    // Checked only when chunking is on: sizes left in a dialog with chunking off change nothing.
+    // (zod runs this even when chunkSize itself failed: that is already said.)
+    if (config.chunking !== 'off' && config.chunkSize >= 1 && config.chunkOverlap >= config.chunkSize) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['chunkOverlap'],
+        message: withHint(`must be less than ${fieldReference('chunkSize')} (${config.chunkSize})`, `lower it, or raise ${fieldReference('chunkSize')}`),
+      });
+    }
+  });
 
 /** The default upper bound of the poll interval, in seconds. */
 const DEFAULT_MAX_POLL_INTERVAL = 60;
@@ -599,6 +624,10 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     batchSize: 'Batch size',
     createCollection: 'Create the collection',
     buildIndex: 'Build the vector index',
+    chunking: 'Chunking',
+    chunkSize: 'Chunk size',
+    chunkOverlap: 'Overlap',
+    chunkUnit: 'Unit',
   },
   'deferrable-sensor': {
     ...WATCH_LABELS,

@@ -31,6 +31,10 @@ export = function register(RED: NodeAPI): void {
       buildIndex: config.buildIndex,
       simulateFailure: simulate?.fail,
       fieldOf: Array.isArray(msg.payload) ? undefined : () => 'msg.payload',
+      chunking:
+        config.chunking === 'off'
+          ? undefined
+          : { mode: config.chunking, size: config.chunkSize, overlap: config.chunkOverlap, unit: config.chunkUnit },
     });
     msg.payload = result;
     msg.expectedCount = result.totalCount;

@@ -20,6 +20,16 @@ window.VectorPipelineLimits = {
       "integer": true,
       "min": 1,
       "max": 10000
+    },
+    "chunkSize": {
+      "integer": true,
+      "min": 1,
+      "max": 100000
+    },
+    "chunkOverlap": {
+      "integer": true,
+      "min": 0,
+      "max": 99999
     }
   },
   "deferrable-sensor": {

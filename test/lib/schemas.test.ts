@@ -161,6 +161,9 @@ describe('schemas', () => {
   });
 
   describe('ingestConfigSchema', () => {
+    // The chunking defaults (its own checks: test/lib/chunking.test.ts).
+    const CHUNKING_OFF = { chunking: 'off', chunkSize: 1000, chunkOverlap: 200, chunkUnit: 'characters' };
+
     it('applies defaults', () => {
       should(parseIngestConfig(nodeDef({}))).eql({
         collection: '',
@@ -168,13 +171,14 @@ describe('schemas', () => {
         batchSize: 100,
         createCollection: true,
         buildIndex: true,
+        ...CHUNKING_OFF,
       });
     });
 
     it('coerces and validates', () => {
       should(
         parseIngestConfig({ collection: ' docs ', batchSize: '250', createCollection: 'false', buildIndex: false }),
-      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false });
+      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, ...CHUNKING_OFF });
       should(parseIngestConfig({ operation: 'delete' }).operation).equal('delete');
       should(invalid(() => parseIngestConfig({ operation: 'remove' }))).equal('operation must be one of "upsert", "delete" (got "remove")');
       should(invalid(() => parseIngestConfig({ batchSize: 'abc' }))).equal(
