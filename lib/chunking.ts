@@ -120,7 +120,8 @@ export async function chunkItems(
     const pieces: TextChunk[] = [];
     for (const piece of chunksOf(item.text, options)) {
       pieces.push(piece);
-      if (slicer.spend(piece.text.length / 4)) await slicer.pause();
+      // About 256k characters between pauses: a few milliseconds of splitting.
+      if (slicer.spend(piece.text.length)) await slicer.pause();
     }
     for (const chunk of toChunkItems(item, pieces, fieldOf(i))) out.push({ ...chunk, input: i });
     if (slicer.spend(pieces.length)) await slicer.pause();
@@ -238,38 +239,57 @@ function* hardCuts(text: string, start: number, end: number, size: number): Gene
 /**
  * The chunks of [start, end): pieces merged in order while they fit in `size`; the next
  * chunk starts with up to `overlap` of the end of the one before (less when the piece
- * that follows would not fit with all of it).
+ * that follows would not fit with all of it). A piece of white space alone never starts
+ * a chunk (it would repeat the one before and add nothing).
  */
 function* mergedRanges(text: string, start: number, end: number, size: number, overlap: number): Generator<string> {
-  let chunkStart = start;
-  let chunkEnd = start;
+  let chunkStart = -1; // -1: no chunk begun
+  let chunkEnd = -1;
   for (const [from, to] of pieces(text, start, end, size)) {
-    if (to - chunkStart <= size) {
-      chunkEnd = to;
-      continue;
+    if (isBlank(text, from, to)) continue; // kept only inside a chunk, between its pieces
+    if (chunkStart === -1) {
+      chunkStart = skipSpace(text, from);
+    } else if (to - chunkStart > size) {
+      const done = trimmedSlice(text, chunkStart, chunkEnd);
+      if (done !== '') yield done;
+      const allowed = Math.min(overlap, size - (to - chunkEnd)); // room before `from`, white space between counted
+      const carried = allowed > 0 ? overlapStart(text, chunkStart, chunkEnd, allowed) : chunkEnd;
+      // From its first non-space: leading white space would count against the size for nothing.
+      chunkStart = skipSpace(text, carried < chunkEnd ? carried : from);
     }
-    const done = trimmedSlice(text, chunkStart, chunkEnd);
-    if (done !== '') yield done;
-    chunkStart = overlapStart(text, chunkStart, chunkEnd, Math.min(overlap, size - (to - from)));
     chunkEnd = to;
   }
-  const last = trimmedSlice(text, chunkStart, chunkEnd);
-  if (last !== '') yield last;
+  if (chunkStart !== -1) {
+    const last = trimmedSlice(text, chunkStart, chunkEnd);
+    if (last !== '') yield last;
+  }
 }
 
 /**
  * Where the overlap taken from the end of the chunk [chunkStart, chunkEnd) begins: the
- * first word start in its last `allowed` characters, or a hard cut there when that tail
- * holds no word start (a text without spaces).
+ * first word start in its last `allowed` characters. When that tail holds none, a hard
+ * cut there for a text without spaces (Chinese, Japanese), else no overlap (returns
+ * `chunkEnd`) rather than half a word.
  */
 function overlapStart(text: string, chunkStart: number, chunkEnd: number, allowed: number): number {
-  if (allowed <= 0) return chunkEnd;
   const window = Math.max(chunkStart, chunkEnd - allowed);
   if (window === chunkStart) return chunkStart;
   for (let p = window; p < chunkEnd; p++) {
     if (isSpace(text.charCodeAt(p - 1)) && !isSpace(text.charCodeAt(p))) return p;
   }
+  for (let p = chunkStart; p < chunkEnd; p++) if (isSpace(text.charCodeAt(p))) return chunkEnd;
   return isLowSurrogate(text.charCodeAt(window)) ? window + 1 : window;
+}
+
+/** The first position from `p` that is not white space (the piece after it is not blank, so it stops there). */
+function skipSpace(text: string, p: number): number {
+  while (isSpace(text.charCodeAt(p))) p++;
+  return p;
+}
+
+function isBlank(text: string, start: number, end: number): boolean {
+  for (let p = start; p < end; p++) if (!isSpace(text.charCodeAt(p))) return false;
+  return true;
 }
 
 function trimmedSlice(text: string, start: number, end: number): string {
