@@ -161,7 +161,7 @@ function toChunkItems(item: IdentifiedItem, pieces: TextChunk[], field: string):
         source: item.id,
         chunk: n,
         of: total,
-        ...(piece.headings ? { headings: piece.headings } : {}),
+        ...(piece.headings ? { headings: [...piece.headings] } : {}),
       },
     };
     if (item.vector !== undefined) chunk.vector = item.vector;

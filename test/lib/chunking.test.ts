@@ -101,6 +101,15 @@ describe('chunking: splitText', () => {
     should(plain).eql(Array.from({ length: 200 }, (_, i) => i));
   });
 
+  it('a text without spaces (Chinese) is cut after its sentences, and its overlap is cut hard', () => {
+    should(texts('这是第一句话。这是第二句话！这是第三句话？最后一句。', text(10, 3))).eql([
+      '这是第一句话。',
+      '句话。这是第二句话！',
+      '句话！这是第三句话？',
+      '句话？最后一句。',
+    ]);
+  });
+
   it('counts approximate tokens as 4 characters each', () => {
     should(CHARS_PER_TOKEN).equal(4);
     const input = Array.from({ length: 500 }, (_, i) => `word${i}`).join(' ');
