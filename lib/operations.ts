@@ -9,6 +9,7 @@ import type { Backend, CollectionRef, CollectionStats, Embedder, QueryHit, Vecto
 import { collectionLabel } from './collection-ref';
 import { VectorStoreError, messageOf } from './errors';
 import { stableId } from './ids';
+import { chunkItems, checkChunkOptions, sourcesStartingIn, type ChunkOptions, type IdentifiedItem } from './chunking';
 import type { DeletePayload, IngestItem, QuerySpec } from './schemas';
 import { WorkSlicer, checkPortableId, checkPortableMetadata, checkPortableString, checkPortableVector, vectorLimitOf } from './backends/documents';
 
@@ -29,12 +30,18 @@ export interface IngestOptions {
   simulateFailure?: string;
   /** How messages name input document i; default `msg.payload[i]`. */
   fieldOf?: (index: number) => string;
+  /** Split texts into chunks `<id>#<n>` before embedding; absent: documents are written whole. */
+  chunking?: ChunkOptions;
 }
 
 export interface IngestResult {
   collection: string;
+  /** Documents (with chunking: chunks) written, and their ids. */
   ingested: number;
   ids: string[];
+  /** With chunking: the input's documents, and the chunks written for them. */
+  documents?: number;
+  chunks?: number;
   totalCount: number;
   batches: number;
   durationMs: number;
@@ -85,12 +92,21 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
   }
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
 
+  const { chunking } = options;
+
   const slicer = new WorkSlicer();
   let docs: VectorDocument[];
   try {
+    if (chunking) checkChunkOptions(chunking);
     await checkItems(items, fieldOf, slicer);
-    docs = await toDocuments(store.embedder, items, slicer);
-    checkVectors(docs, items, fieldOf, backend.name);
+    const identified = await withIds(items, slicer);
+    // Chunks after the ids: a chunk's id and source are its document's id.
+    const pieces: Array<IdentifiedItem & { input?: number }> = chunking
+      ? await chunkItems(identified, chunking, fieldOf, slicer)
+      : identified;
+    const fieldOfPiece = (k: number) => fieldOf(pieces[k].input ?? k);
+    docs = await toDocuments(store.embedder, pieces, slicer);
+    checkVectors(docs, pieces, fieldOfPiece, backend.name);
     docs = lastOfEachId(docs);
     await prepareCollection(backend, collection, docs[0].vector.length, options.createCollection);
   } catch (err) {
@@ -101,6 +117,12 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
   let batches = 0;
   for (let start = 0; start < docs.length; start += options.batchSize) {
     const batch = docs.slice(start, start + options.batchSize);
+    if (chunking) {
+      // A document's old chunks go before its new first chunk is written: an edit that
+      // makes fewer chunks leaves none behind (later batches only add its other chunks).
+      const sources = sourcesStartingIn(batch);
+      if (sources.length > 0) await backend.delete(collection, { sources });
+    }
     const result = await backend.upsert(collection, batch, {
       buildIndex: options.buildIndex,
       simulateFailure: options.simulateFailure,
@@ -112,6 +134,7 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
     collection,
     ingested: docs.length,
     ids: docs.map((d) => d.id),
+    ...(chunking ? { documents: items.length, chunks: docs.length } : {}),
     totalCount,
     batches,
     durationMs: Math.round(performance.now() - started),
@@ -220,8 +243,26 @@ function checkVectors(docs: VectorDocument[], items: IngestItem[], fieldOf: (i: 
   });
 }
 
-/** Give every item an id and a vector; texts are embedded in one call. */
-async function toDocuments(embedder: Embedder, items: IngestItem[], slicer: WorkSlicer): Promise<VectorDocument[]> {
+/**
+ * Every item with its id: the given one, else the stable hash of its text (or of
+ * its vector, for a document without text).
+ */
+async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<IdentifiedItem[]> {
+  const identified: IdentifiedItem[] = [];
+  for (const item of items) {
+    const { text } = item;
+    // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
+    const id =
+      item.id ??
+      (text === undefined ? vectorId(item.vector ?? []) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
+    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
+    identified.push(item.id === undefined ? { ...item, id } : (item as IdentifiedItem));
+  }
+  return identified;
+}
+
+/** Give every item its vector; texts are embedded in one call. */
+async function toDocuments(embedder: Embedder, items: IdentifiedItem[], slicer: WorkSlicer): Promise<VectorDocument[]> {
   const toEmbed: number[] = [];
   items.forEach((item, i) => {
     if (!item.vector) toEmbed.push(i);
@@ -234,13 +275,8 @@ async function toDocuments(embedder: Embedder, items: IngestItem[], slicer: Work
   const docs: VectorDocument[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
-    const { text } = item;
-    // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
-    const id =
-      item.id ??
-      (text === undefined ? vectorId(vectors[i]) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
-    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
-    docs.push({ id, vector: vectors[i], text: item.text, metadata: item.metadata });
+    docs.push({ id: item.id, vector: vectors[i], text: item.text, metadata: item.metadata });
+    if (slicer.spend(1)) await slicer.pause();
   }
   return docs;
 }

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { VectorStoreError } from './errors';
 import { kindOf } from './backends/values';
 import { MAX_CONCURRENCY } from './embedders/openai';
+import { MAX_CHUNK_SIZE } from './chunking';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -65,6 +66,13 @@ export interface IngestConfig {
   gatherMs: number;
   /** "auto": large inputs (JOB_THRESHOLD) run as durable background jobs; "always"; "never" (in the message's handler). */
   background: 'auto' | 'always' | 'never';
+  /** Split texts into chunks before embedding ("off": documents are written whole). */
+  chunking: 'off' | 'text' | 'markdown';
+  /** Most characters (or approximate tokens) in one chunk. */
+  chunkSize: number;
+  /** What of a chunk's end the next one repeats, in the same unit; less than chunkSize. */
+  chunkOverlap: number;
+  chunkUnit: 'characters' | 'tokens';
 }
 
 /**
@@ -514,16 +522,33 @@ export const storeConfigSchema: z.ZodType<StoreConfig> = z
     }
   });
 
-export const ingestConfigSchema: z.ZodType<IngestConfig> = z.object({
-  collection: stringField(),
-  operation: enumField(['upsert', 'delete'] as const, 'upsert'),
-  batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
-  createCollection: booleanField(true),
-  buildIndex: booleanField(true),
-  // 0 (off) for flows saved before it: each message is written alone, as before.
-  gatherMs: numberField({ integer: true, min: 0, max: 60000 }, 0),
-  background: enumField(['auto', 'always', 'never'] as const, 'auto'),
-});
+export const ingestConfigSchema: z.ZodType<IngestConfig> = z
+  .object({
+    collection: stringField(),
+    operation: enumField(['upsert', 'delete'] as const, 'upsert'),
+    batchSize: numberField({ integer: true, min: 1, max: 10000 }, 100),
+    createCollection: booleanField(true),
+    buildIndex: booleanField(true),
+    // Flows saved before chunking existed have none of these: they write documents whole, as before.
+    chunking: enumField(['off', 'text', 'markdown'] as const, 'off'),
+    chunkSize: numberField({ integer: true, min: 1, max: MAX_CHUNK_SIZE }, 1000),
+    chunkOverlap: numberField({ integer: true, min: 0, max: MAX_CHUNK_SIZE - 1 }, 200),
+    chunkUnit: enumField(['characters', 'tokens'] as const, 'characters'),
+    // 0 (off) for flows saved before it: each message is written alone, as before.
+    gatherMs: numberField({ integer: true, min: 0, max: 60000 }, 0),
+    background: enumField(['auto', 'always', 'never'] as const, 'auto'),
+  })
+  .superRefine((config, ctx) => {
+    // Checked only when chunking is on: sizes left in a dialog with chunking off change nothing.
+    // (zod runs this even when chunkSize itself failed: that is already said.)
+    if (config.chunking !== 'off' && config.chunkSize >= 1 && config.chunkOverlap >= config.chunkSize) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['chunkOverlap'],
+        message: withHint(`must be less than ${fieldReference('chunkSize')} (${config.chunkSize})`, `lower it, or raise ${fieldReference('chunkSize')}`),
+      });
+    }
+  });
 
 /** The default upper bound of the poll interval, in seconds. */
 const DEFAULT_MAX_POLL_INTERVAL = 60;
@@ -622,6 +647,10 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     buildIndex: 'Build the vector index',
     gatherMs: 'Gather for',
     background: 'Run in the background',
+    chunking: 'Chunking',
+    chunkSize: 'Chunk size',
+    chunkOverlap: 'Overlap',
+    chunkUnit: 'Unit',
   },
   'deferrable-sensor': {
     ...WATCH_LABELS,

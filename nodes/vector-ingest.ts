@@ -50,6 +50,10 @@ export = function register(RED: NodeAPI): void {
       buildIndex: config.buildIndex,
       simulateFailure: simulate?.fail,
       fieldOf: Array.isArray(msg.payload) ? undefined : () => 'msg.payload',
+      chunking:
+        config.chunking === 'off'
+          ? undefined
+          : { mode: config.chunking, size: config.chunkSize, overlap: config.chunkOverlap, unit: config.chunkUnit },
     };
     if (runsAsJob(config.background, items)) {
       // Durable before this returns; the message completes when the job ends.

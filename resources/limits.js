@@ -31,6 +31,16 @@ window.VectorPipelineLimits = {
       "min": 1,
       "max": 10000
     },
+    "chunkSize": {
+      "integer": true,
+      "min": 1,
+      "max": 100000
+    },
+    "chunkOverlap": {
+      "integer": true,
+      "min": 0,
+      "max": 99999
+    },
     "gatherMs": {
       "integer": true,
       "min": 0,

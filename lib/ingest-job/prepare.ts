@@ -12,6 +12,7 @@ import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/docu
 import { ID_HASH_SLICE_CHARS, checkItems, lastOfEachId, nothingWritten, textId, vectorId, type IngestOptions, type Store } from '../operations';
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
+import { checkChunkOptions, chunkItems, sourcesStartingIn } from '../chunking';
 import { spoolFileName, writeSpool, type SpoolBatch, type SpooledDocument } from './spool';
 
 /**
@@ -35,14 +36,6 @@ export function runsAsJob(background: 'auto' | 'always' | 'never', items: readon
 /** The direct ingest's options, plus the job's id. */
 export interface NewJobOptions extends IngestOptions {
   jobId: string;
-  /**
-   * Documents (ids assigned) to the pieces written, e.g. chunks; absent: written
-   * whole. `replaceOf` then names, per batch, the sources whose old pieces go first.
-   */
-  split?: {
-    pieces(docs: SpooledDocument[], fieldOf: (index: number) => string, slicer: WorkSlicer): Promise<SpooledDocument[]>;
-    replaceOf(batch: SpooledDocument[]): string[];
-  };
   /** Epoch ms when the message arrived. */
   now?: number;
 }
@@ -56,7 +49,7 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   const startedAt = options.now ?? Date.now();
   const t0 = performance.now();
   const { backend, embedder } = store;
-  const { collection } = options;
+  const { collection, chunking } = options;
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
   if (options.simulateFailure !== undefined && backend.name !== 'memory') {
     throw new VectorStoreError(
@@ -67,9 +60,11 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   const slicer = new WorkSlicer();
   let pieces: SpooledDocument[];
   try {
+    if (chunking) checkChunkOptions(chunking);
     await checkItems(items, fieldOf, slicer);
     const docs = await withIds(items, slicer);
-    pieces = options.split ? await options.split.pieces(docs, fieldOf, slicer) : docs;
+    // Chunks after the ids: a chunk's id and source are its document's id (lib/chunking.ts).
+    pieces = chunking ? (await chunkItems(docs, chunking, fieldOf, slicer)).map(({ input: _input, ...piece }) => piece) : docs;
     pieces = lastOfEachId(pieces);
     checkGivenVectors(pieces, backend.name, embedder.dimensions);
     await checkCollection(store, collection, options.createCollection, dimensionsOf(pieces, embedder.dimensions));
@@ -80,7 +75,8 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   const batches: SpoolBatch[] = [];
   for (let start = 0; start < pieces.length; start += options.batchSize) {
     const docs = pieces.slice(start, start + options.batchSize);
-    const replace = options.split?.replaceOf(docs) ?? [];
+    // A chunked document's old chunks go before its first new chunk is written: no stale chunk is left.
+    const replace = chunking ? sourcesStartingIn(docs) : [];
     batches.push(replace.length > 0 ? { docs, replace } : { docs });
   }
   const spool = spoolFileName(options.jobId);

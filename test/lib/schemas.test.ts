@@ -163,6 +163,9 @@ describe('schemas', () => {
   });
 
   describe('ingestConfigSchema', () => {
+    // The chunking defaults (its own checks: test/lib/chunking.test.ts).
+    const CHUNKING_OFF = { chunking: 'off', chunkSize: 1000, chunkOverlap: 200, chunkUnit: 'characters' };
+
     it('applies defaults', () => {
       should(parseIngestConfig(nodeDef({}))).eql({
         collection: '',
@@ -172,13 +175,14 @@ describe('schemas', () => {
         buildIndex: true,
         gatherMs: 0,
         background: 'auto',
+        ...CHUNKING_OFF,
       });
     });
 
     it('coerces and validates', () => {
       should(
         parseIngestConfig({ collection: ' docs ', batchSize: '250', createCollection: 'false', buildIndex: false }),
-      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, gatherMs: 0, background: 'auto' });
+      ).eql({ collection: 'docs', operation: 'upsert', batchSize: 250, createCollection: false, buildIndex: false, gatherMs: 0, background: 'auto', ...CHUNKING_OFF });
       should(parseIngestConfig({ gatherMs: '500' }).gatherMs).equal(500);
       should(invalid(() => parseIngestConfig({ gatherMs: 60001 }))).equal('gatherMs must be an integer between 0 and 60000 (got 60001)');
       should(parseIngestConfig({ operation: 'delete' }).operation).equal('delete');

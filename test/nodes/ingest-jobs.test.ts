@@ -63,6 +63,27 @@ describe('vector-ingest background jobs (memory store)', function () {
     should(typeof (await large).jobId).equal('string');
   });
 
+  it('a job chunks too: a long Markdown document re-ingested after an edit leaves no stale chunk', async () => {
+    await loadFlow(flow({ batchSize: 5, chunking: 'markdown', chunkSize: 120, chunkOverlap: 20 }));
+    const section = (n: number, words: number) => `## Part ${n}\n\n` + Array.from({ length: words }, (_, i) => `word${n}x${i}`).join(' ') + '.\n\n';
+    const long = '# Guide\n\n' + Array.from({ length: 12 }, (_, n) => section(n, 40)).join('');
+    const first = nextMessage('written');
+    helper.getNode('ingest').receive({ payload: { id: 'guide.md', text: long } });
+    const one = (await first).payload;
+    should(one.documents).equal(1);
+    should(one.chunks).be.above(20);
+    should(one.ids[0]).equal('guide.md#0');
+    const edited = '# Guide\n\n' + section(0, 10);
+    const second = nextMessage('written');
+    helper.getNode('ingest').receive({ payload: { id: 'guide.md', text: edited } });
+    const two = (await second).payload;
+    should(two.chunks).be.below(one.chunks);
+    should(two.totalCount).equal(two.chunks); // the old chunks beyond the new ones are gone
+    should((await backendOf().stats('docs')).documentCount).equal(two.chunks);
+    const hits = await backendOf().query('docs', { vector: new Float32Array(64).fill(0.1), topK: 100 });
+    should(hits.every((h: { metadata: { source: string; of: number } }) => h.metadata.source === 'guide.md' && h.metadata.of === two.chunks)).be.true();
+  });
+
   it('bad input fails at once, naming the document, and starts no job', async () => {
     await loadFlow(flow());
     const failed = nextMessage('errors');
