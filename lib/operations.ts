@@ -84,12 +84,7 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
   const started = performance.now();
   const { backend } = store;
   const { collection } = options;
-  if (options.simulateFailure !== undefined && backend.name !== 'memory') {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `msg.simulate only works with the memory backend; the store of collection "${collection}" is ${backend.name}. Remove msg.simulate.`,
-    );
-  }
+  checkSimulate(store.backend.name, options.collection, options.simulateFailure);
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
 
   const { chunking } = options;
@@ -150,25 +145,24 @@ export async function ingestDocuments(store: Store, items: IngestItem[], options
  * message knows its ids.
  */
 export async function checkIngestInput(store: Store, items: IngestItem[], options: Pick<IngestOptions, 'collection' | 'simulateFailure' | 'fieldOf'>): Promise<IngestItem[]> {
-  if (options.simulateFailure !== undefined && store.backend.name !== 'memory') {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `msg.simulate only works with the memory backend; the store of collection "${options.collection}" is ${store.backend.name}. Remove msg.simulate.`,
-    );
-  }
+  checkSimulate(store.backend.name, options.collection, options.simulateFailure);
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
   const slicer = new WorkSlicer();
   try {
     await checkItems(items, fieldOf, slicer);
-    const withIds: IngestItem[] = [];
-    for (const item of items) {
-      if (item.id !== undefined) withIds.push(item);
-      else if (item.text === undefined) withIds.push({ ...item, id: vectorId(item.vector ?? []) });
-      else withIds.push({ ...item, id: item.text.length <= ID_HASH_SLICE_CHARS ? stableId(item.text) : await textId(item.text, slicer) });
-    }
-    return withIds;
+    return await withIds(items, slicer);
   } catch (err) {
     throw nothingWritten(err);
+  }
+}
+
+/** msg.simulate (a simulated indexing failure) is for the memory backend only. */
+export function checkSimulate(backendName: string, collection: string, simulateFailure: string | undefined): void {
+  if (simulateFailure !== undefined && backendName !== 'memory') {
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `msg.simulate only works with the memory backend; the store of collection "${collection}" is ${backendName}. Remove msg.simulate.`,
+    );
   }
 }
 
@@ -247,7 +241,8 @@ function checkVectors(docs: VectorDocument[], items: IngestItem[], fieldOf: (i: 
  * Every item with its id: the given one, else the stable hash of its text (or of
  * its vector, for a document without text).
  */
-async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<IdentifiedItem[]> {
+/** Every item with its id: given, or the stable hash of its text (of its vector when it has no text). */
+export async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<IdentifiedItem[]> {
   const identified: IdentifiedItem[] = [];
   for (const item of items) {
     const { text } = item;

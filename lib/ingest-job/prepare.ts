@@ -7,9 +7,8 @@
  */
 import * as path from 'node:path';
 import { VectorStoreError } from '../errors';
-import { stableId } from '../ids';
 import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/documents';
-import { ID_HASH_SLICE_CHARS, checkItems, lastOfEachId, nothingWritten, textId, vectorId, type IngestOptions, type Store } from '../operations';
+import { checkItems, checkSimulate, lastOfEachId, nothingWritten, withIds, type IngestOptions, type Store } from '../operations';
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { checkChunkOptions, chunkItems, sourcesStartingIn } from '../chunking';
@@ -51,12 +50,7 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   const { backend, embedder } = store;
   const { collection, chunking } = options;
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
-  if (options.simulateFailure !== undefined && backend.name !== 'memory') {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `msg.simulate only works with the memory backend; the store of collection "${collection}" is ${backend.name}. Remove msg.simulate.`,
-    );
-  }
+  checkSimulate(backend.name, collection, options.simulateFailure);
   const slicer = new WorkSlicer();
   let pieces: SpooledDocument[];
   try {
@@ -99,20 +93,6 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
     offset,
     spoolMs: Math.round(performance.now() - t0),
   });
-}
-
-/** Every item with its id: given, or the stable hash of its text (of its vector when it has no text). */
-async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<SpooledDocument[]> {
-  const docs: SpooledDocument[] = [];
-  for (const item of items) {
-    const { text } = item;
-    const id =
-      item.id ??
-      (text === undefined ? vectorId(item.vector as number[]) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
-    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
-    docs.push({ ...item, id });
-  }
-  return docs;
 }
 
 /** The vector size the job will write: a given vector's, else the embedder's when it is known up front. */

@@ -71,7 +71,7 @@ export class JobRun {
   constructor(
     private readonly host: JobHost,
     /** The job as saved; the run works on a copy and hands back each checkpoint. */
-    private readonly saved: Readonly<IngestJobSpec>,
+    saved: Readonly<IngestJobSpec>,
     private readonly store: JobStore,
     /** Receives every checkpoint the run saves (the triggerer's record). */
     private readonly publish: (spec: IngestJobSpec) => void,
