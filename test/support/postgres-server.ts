@@ -27,6 +27,10 @@ export interface PostgresServer {
   /** postgres://postgres@127.0.0.1:<port>/postgres (trust authentication: no password). */
   url: string;
   port: number;
+  /** Stop the server (as a crash would: immediate) and keep its data directory, for resume(). */
+  halt(): Promise<void>;
+  /** Start it again on the same data directory and port. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -52,6 +56,31 @@ export async function startPostgresServer(): Promise<PostgresServer> {
   await run(initFile, initArgs);
 
   const port = await freePort();
+  let server = await launch(dataDir, dir, port).catch(async (err) => {
+    await fs.rm(dir, { recursive: true, force: true });
+    throw err;
+  });
+  let stopped = false;
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    async halt() {
+      await server.stop();
+    },
+    async resume() {
+      server = await launch(dataDir, dir, port);
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.stop();
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Start the postmaster on the data directory and port; stop() ends it and keeps the data. */
+async function launch(dataDir: string, dir: string, port: number): Promise<{ stop(): Promise<void> }> {
   const [file, args] = command('postgres', [
     '-D', dataDir, '-p', String(port), '-k', dir,
     '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=30',
@@ -66,22 +95,19 @@ export async function startPostgresServer(): Promise<PostgresServer> {
   } catch (err) {
     child.kill('SIGKILL');
     await exited;
-    await fs.rm(dir, { recursive: true, force: true });
     throw err;
   }
 
-  let stopped = false;
+  let stopping: Promise<void> | null = null;
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    port,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
+    stop() {
       // pg_ctl stops the postmaster itself (runuser's child), whatever runuser does with signals.
-      const [ctl, ctlArgs] = command('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
-      await run(ctl, ctlArgs).catch(() => child.kill('SIGKILL'));
-      await exited;
-      await fs.rm(dir, { recursive: true, force: true });
+      stopping ??= (async () => {
+        const [ctl, ctlArgs] = command('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+        await run(ctl, ctlArgs).catch(() => child.kill('SIGKILL'));
+        await exited;
+      })();
+      return stopping;
     },
   };
 }
