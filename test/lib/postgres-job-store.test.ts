@@ -52,10 +52,10 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
   });
 
   /** A store of its own (own pool, as one Node-RED process) on `table`. */
-  const storeOn = (table: string, warnings: string[] = [], schema = 'public'): PostgresJobStore => {
+  const storeOn = (table: string, warnings: string[] = [], schema = 'public', callTimeoutMs = 5_000): PostgresJobStore => {
     const store = new PostgresJobStore({
       settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema, table, where: `127.0.0.1:${server.port}/postgres` },
-      callTimeoutMs: 5_000,
+      callTimeoutMs,
       log: { warn: (message) => warnings.push(message) },
     });
     stores.push(store);
@@ -256,6 +256,28 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     warnings[0].should.match(/Wait future .*cannot be read by this version/).and.match(/left in the table/);
     (await store.holders(['future'])).size.should.equal(0); // free for an instance that reads it
     (await store.stats()).should.containEql({ records: 3, unreadable: 1 });
+  });
+
+  it('a table locked by another session: calls end at the deadline as transient TIMEOUTs, and work once the lock is gone', async () => {
+    const table = newTable();
+    await feed(table, 3);
+    const store = storeOn(table, [], 'public', 300);
+    await store.start();
+    const locker = await admin.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE public.${table} IN ACCESS EXCLUSIVE MODE`);
+      for (const call of [() => store.claim('a', ['sensor-1'], 10, LONG_LEASE_MS), () => store.heartbeat('a', LONG_LEASE_MS), () => store.stats()]) {
+        const err = await call().then(() => null, (e: unknown) => e as VectorStoreError);
+        should(err).be.instanceOf(VectorStoreError);
+        err!.should.containEql({ code: 'TIMEOUT', transient: true });
+        err!.message.should.match(/did not answer within 0\.3 s/).and.match(/statement_timeout|lock_timeout/);
+      }
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    (await store.claim('a', ['sensor-1'], 10, LONG_LEASE_MS)).should.have.length(3);
   });
 
   it('the database restarted mid-run: calls fail as transient meanwhile, then work again, and nothing is lost', async () => {
