@@ -138,7 +138,7 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     const fed = await feed(table, 10);
     const [a, b, c] = [storeOn(table), storeOn(table), storeOn(table)];
     await Promise.all([a.start(), b.start(), c.start()]);
-    const leaseMs = 1_500;
+    const leaseMs = 2_000;
     ids(await a.claim('a', ['sensor-1'], 100, leaseMs)).sort().should.eql([...fed].sort());
 
     // Renewed back to back for more than two lease times: B never gets one.
@@ -184,9 +184,10 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     const [id] = await feed(table, 1);
     const [a, b] = [storeOn(table), storeOn(table)];
     await Promise.all([a.start(), b.start()]);
-    await a.claim('a', ['sensor-1'], 1, SHORT_LEASE_MS);
+    await a.claim('a', ['sensor-1'], 1, LONG_LEASE_MS);
     (await a.markFinal(id, 'a', final)).should.be.true();
-    // A dies before delivering: no heartbeat, no remove.
+    // Its last heartbeat, then A dies before delivering: no more heartbeats, no remove.
+    (await a.heartbeat('a', SHORT_LEASE_MS)).should.equal(1);
     const [back] = await until('B to claim the delivering record', async () => {
       const claimed = await b.claim('b', ['sensor-1'], 1, LONG_LEASE_MS);
       return claimed.length === 1 ? claimed : null;
