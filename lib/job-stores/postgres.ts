@@ -407,59 +407,71 @@ export class PostgresJobStore {
   }
 
   private error(err: unknown, doing: string): VectorStoreError {
-    if (err instanceof VectorStoreError) return err;
-    const { where, password } = this.settings;
-    const store = `The PostgreSQL job store at ${where}`;
-    const reason = reasonOf(err, password);
-    const cause = redactError(err, [password]);
-    const make = (code: ErrorCode, message: string, transient?: boolean): VectorStoreError =>
-      new VectorStoreError(code, redact(message, [password]), { transient, cause });
-    const state = sqlState(err);
+    return toJobStoreError(err, { where: this.settings.where, password: this.settings.password, callTimeoutMs: this.callTimeoutMs, doing });
+  }
+}
 
-    const timedOut = timeoutKind(err);
-    if (timedOut !== null) {
-      return make(
-        'TIMEOUT',
-        `${store} did not answer within ${Number((this.callTimeoutMs / 1000).toFixed(3))} s while ${doing} (${timedOut}); ` +
-          'it is retried. If it is only slow, raise vectorPipeline.storeTimeout (seconds) in settings.js.',
-        true,
-      );
-    }
-    if (state === '28P01' || state === '28000') {
-      return make(
-        'AUTH',
-        `${store} rejected the login while ${doing} (${reason}). Check the user name in vectorPipeline.jobStore.url and the password ` +
-          '(VECTOR_PIPELINE_JOB_STORE_PASSWORD, vectorPipeline.jobStore.password or PGPASSWORD).',
-      );
-    }
-    if (state === '42501') {
-      return make('AUTH', `${store} refused while ${doing} (${reason}): grant the database user the right to create and use tables in the schema, or use another user.`);
-    }
-    if (state === '3D000') {
-      return make('INVALID_INPUT', `${store} has no such database (${reason}): check the database name at the end of vectorPipeline.jobStore.url.`);
-    }
-    if (state === '22P05' || state === '22021') {
-      return make('INVALID_INPUT', `${store} refused a value while ${doing} (${reason}): PostgreSQL cannot store NUL characters (\\u0000) in JSON; remove them from the message.`);
-    }
-    const transientState =
-      state !== null && (['08', '53', '57', '58'].includes(state.slice(0, 2)) || ['40001', '40P01', '55P03', '55006'].includes(state));
-    if (transientState) {
-      return make('UNAVAILABLE', `${store} is not available right now while ${doing} (${reason}); it is retried.`, true);
-    }
-    if (state !== null) {
-      return make('INTERNAL', `${store} failed while ${doing}: ${reason} (SQLSTATE ${state}).`);
-    }
-    if (/password must be a string|SASL|no password/i.test(reason)) {
-      return make(
-        'AUTH',
-        `${store} asks for a password while ${doing}: set VECTOR_PIPELINE_JOB_STORE_PASSWORD (or vectorPipeline.jobStore.password, or PGPASSWORD).`,
-      );
-    }
-    // Network errors and the client library's own: worth retrying.
+/**
+ * What `pg` threw, as a VectorStoreError: transient for connection problems,
+ * timeouts and a server shutting down or overloaded; the password is removed
+ * from every text, should a server or a library ever echo it.
+ */
+export function toJobStoreError(
+  err: unknown,
+  context: { where: string; password: string | undefined; callTimeoutMs: number; doing: string },
+): VectorStoreError {
+  const { where, password, callTimeoutMs, doing } = context;
+  if (err instanceof VectorStoreError) return err;
+  const store = `The PostgreSQL job store at ${where}`;
+  const reason = reasonOf(err, password);
+  const cause = redactError(err, [password]);
+  const make = (code: ErrorCode, message: string, transient?: boolean): VectorStoreError =>
+    new VectorStoreError(code, redact(message, [password]), { transient, cause });
+  const state = sqlState(err);
+
+  const timedOut = timeoutKind(err);
+  if (timedOut !== null) {
     return make(
-      'UNAVAILABLE',
-      `${store} could not be reached while ${doing} (${reason}). Check that PostgreSQL is running and vectorPipeline.jobStore.url is right; it is retried.`,
+      'TIMEOUT',
+      `${store} did not answer within ${Number((callTimeoutMs / 1000).toFixed(3))} s while ${doing} (${timedOut}); ` +
+        'it is retried. If it is only slow, raise vectorPipeline.storeTimeout (seconds) in settings.js.',
       true,
     );
   }
+  if (state === '28P01' || state === '28000') {
+    return make(
+      'AUTH',
+      `${store} rejected the login while ${doing} (${reason}). Check the user name in vectorPipeline.jobStore.url and the password ` +
+        '(VECTOR_PIPELINE_JOB_STORE_PASSWORD, vectorPipeline.jobStore.password or PGPASSWORD).',
+    );
+  }
+  if (state === '42501') {
+    return make('AUTH', `${store} refused while ${doing} (${reason}): grant the database user the right to create and use tables in the schema, or use another user.`);
+  }
+  if (state === '3D000') {
+    return make('INVALID_INPUT', `${store} has no such database (${reason}): check the database name at the end of vectorPipeline.jobStore.url.`);
+  }
+  if (state === '22P05' || state === '22021') {
+    return make('INVALID_INPUT', `${store} refused a value while ${doing} (${reason}): PostgreSQL cannot store NUL characters (\\u0000) in JSON; remove them from the message.`);
+  }
+  const transientState =
+    state !== null && (['08', '53', '57', '58'].includes(state.slice(0, 2)) || ['40001', '40P01', '55P03', '55006'].includes(state));
+  if (transientState) {
+    return make('UNAVAILABLE', `${store} is not available right now while ${doing} (${reason}); it is retried.`, true);
+  }
+  if (state !== null) {
+    return make('INTERNAL', `${store} failed while ${doing}: ${reason} (SQLSTATE ${state}).`);
+  }
+  if (/password must be a string|SASL|no password/i.test(reason)) {
+    return make(
+      'AUTH',
+      `${store} asks for a password while ${doing}: set VECTOR_PIPELINE_JOB_STORE_PASSWORD (or vectorPipeline.jobStore.password, or PGPASSWORD).`,
+    );
+  }
+  // Network errors and the client library's own: worth retrying.
+  return make(
+    'UNAVAILABLE',
+    `${store} could not be reached while ${doing} (${reason}). Check that PostgreSQL is running and vectorPipeline.jobStore.url is right; it is retried.`,
+    true,
+  );
 }

@@ -3,7 +3,7 @@
 // leases. Leases are short (300 ms) and checked by polling, never by timing.
 import should from 'should';
 import pg from 'pg';
-import { PostgresJobStore, type ClaimedRecord } from '../../lib/job-stores/postgres';
+import { PostgresJobStore, toJobStoreError, type ClaimedRecord } from '../../lib/job-stores/postgres';
 import { VERSION_TABLE } from '../../lib/job-stores/migrations';
 import { createTriggerSpec, type FinalPayload } from '../../lib/trigger';
 import type { WaitRecord } from '../../lib/wait-store';
@@ -305,5 +305,26 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     (await b.stats()).should.containEql({ records: 20, pending: 20, leased: 20 });
     const holders = await b.holders(fed);
     holders.size.should.equal(20);
+  });
+});
+
+describe('PostgreSQL job store errors (what pg throws, as a server echoing the password would throw it: stub errors)', () => {
+  const PASSWORD = 'Sup3r-Secret-Pw';
+  const context = { where: 'db.example:5432/flows', password: PASSWORD, callTimeoutMs: 2000, doing: 'claiming waits' };
+  const pgError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
+
+  it('a refused login is AUTH, not transient, names the settings to check, and never shows the password', () => {
+    const err = toJobStoreError(pgError('28P01', `password authentication failed for user "nodered" (tried ${PASSWORD})`), context);
+    err.should.containEql({ code: 'AUTH', transient: false });
+    err.message.should.match(/db\.example:5432\/flows rejected the login while claiming waits/).and.match(/VECTOR_PIPELINE_JOB_STORE_PASSWORD/);
+    err.message.should.not.containEql(PASSWORD);
+    String((err.cause as Error).message).should.not.containEql(PASSWORD);
+  });
+
+  it('connection problems and a server shutting down are transient', () => {
+    for (const thrown of [pgError('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.5:5432'), pgError('57P01', 'terminating connection due to administrator command'), new Error('Connection terminated unexpectedly')]) {
+      toJobStoreError(thrown, context).should.containEql({ code: 'UNAVAILABLE', transient: true });
+    }
+    toJobStoreError(pgError('42P07', 'relation already exists'), context).should.containEql({ code: 'INTERNAL', transient: false });
   });
 });
