@@ -6,7 +6,8 @@ import pg from 'pg';
 import { PostgresJobStore, toJobStoreError, type ClaimedRecord } from '../../lib/job-stores/postgres';
 import { VERSION_TABLE } from '../../lib/job-stores/migrations';
 import { createTriggerSpec, type FinalPayload } from '../../lib/trigger';
-import type { WaitRecord } from '../../lib/wait-store';
+import type { JobRecord, WaitRecord } from '../../lib/wait-store';
+import { createIngestJobSpec } from '../../lib/ingest-job/spec';
 import { VectorStoreError } from '../../lib/errors';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 import { until } from '../support/until';
@@ -239,6 +240,28 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     should(nul).be.instanceOf(VectorStoreError);
     nul!.should.containEql({ code: 'INVALID_INPUT', transient: false });
     nul!.message.should.match(/NUL characters/);
+  });
+
+  it('an ingest job is kept beside the waits, as kind "ingest-job", and read back with its spec', async () => {
+    const table = newTable();
+    const [a, b] = [storeOn(table), storeOn(table)];
+    await Promise.all([a.start(), b.start()]);
+    const job: JobRecord = {
+      ownerId: 'ingest-1',
+      spec: createIngestJobSpec({
+        jobId: 'job-1', collection: 'docs', spool: 'job-1.jsonl', documents: 10, chunks: 10, batches: 1,
+        createCollection: true, buildIndex: false, startedAt: T0, offset: 0, spoolMs: 1,
+      }),
+      message: { topic: 'big ingest' },
+    };
+    await a.put(job, 'a', LONG_LEASE_MS);
+    await a.put(wait('w'), 'a', LONG_LEASE_MS);
+    const kinds = await admin.query(`SELECT id, kind FROM public.${table} ORDER BY id`);
+    kinds.rows.should.eql([{ id: job.spec.waitId, kind: 'ingest-job' }, { id: 'w', kind: 'wait' }]);
+    await a.release('a');
+    const [back] = await b.claim('b', ['ingest-1'], 10, LONG_LEASE_MS);
+    back.should.containEql({ ownerId: 'ingest-1', state: 'pending', message: { topic: 'big ingest' } });
+    back.spec.should.eql(job.spec);
   });
 
   it('a record of a format this version cannot read stays in the table, unheld, reported once', async () => {
