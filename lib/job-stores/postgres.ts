@@ -53,7 +53,7 @@ export interface PostgresJobStoreStats {
   delivering: number;
   /** Records with a live lease, any holder. */
   leased: number;
-  /** Statements this store sent (for the benchmark's statements per second). */
+  /** Statements of this store's calls, migrations aside (for the benchmark's statements per second). */
   statements: number;
   /** Records this version cannot read, left in the table. */
   unreadable: number;
@@ -89,6 +89,13 @@ function loadPg(): typeof Pg {
     }
   }
   return pgModule;
+}
+
+/** A lease time the caller computed from the settings: a mistake there is a bug, named plainly. */
+function checkLease(leaseMs: number): void {
+  if (!(Number.isFinite(leaseMs) && leaseMs > 0)) {
+    throw new VectorStoreError('INVALID_INPUT', `A job store lease must be a positive number of milliseconds, not ${String(leaseMs)}: check vectorPipeline.jobStore.leaseSeconds.`);
+  }
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -164,6 +171,7 @@ export class PostgresJobStore {
    * another instance is refused.
    */
   async put(record: DurableRecord, instanceId: string, leaseMs: number): Promise<void> {
+    checkLease(leaseMs);
     this.instances.add(instanceId);
     const id = record.spec.waitId;
     const rows = await this.run<{ id: string }>(
@@ -196,6 +204,7 @@ export class PostgresJobStore {
    * given owners (the nodes it has deployed) that have no live lease, oldest first.
    */
   async claim(instanceId: string, ownerIds: readonly string[], capacity: number, leaseMs: number): Promise<ClaimedRecord[]> {
+    checkLease(leaseMs);
     this.instances.add(instanceId);
     if (ownerIds.length === 0 || capacity < 1) return [];
     const rows = await this.run<WorkRow>(
@@ -232,6 +241,7 @@ export class PostgresJobStore {
 
   /** Renew the live leases of `instanceId`; returns how many. Leases already over are not renewed: another may hold them. */
   async heartbeat(instanceId: string, leaseMs: number): Promise<number> {
+    checkLease(leaseMs);
     this.instances.add(instanceId);
     return this.count(
       `UPDATE ${this.table} SET lease_until = now() + $2::float8 * interval '1 millisecond' WHERE lease_holder = $1 AND lease_until >= now()`,

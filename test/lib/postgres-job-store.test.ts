@@ -240,6 +240,9 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     should(nul).be.instanceOf(VectorStoreError);
     nul!.should.containEql({ code: 'INVALID_INPUT', transient: false });
     nul!.message.should.match(/NUL characters/);
+    const noLease = await a.heartbeat('a', Number.NaN).then(() => null, (e: unknown) => e as VectorStoreError);
+    should(noLease).be.instanceOf(VectorStoreError);
+    noLease!.message.should.match(/lease must be a positive number of milliseconds, not NaN/);
   });
 
   it('an ingest job is kept beside the waits, as kind "ingest-job", and read back with its spec', async () => {
