@@ -261,17 +261,21 @@ export class IngestGatherer {
       for (const entry of entries) entry.reject(failure);
       return;
     }
-    for (const entry of entries) {
+    // With chunking, what was written is chunks "<id>#<n>": each message gets the chunks of its documents.
+    const chunkIds = batch.options.chunking ? chunksByEntry(entries, result.ids) : null;
+    entries.forEach((entry, m) => {
+      const ids = chunkIds ? chunkIds[m] : entry.ids;
       entry.resolve({
         collection: result.collection,
-        ingested: entry.ids.length,
-        ids: entry.ids,
+        ingested: ids.length,
+        ids,
+        ...(chunkIds ? { documents: entry.ids.length, chunks: ids.length } : {}),
         totalCount: result.totalCount,
         batches: result.batches,
         durationMs: Math.round(performance.now() - entry.arrived),
         gathered: entries.length,
       });
-    }
+    });
   }
 
   private changed(): void {
@@ -300,6 +304,22 @@ function batchFailure(err: unknown, messages: number, documents: number, collect
   const code = err instanceof VectorStoreError ? err.code : 'INTERNAL';
   const transient = err instanceof VectorStoreError ? err.transient : true;
   return new VectorStoreError(code, batch + written, { transient, cause: err });
+}
+
+/**
+ * The chunk ids written, per message: a chunk "<source>#<n>" belongs to the message
+ * of its source document (the last message that had it: its version was written).
+ */
+function chunksByEntry(entries: ReadonlyArray<{ ids: string[] }>, written: string[]): string[][] {
+  const entryOf = new Map<string, number>();
+  entries.forEach((entry, m) => entry.ids.forEach((id) => entryOf.set(id, m)));
+  const out: string[][] = entries.map(() => []);
+  for (const id of written) {
+    const hash = id.lastIndexOf('#');
+    const m = entryOf.get(hash === -1 ? id : id.slice(0, hash)) ?? entryOf.get(id);
+    if (m !== undefined) out[m].push(id);
+  }
+  return out;
 }
 
 /** The message's ids once each, in the order ingestDocuments keeps them (the last of a repeated id wins). */

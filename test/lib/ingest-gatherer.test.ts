@@ -244,4 +244,19 @@ describe('ingest gatherer', () => {
     should(s.upserts.map((u) => u.ids[0])).eql(['1', '2', '3', '4', '5']);
     should(s.mostInFlight()).equal(1);
   });
+
+  it('with chunking, each message gets the chunk ids of its own documents', async () => {
+    const { store } = recordedStore();
+    const gatherer = new IngestGatherer({ gatherMs: 10_000 });
+    const chunking = { mode: 'text' as const, size: 20, overlap: 0, unit: 'characters' as const };
+    const long = (word: string) => Array.from({ length: 6 }, () => word).join(' ');
+    const a = gatherer.add(request(store, [{ id: 'a', text: long('alpha') }], { batchSize: 2, chunking }));
+    const b = gatherer.add(request(store, [{ id: 'b', text: long('bravo') }], { batchSize: 2, chunking }));
+    const [ra, rb] = await Promise.all([a, b]);
+    should(ra.ids.length).be.above(1);
+    should(ra.ids.every((id) => id.startsWith('a#'))).be.true();
+    should(rb.ids.every((id) => id.startsWith('b#'))).be.true();
+    should(ra).containEql({ documents: 1, chunks: ra.ids.length, ingested: ra.ids.length, gathered: 2 });
+    await gatherer.close();
+  });
 });
