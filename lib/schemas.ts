@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { VectorStoreError } from './errors';
 import { kindOf } from './backends/values';
+import { MAX_CONCURRENCY } from './embedders/openai';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -31,6 +32,10 @@ export interface StoreConfig {
   embedUrl: string;
   /** openai embedder: model name; '' for hash. */
   embedModel: string;
+  /** openai embedder: texts per request. */
+  embedBatchSize: number;
+  /** openai embedder: requests in flight at once (fewer for a while after rate limits). */
+  embedConcurrency: number;
   /** memory backend: documents indexed per second. */
   indexingRate: number;
   /** memory backend: seconds before indexing of a write starts. */
@@ -457,6 +462,9 @@ export const storeConfigSchema: z.ZodType<StoreConfig> = z
     dimensions: numberField({ integer: true, min: 1, max: 8192 }, 384),
     embedUrl: stringField(),
     embedModel: stringField(),
+    // 2048: the most inputs OpenAI takes in one request.
+    embedBatchSize: numberField({ integer: true, min: 1, max: 2048 }, 64),
+    embedConcurrency: numberField({ integer: true, min: 1, max: MAX_CONCURRENCY }, 4),
     indexingRate: numberField({ above: 0 }, 200),
     indexingDelay: numberField({ min: 0 }, 1),
     persist: booleanField(true),
@@ -587,6 +595,8 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     dimensions: 'Dimensions',
     embedUrl: 'Base URL',
     embedModel: 'Model',
+    embedBatchSize: 'Texts per request',
+    embedConcurrency: 'Requests at once',
     indexingRate: 'Indexing rate',
     indexingDelay: 'Delay',
     persist: 'Keep collections on disk',

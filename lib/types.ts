@@ -190,11 +190,29 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** One retry of an embedding request, as an embedder reports it before waiting. */
+export interface EmbedRetry {
+  /** Why, in a short sentence without secrets: 'HTTP 429: "rate limited"', "network error: ECONNRESET". */
+  reason: string;
+  /** How long the request waits before it is sent again. */
+  delayMs: number;
+  /** Which retry of this request it is: 1 for the first. */
+  attempt: number;
+  /** The embedder's limit of requests at once after this failure (it shrinks on rate limits). */
+  concurrency: number;
+}
+
+export interface EmbedOptions {
+  /** Called for every retry, before the wait; an exception it throws is ignored. */
+  onRetry?(retry: EmbedRetry): void;
+}
+
 /** Turns texts into vectors. */
 export interface Embedder {
   readonly name: string;
   /** Known up front for `hash`; for remote models, learnt from the first answer. */
   readonly dimensions: number | null;
-  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
+  /** One vector per text, in input order. */
+  embed(texts: string[], signal?: AbortSignal, options?: EmbedOptions): Promise<Float32Array[]>;
   close?(): Promise<void>;
 }

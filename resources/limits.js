@@ -8,6 +8,16 @@ window.VectorPipelineLimits = {
       "min": 1,
       "max": 8192
     },
+    "embedBatchSize": {
+      "integer": true,
+      "min": 1,
+      "max": 2048
+    },
+    "embedConcurrency": {
+      "integer": true,
+      "min": 1,
+      "max": 64
+    },
     "indexingRate": {
       "above": 0
     },

@@ -19,7 +19,7 @@
  * the zero vector: it is similar to nothing.
  */
 import { VectorStoreError } from '../errors';
-import type { Embedder } from '../types';
+import type { EmbedOptions, Embedder } from '../types';
 
 const MAX_DIMENSIONS = 8192;
 const UNIGRAM_WEIGHT = 1;
@@ -103,7 +103,8 @@ export class HashEmbedder implements Embedder {
     this.scratch = new Float64Array(dimensions);
   }
 
-  async embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
+  /** Local work: nothing is ever retried, so `options` has nothing to report. */
+  async embed(texts: string[], signal?: AbortSignal, _options?: EmbedOptions): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     let charsSinceYield = 0;
     for (const text of texts) {

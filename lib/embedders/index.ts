@@ -7,7 +7,7 @@ import { HashEmbedder } from './hash';
 import { OpenAIEmbedder } from './openai';
 
 export { HashEmbedder } from './hash';
-export { OpenAIEmbedder, type OpenAIEmbedderOptions } from './openai';
+export { OpenAIEmbedder, type OpenAIEmbedderOptions, type OpenAIEmbedderStats } from './openai';
 
 export interface EmbedderCredentials {
   /** The `embedApiKey` credential; empty means no key. */
@@ -23,6 +23,8 @@ export function createEmbedder(config: StoreConfig, credentials: EmbedderCredent
         baseUrl: config.embedUrl,
         model: config.embedModel,
         apiKey: credentials.embedApiKey || undefined,
+        batchSize: config.embedBatchSize,
+        concurrency: config.embedConcurrency,
       });
   }
 }

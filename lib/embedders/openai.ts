@@ -2,21 +2,31 @@
  * An embedder for any OpenAI-compatible `POST {baseUrl}/embeddings` endpoint
  * (OpenAI, Azure-style proxies, Ollama, vLLM, LocalAI, text-embeddings-inference...).
  *
- * Texts are sent in batches of `batchSize`, one batch at a time, in order.
- * A batch that meets a rate limit (429), a server error (5xx, 408), a network
- * error or a timeout is retried up to `maxRetries` times with exponential
- * backoff and jitter, or after the server's `Retry-After`; then the call fails
- * with a transient UNAVAILABLE error so the caller can retry later. A refused
- * key (401/403) or a refused request (other 4xx) fails at once: retrying would
- * not help. The API key is sent as a bearer token and never appears in a
- * message: a key that cannot go in a header (a line break, a control character)
- * is refused before any request, naming the `embedApiKey` credential, and every
+ * Texts are sent in batches of `batchSize`, up to `concurrency` requests at
+ * once over all calls of the embedder; the vectors come back in input order.
+ * A rate limit (429) or an overloaded service (503) halves the number of
+ * requests allowed at once, which grows back by one after a run of successes
+ * (AIMD, see ./adaptive-limit.ts). A batch that meets a rate limit, a server
+ * error (5xx, 408), a network error or a timeout is retried after the
+ * server's `Retry-After`, else with exponential backoff and jitter: up to
+ * `maxRetries` times, 429s apart up to `maxRateLimitRetries` times (a service
+ * that says "too many" is up, just busy); then the call fails with a transient
+ * UNAVAILABLE error so the caller can retry later. Every retry is reported
+ * through `onRetry` before its wait. A refused key (401/403) or a refused
+ * request (other 4xx) fails at once: retrying would not help. A batch that
+ * fails fails the whole call, and the call's other requests are aborted.
+ *
+ * The API key is sent as a bearer token and never appears in a message: a
+ * key that cannot go in a header (a line break, a control character) is
+ * refused before any request, naming the `embedApiKey` credential, and every
  * error text (the server's, the HTTP client's) is redacted of the key in every
  * form a server may echo it (see ../redact.ts).
  */
+import { setMaxListeners } from 'node:events';
 import { VectorStoreError, messageOf } from '../errors';
 import { redact, redactError, secretProblem } from '../redact';
-import type { Embedder } from '../types';
+import type { EmbedOptions, EmbedRetry, Embedder } from '../types';
+import { AdaptiveLimit, type Permit, type RequestOutcome } from './adaptive-limit';
 
 export interface OpenAIEmbedderOptions {
   /** The API base, e.g. "https://api.openai.com/v1"; "/embeddings" is appended. */
@@ -25,10 +35,14 @@ export interface OpenAIEmbedderOptions {
   apiKey?: string;
   /** Texts per request (default 64). */
   batchSize?: number;
+  /** Requests in flight at once, over all calls (default 4, at most 64); rate limits lower it for a while. */
+  concurrency?: number;
   /** Per request, including reading the answer (default 30000). */
   timeoutMs?: number;
-  /** Retries of one batch after the first attempt (default 4). */
+  /** Retries of one batch after the first attempt (default 4); 429s are counted apart. */
   maxRetries?: number;
+  /** Retries of one batch after a 429 (default 10). */
+  maxRateLimitRetries?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   fetch?: typeof globalThis.fetch;
@@ -36,18 +50,37 @@ export interface OpenAIEmbedderOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
+/** What the embedder has done since it was made. */
+export interface OpenAIEmbedderStats {
+  /** HTTP requests sent, retries included. */
+  requests: number;
+  /** Requests sent again after a failure worth another try. */
+  retries: number;
+  /** Answers 429 or 503. */
+  rateLimited: number;
+  /** Requests allowed in flight at once, now (the configured concurrency, or less after rate limits). */
+  concurrency: number;
+}
+
+/** The most requests one embedder sends at once. */
+export const MAX_CONCURRENCY = 64;
+
 /** What one attempt ended with, when it is worth another try. */
 interface RetryableFailure {
   reason: string;
   retryAfterMs?: number;
+  /** The HTTP status, when there was an answer. */
+  status?: number;
 }
 
 export class OpenAIEmbedder implements Embedder {
   readonly name = 'openai';
   private learntDimensions: number | null = null;
   private closed = false;
-  /** One controller per running `embed` call, so `close()` can stop them all. */
-  private readonly running = new Set<AbortController>();
+  /** Per running `embed` call, its controller and when it has settled, so `close()` can stop them all. */
+  private readonly running = new Map<AbortController, Promise<void>>();
+  private readonly limit: AdaptiveLimit;
+  private readonly counts = { requests: 0, retries: 0, rateLimited: 0 };
 
   private readonly endpoint: string;
   /** The endpoint without credentials or query, safe to put in messages. */
@@ -59,6 +92,7 @@ export class OpenAIEmbedder implements Embedder {
   private readonly batchSize: number;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
+  private readonly maxRateLimitRetries: number;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly fetch: typeof globalThis.fetch;
@@ -77,8 +111,10 @@ export class OpenAIEmbedder implements Embedder {
     this.apiKey = options.apiKey ? options.apiKey : undefined;
     this.keyProblem = secretProblem('embedApiKey', this.apiKey) ?? headerProblem('embedApiKey', this.apiKey);
     this.batchSize = checkedOption('batchSize', options.batchSize ?? 64, 1, true);
+    this.limit = new AdaptiveLimit(checkedOption('concurrency', options.concurrency ?? 4, 1, true, MAX_CONCURRENCY));
     this.timeoutMs = checkedOption('timeoutMs', options.timeoutMs ?? 30_000, 1, false);
     this.maxRetries = checkedOption('maxRetries', options.maxRetries ?? 4, 0, true);
+    this.maxRateLimitRetries = checkedOption('maxRateLimitRetries', options.maxRateLimitRetries ?? 10, 0, true);
     this.minBackoffMs = checkedOption('minBackoffMs', options.minBackoffMs ?? 500, 0, false);
     this.maxBackoffMs = checkedOption('maxBackoffMs', options.maxBackoffMs ?? 20_000, this.minBackoffMs, false);
     this.fetch = options.fetch ?? globalThis.fetch;
@@ -90,44 +126,87 @@ export class OpenAIEmbedder implements Embedder {
     return this.learntDimensions;
   }
 
-  async embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
+  /** Counts since the embedder was made, and the current limit of requests at once. */
+  get stats(): OpenAIEmbedderStats {
+    return { ...this.counts, concurrency: this.limit.limit };
+  }
+
+  async embed(texts: string[], signal?: AbortSignal, options: EmbedOptions = {}): Promise<Float32Array[]> {
     if (this.closed) throw new VectorStoreError('INTERNAL', `the embedder for ${this.where} is closed`);
     if (this.keyProblem !== null) throw new VectorStoreError('INVALID_INPUT', this.keyProblem, { transient: false });
     if (texts.length === 0) return [];
-    // One signal for this call: aborted by the caller's signal or by close().
+    // One signal for this call: aborted by the caller's signal, by close(), or by a failed batch.
     const call = new AbortController();
+    // Each batch in progress listens to it (its request, its wait or its turn): not a leak.
+    setMaxListeners(this.limit.max + 1, call.signal);
     const forward = () => call.abort(signal?.reason);
     if (signal?.aborted) forward();
     signal?.addEventListener('abort', forward, { once: true });
-    this.running.add(call);
+    let settled!: () => void;
+    this.running.set(call, new Promise<void>((resolve) => (settled = resolve)));
     try {
-      const vectors: Float32Array[] = [];
-      for (let start = 0; start < texts.length; start += this.batchSize) {
-        vectors.push(...(await this.embedBatch(texts.slice(start, start + this.batchSize), call.signal)));
-      }
-      return vectors;
+      return await this.embedAll(texts, call, options);
     } catch (err) {
       // The server's and the HTTP client's texts may hold the key, in any form.
       throw redactError(err, [this.apiKey]);
     } finally {
       signal?.removeEventListener('abort', forward);
       this.running.delete(call);
+      settled();
     }
   }
 
-  /** Stops running calls (they reject) and refuses new ones. */
+  /** Stops running calls (they reject) and refuses new ones; resolves once none has a request left. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const call of this.running) call.abort();
+    const settling = [...this.running];
     this.running.clear();
+    for (const [call] of settling) call.abort();
+    await Promise.all(settling.map(([, settled]) => settled));
   }
 
-  private async embedBatch(batch: string[], signal: AbortSignal): Promise<Float32Array[]> {
+  /**
+   * The batches of one call, up to `concurrency` at once (the shared limit
+   * decides how many are really sent). Resolves only once every batch has
+   * ended: the first failure aborts the others, and is thrown once they stopped.
+   */
+  private async embedAll(texts: string[], call: AbortController, options: EmbedOptions): Promise<Float32Array[]> {
+    const vectors = new Array<Float32Array>(texts.length);
+    const batches = Math.ceil(texts.length / this.batchSize);
+    let next = 0;
+    const failure: { error?: unknown; failed: boolean } = { failed: false };
+    const worker = async (): Promise<void> => {
+      while (!failure.failed && next < batches) {
+        const start = next++ * this.batchSize;
+        try {
+          const batchVectors = await this.embedBatch(texts.slice(start, start + this.batchSize), call.signal, options);
+          for (let i = 0; i < batchVectors.length; i++) vectors[start + i] = batchVectors[i];
+        } catch (err) {
+          // Only the first failure counts: the others are the cancellations it caused.
+          if (!failure.failed) {
+            failure.failed = true;
+            failure.error = err;
+            call.abort();
+          }
+          return;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.limit.max, batches) }, worker));
+    if (failure.failed) throw failure.error;
+    return vectors;
+  }
+
+  private async embedBatch(batch: string[], signal: AbortSignal, options: EmbedOptions): Promise<Float32Array[]> {
+    let failures = 0;
+    let rateLimits = 0;
     for (let attempt = 0; ; attempt++) {
       this.throwIfCancelled(signal);
-      const outcome = await this.attempt(batch, signal);
+      const outcome = await this.attemptInSlot(batch, signal, attempt > 0);
       if (Array.isArray(outcome)) return outcome;
-      if (attempt >= this.maxRetries) {
+      // A 429 says the service is up but busy: its retries have their own, larger budget.
+      const giveUp = outcome.status === 429 ? rateLimits++ >= this.maxRateLimitRetries : failures++ >= this.maxRetries;
+      if (giveUp) {
         const tries = attempt + 1;
         throw new VectorStoreError(
           'UNAVAILABLE',
@@ -135,12 +214,49 @@ export class OpenAIEmbedder implements Embedder {
             `(last: ${outcome.reason}): check that it is running and reachable; retry later`,
         );
       }
+      const delayMs = outcome.retryAfterMs ?? this.backoff(attempt);
+      this.counts.retries += 1;
+      this.report(options, { reason: outcome.reason, delayMs, attempt: attempt + 1, concurrency: this.limit.limit });
       try {
-        await this.sleep(outcome.retryAfterMs ?? this.backoff(attempt), signal);
+        await this.sleep(delayMs, signal);
       } catch (err) {
         this.throwIfCancelled(signal);
         throw err;
       }
+    }
+  }
+
+  /** One attempt, once the shared limit gives a slot (a retry goes ahead of new requests); the outcome adapts the limit. */
+  private async attemptInSlot(batch: string[], signal: AbortSignal, retry: boolean): Promise<Float32Array[] | RetryableFailure> {
+    let permit: Permit;
+    try {
+      permit = await this.limit.acquire(signal, retry);
+    } catch (err) {
+      this.throwIfCancelled(signal);
+      throw err;
+    }
+    let outcome: RequestOutcome = 'other';
+    try {
+      this.counts.requests += 1;
+      const result = await this.attempt(batch, signal);
+      if (Array.isArray(result)) outcome = 'success';
+      else if (result.status === 429 || result.status === 503) {
+        outcome = 'rateLimited';
+        this.counts.rateLimited += 1;
+      }
+      return result;
+    } finally {
+      this.limit.release(permit, outcome);
+    }
+  }
+
+  /** Tells the caller of a retry; a listener that throws must not break the call. */
+  private report(options: EmbedOptions, retry: EmbedRetry): void {
+    if (!options.onRetry) return;
+    try {
+      options.onRetry({ ...retry, reason: redact(retry.reason, [this.apiKey]) });
+    } catch {
+      // The listener's problem, not the embedding's.
     }
   }
 
@@ -190,7 +306,7 @@ export class OpenAIEmbedder implements Embedder {
     const serverSays = this.serverMessage(body);
     const httpStatus = `HTTP ${status}${serverSays ? `: "${serverSays}"` : ''}`;
     if (status === 429 || status === 408 || status >= 500) {
-      return { reason: httpStatus, retryAfterMs: this.retryAfterMs(retryAfter) };
+      return { reason: httpStatus, retryAfterMs: this.retryAfterMs(retryAfter), status };
     }
     if (status === 401 || status === 403) {
       // The server's text is not quoted: some echo part of the key.
@@ -353,12 +469,10 @@ function safeUrl(value: string): string {
   }
 }
 
-function checkedOption(name: string, value: number, min: number, integer: boolean): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-    throw new VectorStoreError(
-      'INVALID_INPUT',
-      `${name} of the openai embedder must be ${integer ? 'an integer' : 'a number'} of at least ${min} (got ${value})`,
-    );
+function checkedOption(name: string, value: number, min: number, integer: boolean, max = Infinity): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    const range = max === Infinity ? `of at least ${min}` : `between ${min} and ${max}`;
+    throw new VectorStoreError('INVALID_INPUT', `${name} of the openai embedder must be ${integer ? 'an integer' : 'a number'} ${range} (got ${value})`);
   }
   return value;
 }

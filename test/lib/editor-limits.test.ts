@@ -77,7 +77,7 @@ describe('editor limits generated from lib/schemas.ts', function () {
     should(limits['sample-query'].topK).eql({ integer: true, min: 1, max: 1000 });
     should(limits['deferrable-sensor'].timeout).eql({ above: 0, max: 31_536_000 });
     should(Object.keys(limits['deferrable-sensor']).sort()).eql(['expectedCount', 'maxErrors', 'maxPollInterval', 'pollInterval', 'timeout']);
-    should(Object.keys(limits['vector-store']).sort()).eql(['dimensions', 'indexingDelay', 'indexingRate']);
+    should(Object.keys(limits['vector-store']).sort()).eql(['dimensions', 'embedBatchSize', 'embedConcurrency', 'indexingDelay', 'indexingRate']);
     should(Object.keys(limits['index-health']).sort()).eql(['dimensions', 'expectedCount']);
   });
 

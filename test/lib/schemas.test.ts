@@ -45,6 +45,8 @@ describe('schemas', () => {
         dimensions: 384,
         embedUrl: '',
         embedModel: '',
+        embedBatchSize: 64,
+        embedConcurrency: 4,
         indexingRate: 200,
         indexingDelay: 1,
         persist: true,

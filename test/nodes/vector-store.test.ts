@@ -2,6 +2,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import should from 'should';
 import { catchAll, helper, loadFlow, nextMessage, redeploy, storeConfig, unloadFlow, type FlowNode } from './flow-helper';
+import { startEmbeddingStub } from '../support/embedding-stub';
+import { until } from '../support/until';
 
 const SECRET = 'sk-test-never-show-me';
 
@@ -101,6 +103,50 @@ describe('vector-store config node', function () {
     helper.getNode('ingest').receive({ payload: ['one'] });
     const err = await errors;
     should(err.error.message).match(/"Dimensions" must be/);
+  });
+
+  describe('embedding throughput settings (embedding stub)', function () {
+    const texts = (n: number) => Array.from({ length: n }, (_, i) => `document ${i}`);
+
+    it('passes embedBatchSize and embedConcurrency, as the editor saves them, to the openai embedder', async function () {
+      const stub = await startEmbeddingStub({ hold: true });
+      try {
+        const openai = { embedder: 'openai', embedUrl: stub.url, embedModel: 'stub-model', embedBatchSize: '2', embedConcurrency: '3' };
+        await loadFlow(flow(openai));
+        const out = nextMessage('out');
+        helper.getNode('ingest').receive({ payload: texts(20) });
+        await until('3 requests in flight', async () => stub.stats.inFlight === 3);
+        stub.setOptions({ hold: false });
+        should((await out).payload).match({ ingested: 20, totalCount: 20 });
+        should(stub.stats.requests).equal(10); // 2 texts per request
+        should(stub.stats.maxInFlight).equal(3);
+      } finally {
+        await stub.close();
+      }
+    });
+
+    it('gives a flow saved before these settings 64 texts per request and 4 requests at once', async function () {
+      const stub = await startEmbeddingStub({ hold: true });
+      try {
+        await loadFlow(flow({ embedder: 'openai', embedUrl: stub.url, embedModel: 'stub-model' }));
+        const out = nextMessage('out');
+        helper.getNode('ingest').receive({ payload: texts(300) });
+        await until('4 requests in flight', async () => stub.stats.inFlight === 4);
+        stub.setOptions({ hold: false });
+        should((await out).payload).match({ ingested: 300 });
+        should(stub.stats.requests).equal(5); // 64 + 64 + 64 + 64 + 44
+        should(stub.stats.maxInFlight).equal(4);
+      } finally {
+        await stub.close();
+      }
+    });
+
+    it('names the field of a setting out of range', async function () {
+      await loadFlow(flow({ embedder: 'openai', embedUrl: 'http://127.0.0.1:1/v1', embedModel: 'm', embedConcurrency: '100' }));
+      const errors = nextMessage('errors');
+      helper.getNode('ingest').receive({ payload: ['one'] });
+      should((await errors).error.message).match(/"Requests at once" must be an integer between 1 and 64 \(got "100"\)/);
+    });
   });
 
   it('keeps in-process collections across a redeploy when persist is off', async function () {
