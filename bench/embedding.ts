@@ -1,0 +1,130 @@
+/**
+ * Embedding throughput against a rate-limited service: the OpenAI-compatible
+ * embedder (lib/embedders/openai.ts, `concurrency` requests at once with AIMD
+ * back-off) against the embedding stub (test/support/embedding-stub.ts) run as
+ * a process of its own, so that the stub's work does not share the embedder's
+ * event loop. The stub answers after a set latency and embeds at most
+ * `ratePerSecond` texts per second (a token bucket holding one second of
+ * budget); a request over the budget gets a 429 with Retry-After.
+ *
+ * One `embed()` call of N texts, timed. The bucket starts full, so a warm-up
+ * call first spends that second of budget: the timed call then meets the
+ * limit from its start, and texts per second are compared with the limit.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { OpenAIEmbedder } from '../lib/embedders/openai';
+import { ms } from './measure';
+import { documentText } from './store';
+
+export interface EmbeddingOptions {
+  texts: number;
+  concurrency: number;
+  /** Texts per request (the embedder's batchSize). */
+  batchSize: number;
+  dimensions: number;
+  stub: { ratePerSecond: number; latencyMs: number };
+}
+
+export interface EmbeddingResult {
+  texts: number;
+  concurrency: number;
+  batchSize: number;
+  dimensions: number;
+  stub: { ratePerSecond: number; latencyMs: number };
+  durationMs: number;
+  textsPerSecond: number;
+  /** textsPerSecond / the stub's limit. */
+  ofLimit: number;
+  /** Requests sent, retries (all of them 429s here, unless said otherwise), and the limit of requests at once at the end. */
+  requests: number;
+  retries: number;
+  rateLimited: number;
+  finalConcurrency: number;
+  /** Lowest limit of requests at once reported with a retry during the call. */
+  lowestConcurrency: number;
+  /** What the stub saw: texts answered, and texts answered more than once. */
+  stubTexts: number;
+  stubDuplicates: number;
+}
+
+interface RunningStub {
+  url: string;
+  statsUrl: string;
+  stop(): Promise<void>;
+}
+
+const STUB_CLI = path.join(__dirname, '..', 'test', 'support', 'embedding-stub-cli.ts');
+
+async function startStub(options: Record<string, unknown>): Promise<RunningStub> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', STUB_CLI, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const first = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', (line) => {
+      lines.close();
+      resolve(line);
+    });
+    child.once('exit', (code) => reject(new Error(`The embedding stub exited (code ${code}) before it listened.`)));
+  });
+  const { url, stats } = JSON.parse(first) as { url: string; stats: string };
+  return {
+    url,
+    statsUrl: stats,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function stubStats(statsUrl: string): Promise<{ texts: number; duplicates: number }> {
+  const res = await fetch(statsUrl);
+  const body = (await res.json()) as { texts: number; duplicates: number };
+  return { texts: body.texts, duplicates: body.duplicates };
+}
+
+export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
+  const stub = await startStub({ ...options.stub, dimensions: options.dimensions });
+  const embedder = new OpenAIEmbedder({ baseUrl: stub.url, model: 'stub', batchSize: options.batchSize, concurrency: options.concurrency });
+  try {
+    // Spend the bucket's first second of budget (and warm up the code): see the header.
+    await embedder.embed(Array.from({ length: options.stub.ratePerSecond }, (_, i) => documentText(i, 'warmup')));
+    const before = embedder.stats;
+    const texts = Array.from({ length: options.texts }, (_, i) => documentText(i));
+    let lowestConcurrency = before.concurrency;
+    const started = performance.now();
+    const vectors = await embedder.embed(texts, undefined, {
+      onRetry: (retry) => {
+        lowestConcurrency = Math.min(lowestConcurrency, retry.concurrency);
+      },
+    });
+    const durationMs = performance.now() - started;
+    if (vectors.length !== texts.length) throw new Error(`embed() returned ${vectors.length} vectors for ${texts.length} texts.`);
+    const after = embedder.stats;
+    const textsPerSecond = texts.length / (durationMs / 1000);
+    const seen = await stubStats(stub.statsUrl);
+    return {
+      texts: options.texts,
+      concurrency: options.concurrency,
+      batchSize: options.batchSize,
+      dimensions: options.dimensions,
+      stub: options.stub,
+      durationMs: ms(durationMs),
+      textsPerSecond: Math.round(textsPerSecond),
+      ofLimit: Math.round((textsPerSecond / options.stub.ratePerSecond) * 1000) / 1000,
+      requests: after.requests - before.requests,
+      retries: after.retries - before.retries,
+      rateLimited: after.rateLimited - before.rateLimited,
+      finalConcurrency: after.concurrency,
+      lowestConcurrency,
+      stubTexts: seen.texts - options.stub.ratePerSecond,
+      stubDuplicates: seen.duplicates,
+    };
+  } finally {
+    await embedder.close?.();
+    await stub.stop();
+  }
+}
