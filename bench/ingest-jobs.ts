@@ -31,12 +31,13 @@ import { spoolIngestJob } from '../lib/ingest-job/prepare';
 import type { JobFinalPayload, JobSuccessPayload } from '../lib/ingest-job/spec';
 import type { JobEvent } from '../lib/ingest-job/run';
 import { Triggerer, type JobRecord } from '../lib/triggerer';
-import type { Backend, Embedder, VectorDocument } from '../lib/types';
+import type { Backend, CollectionRef, CollectionStats, CollectionStatus, DeleteResult, Embedder, QueryHit, UpsertResult, VectorDocument } from '../lib/types';
 import { WaitStore } from '../lib/wait-store';
 import { compareInterleaved, median, memoryAfterGc, ms } from './measure';
 import { documentText } from './store';
 
-export type JobStoreName = 'memory' | 'lancedb';
+/** `discard`: keeps nothing (counts the writes), so that memory readings show the runner's own growth, not the store's. */
+export type JobStoreName = 'memory' | 'lancedb' | 'discard';
 
 export type IngestJobsOptions =
   | ({ mode: 'throughput' } & ThroughputOptions)
@@ -100,6 +101,10 @@ export interface MemoryResult {
   /** Highest RSS sampled (every 10 ms) while spooling, and while the batches ran, minus the RSS with the input in memory. */
   spoolPeakGrowth: number;
   runPeakGrowth: number;
+  /** RSS after GC when the spool is written (the batches not yet run), minus the RSS with the input: what the spooling left behind. */
+  retainedAfterSpool: number;
+  /** Highest RSS while the batches ran, minus that reading: the run's own growth. */
+  runGrowthFromItsStart: number;
   /** The larger of the two: the work's own growth (peak minus baseline minus the input). */
   peakGrowth: number;
   /** Highest V8 heap sampled, minus the heap with the input in memory. */
@@ -138,16 +143,54 @@ const OWNER = 'bench-ingest';
 const DESCRIBE: Record<JobStoreName, string> = {
   memory: 'memory store persisted in a temporary directory',
   lancedb: 'embedded @lancedb/lancedb in a temporary directory',
+  discard: 'a store that keeps nothing (counts the documents written)',
 };
+
+/**
+ * A store that keeps nothing but counts: the memory and LanceDB stores hold or
+ * cache what they are given (LanceDB grows by about 4 KB of resident memory per
+ * document written, job or not), which would hide the runner's own memory.
+ */
+class DiscardingBackend implements Backend {
+  readonly name = 'discard';
+  private readonly counts = new Map<string, number>();
+
+  async ensureCollection(collection: string): Promise<void> {
+    if (!this.counts.has(collection)) this.counts.set(collection, 0);
+  }
+  async collectionExists(collection: CollectionRef): Promise<boolean> {
+    return this.counts.has(collection as string);
+  }
+  async upsert(collection: string, docs: VectorDocument[]): Promise<UpsertResult> {
+    const total = (this.counts.get(collection) ?? 0) + docs.length;
+    this.counts.set(collection, total);
+    return { written: docs.length, totalCount: total };
+  }
+  async delete(): Promise<DeleteResult> {
+    throw new Error('The discarding store deletes nothing.');
+  }
+  async status(): Promise<CollectionStatus> {
+    throw new Error('The discarding store has no status.');
+  }
+  async stats(collection: CollectionRef): Promise<CollectionStats> {
+    return { documentCount: this.counts.get(collection as string) ?? 0, indexedCount: 0, dimensions: DIMENSIONS, metric: 'cosine', indexType: 'none' };
+  }
+  async query(): Promise<QueryHit[]> {
+    return [];
+  }
+  async close(): Promise<void> {
+    this.counts.clear();
+  }
+}
 
 async function tempDir(prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
 function openBackend(store: JobStoreName, dir: string): Backend {
-  return store === 'memory'
-    ? new MemoryBackend({ dataDir: dir, indexingRate: 1_000_000, indexingDelay: 0 })
-    : new LanceDbBackend({ path: dir });
+  if (store === 'memory') return new MemoryBackend({ dataDir: dir, indexingRate: 1_000_000, indexingDelay: 0 });
+  if (store === 'lancedb') return new LanceDbBackend({ path: dir });
+  return new DiscardingBackend();
 }
 
 function inputOf(documents: number): Array<{ text: string }> {
@@ -297,10 +340,19 @@ class PeakSampler {
   phase: 'spool' | 'run' = 'spool';
   readonly rss = { spool: 0, run: 0 };
   heap = 0;
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor() {
-    this.timer = setInterval(() => this.sample(), 10);
+    this.resume();
+  }
+
+  pause(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  resume(): void {
+    this.timer ??= setInterval(() => this.sample(), 10);
   }
 
   sample(): void {
@@ -311,7 +363,7 @@ class PeakSampler {
 
   stop(): void {
     this.sample();
-    clearInterval(this.timer);
+    this.pause();
   }
 }
 
@@ -331,11 +383,15 @@ async function memory(options: MemoryOptions): Promise<MemoryResult> {
     const sampler = new PeakSampler();
     const started = performance.now();
     let spoolBytes = 0;
+    let atRunStart = withInput;
     if (job) {
       await job.run(input, 'measured', options.batchSize, async (spool) => {
         sampler.sample();
-        sampler.phase = 'run';
         spoolBytes = (await fs.stat(spool)).size;
+        sampler.pause();
+        atRunStart = memoryAfterGc();
+        sampler.phase = 'run';
+        sampler.resume();
       });
     } else {
       sampler.phase = 'run';
@@ -354,6 +410,8 @@ async function memory(options: MemoryOptions): Promise<MemoryResult> {
       inputHeap: withInput.heapUsed - baseline.heapUsed,
       spoolPeakGrowth: growth(sampler.rss.spool),
       runPeakGrowth: growth(sampler.rss.run),
+      retainedAfterSpool: atRunStart.rss - withInput.rss,
+      runGrowthFromItsStart: Math.max(0, sampler.rss.run - atRunStart.rss),
       peakGrowth: growth(Math.max(sampler.rss.spool, sampler.rss.run)),
       heapPeakGrowth: Math.max(0, sampler.heap - withInput.heapUsed),
       maxRssGrowth: growth(maxRss),
@@ -419,23 +477,25 @@ function startWorker(options: WorkerOptions, onMessage: (message: WorkerMessage)
     child.on('error', reject);
     child.on('exit', (code) => resolve(code));
   });
-  child.send({ options: { mode: 'resume-worker', ...options } });
+  child.send({ options: { ...options, mode: 'resume-worker' } });
   return { done, kill: () => child.kill('SIGKILL') };
 }
 
 async function resume(options: ResumeOptions): Promise<ResumeResult> {
   const dir = await tempDir('bench-jobs-resume-');
+  // Only what a worker needs (never this mode: a worker must not start workers).
+  const worker = { documents: options.documents, batchSize: options.batchSize, dir };
   try {
     const batches = Math.ceil(options.documents / options.batchSize);
     const quarter = Math.ceil(batches / 4);
-    const first = startWorker({ ...options, dir, role: 'first' }, (m) => {
+    const first = startWorker({ ...worker, role: 'first' }, (m) => {
       if (m.kind === 'batch' && m.calls >= quarter) first.kill();
     });
     await first.done;
     const embeddedFirst = readEmbedded(path.join(dir, 'embedded-first.jsonl'));
     const batchesDoneAtKill = lastCheckpoint(path.join(dir, 'waits.jsonl'));
     let result: Extract<WorkerMessage, { kind: 'result' }>['result'] | null = null;
-    const second = startWorker({ ...options, dir, role: 'second' }, (m) => {
+    const second = startWorker({ ...worker, role: 'second' }, (m) => {
       if (m.kind === 'result') result = m.result;
     });
     await second.done;
