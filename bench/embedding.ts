@@ -8,8 +8,8 @@
  * budget); a request over the budget gets a 429 with Retry-After.
  *
  * One `embed()` call of N texts, timed. The bucket starts full, so a warm-up
- * call first spends that second of budget: the timed call then meets the
- * limit from its start, and texts per second are compared with the limit.
+ * call first spends more than that second of budget: the timed call then meets
+ * the limit from its start, and texts per second are compared with the limit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
@@ -56,6 +56,9 @@ interface RunningStub {
   stop(): Promise<void>;
 }
 
+/** The warm-up embeds this many seconds of the stub's budget: more than its bucket holds. */
+const WARMUP_SECONDS_OF_BUDGET = 1.5;
+
 const STUB_CLI = path.join(__dirname, '..', 'test', 'support', 'embedding-stub-cli.ts');
 
 async function startStub(options: Record<string, unknown>): Promise<RunningStub> {
@@ -90,8 +93,10 @@ export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
   const stub = await startStub({ ...options.stub, dimensions: options.dimensions });
   const embedder = new OpenAIEmbedder({ baseUrl: stub.url, model: 'stub', batchSize: options.batchSize, concurrency: options.concurrency });
   try {
-    // Spend the bucket's first second of budget (and warm up the code): see the header.
-    await embedder.embed(Array.from({ length: options.stub.ratePerSecond }, (_, i) => documentText(i, 'warmup')));
+    // Spend the bucket's first second of budget and then some, so that the warm-up ends
+    // waiting for budget and the timed call starts on an empty bucket (see the header).
+    const warmup = Math.round(options.stub.ratePerSecond * WARMUP_SECONDS_OF_BUDGET);
+    await embedder.embed(Array.from({ length: warmup }, (_, i) => documentText(i, 'warmup')));
     const before = embedder.stats;
     const texts = Array.from({ length: options.texts }, (_, i) => documentText(i));
     let lowestConcurrency = before.concurrency;
@@ -120,7 +125,7 @@ export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
       rateLimited: after.rateLimited - before.rateLimited,
       finalConcurrency: after.concurrency,
       lowestConcurrency,
-      stubTexts: seen.texts - options.stub.ratePerSecond,
+      stubTexts: seen.texts - warmup,
       stubDuplicates: seen.duplicates,
     };
   } finally {
