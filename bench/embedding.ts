@@ -28,25 +28,37 @@ export interface EmbeddingOptions {
   stub: { ratePerSecond: number; latencyMs: number };
 }
 
-export interface EmbeddingResult {
-  texts: number;
-  concurrency: number;
-  batchSize: number;
-  dimensions: number;
-  stub: { ratePerSecond: number; latencyMs: number };
+/** One timed embed() call. */
+export interface EmbedRun {
+  /** The embedder's maxRateLimitRetries: its default, or raised to see the throughput past a failure of the default. */
+  maxRateLimitRetries: number | 'default';
+  /** Why the call failed, or absent. */
+  failed?: string;
   durationMs: number;
+  /** Of the texts embedded (all of them, unless the call failed). */
   textsPerSecond: number;
   /** textsPerSecond / the stub's limit. */
   ofLimit: number;
-  /** Requests sent, retries (all of them 429s here, unless said otherwise), and the limit of requests at once at the end. */
+  /** Requests sent, retries (all of them 429s here), and the limit of requests at once at the end. */
   requests: number;
   retries: number;
   rateLimited: number;
   finalConcurrency: number;
   /** Lowest limit of requests at once reported with a retry during the call. */
   lowestConcurrency: number;
-  /** What the stub saw: texts answered, and texts answered more than once. */
-  stubTexts: number;
+  /** The most retries one batch needed (each after a 429). */
+  mostRetriesOfOneBatch: number;
+}
+
+export interface EmbeddingResult {
+  texts: number;
+  concurrency: number;
+  batchSize: number;
+  dimensions: number;
+  stub: { ratePerSecond: number; latencyMs: number };
+  /** With the embedder's defaults; then, if that failed, with maxRateLimitRetries raised. */
+  runs: EmbedRun[];
+  /** Texts the stub answered more than once within one call. */
   stubDuplicates: number;
 }
 
@@ -85,38 +97,52 @@ async function startStub(options: Record<string, unknown>): Promise<RunningStub>
 
 async function stubStats(statsUrl: string): Promise<{ texts: number; duplicates: number }> {
   const res = await fetch(statsUrl);
-  const body = (await res.json()) as { texts: number; duplicates: number };
-  return { texts: body.texts, duplicates: body.duplicates };
+  return (await res.json()) as { texts: number; duplicates: number };
 }
 
-export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
-  const stub = await startStub({ ...options.stub, dimensions: options.dimensions });
-  const embedder = new OpenAIEmbedder({ baseUrl: stub.url, model: 'stub', batchSize: options.batchSize, concurrency: options.concurrency });
+/** Raised retry budget of the second call, when the first (the defaults) fails. */
+const RAISED_RATE_LIMIT_RETRIES = 1_000;
+
+async function timedCall(url: string, options: EmbeddingOptions, maxRateLimitRetries: number | 'default', tag: string): Promise<EmbedRun> {
+  const embedder = new OpenAIEmbedder({
+    baseUrl: url,
+    model: 'stub',
+    batchSize: options.batchSize,
+    concurrency: options.concurrency,
+    ...(maxRateLimitRetries === 'default' ? {} : { maxRateLimitRetries }),
+  });
   try {
     // Spend the bucket's first second of budget and then some, so that the warm-up ends
     // waiting for budget and the timed call starts on an empty bucket (see the header).
     const warmup = Math.round(options.stub.ratePerSecond * WARMUP_SECONDS_OF_BUDGET);
-    await embedder.embed(Array.from({ length: warmup }, (_, i) => documentText(i, 'warmup')));
+    await embedder.embed(Array.from({ length: warmup }, (_, i) => documentText(i, `warmup-${tag}`)));
     const before = embedder.stats;
-    const texts = Array.from({ length: options.texts }, (_, i) => documentText(i));
+    const texts = Array.from({ length: options.texts }, (_, i) => documentText(i, tag));
     let lowestConcurrency = before.concurrency;
+    let mostRetries = 0;
+    let embedded = 0;
+    let failed: string | undefined;
     const started = performance.now();
-    const vectors = await embedder.embed(texts, undefined, {
-      onRetry: (retry) => {
-        lowestConcurrency = Math.min(lowestConcurrency, retry.concurrency);
-      },
-    });
+    try {
+      const vectors = await embedder.embed(texts, undefined, {
+        onRetry: (retry) => {
+          lowestConcurrency = Math.min(lowestConcurrency, retry.concurrency);
+          mostRetries = Math.max(mostRetries, retry.attempt);
+        },
+      });
+      if (vectors.length !== texts.length) throw new Error(`embed() returned ${vectors.length} vectors for ${texts.length} texts.`);
+      embedded = vectors.length;
+    } catch (err) {
+      failed = err instanceof Error ? err.message : String(err);
+    }
     const durationMs = performance.now() - started;
-    if (vectors.length !== texts.length) throw new Error(`embed() returned ${vectors.length} vectors for ${texts.length} texts.`);
     const after = embedder.stats;
-    const textsPerSecond = texts.length / (durationMs / 1000);
-    const seen = await stubStats(stub.statsUrl);
+    // A failed call's texts per second count what the stub had answered by then.
+    if (failed) embedded = (after.requests - before.requests - (after.rateLimited - before.rateLimited)) * options.batchSize;
+    const textsPerSecond = embedded / (durationMs / 1000);
     return {
-      texts: options.texts,
-      concurrency: options.concurrency,
-      batchSize: options.batchSize,
-      dimensions: options.dimensions,
-      stub: options.stub,
+      maxRateLimitRetries,
+      ...(failed ? { failed } : {}),
       durationMs: ms(durationMs),
       textsPerSecond: Math.round(textsPerSecond),
       ofLimit: Math.round((textsPerSecond / options.stub.ratePerSecond) * 1000) / 1000,
@@ -125,11 +151,29 @@ export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
       rateLimited: after.rateLimited - before.rateLimited,
       finalConcurrency: after.concurrency,
       lowestConcurrency,
-      stubTexts: seen.texts - warmup,
-      stubDuplicates: seen.duplicates,
+      mostRetriesOfOneBatch: mostRetries,
     };
   } finally {
     await embedder.close?.();
+  }
+}
+
+export async function run(options: EmbeddingOptions): Promise<EmbeddingResult> {
+  const stub = await startStub({ ...options.stub, dimensions: options.dimensions });
+  try {
+    const runs = [await timedCall(stub.url, options, 'default', 'defaults')];
+    if (runs[0].failed) runs.push(await timedCall(stub.url, options, RAISED_RATE_LIMIT_RETRIES, 'raised'));
+    const seen = await stubStats(stub.statsUrl);
+    return {
+      texts: options.texts,
+      concurrency: options.concurrency,
+      batchSize: options.batchSize,
+      dimensions: options.dimensions,
+      stub: options.stub,
+      runs,
+      stubDuplicates: seen.duplicates,
+    };
+  } finally {
     await stub.stop();
   }
 }

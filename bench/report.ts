@@ -123,9 +123,22 @@ function embeddingSection(e: EmbeddingResult | { skipped: string }): string[] {
     `One \`embed()\` of the OpenAI-compatible embedder against the embedding stub in its own process (${int(e.stub.ratePerSecond)} texts/s, ${e.stub.latencyMs} ms latency, 429 + Retry-After above the budget), ${e.dimensions} dimensions:`,
     '',
     table(
-      ['texts', 'texts per request', 'concurrency: set / lowest / at the end', 'time (ms)', 'texts/s', 'of the limit', 'requests', 'retries (429)', 'texts embedded twice'],
-      [[int(e.texts), e.batchSize, `${e.concurrency} / ${e.lowestConcurrency} / ${e.finalConcurrency}`, e.durationMs, int(e.textsPerSecond), `**${e.ofLimit}**`, int(e.requests), `${int(e.retries)} (${int(e.rateLimited)})`, e.stubDuplicates]],
+      ['maxRateLimitRetries', 'outcome', 'texts', 'concurrency: set / lowest / at the end', 'time (ms)', 'texts/s', 'of the limit', 'requests', 'retries (429)', 'most retries of one batch'],
+      e.runs.map((r) => [
+        r.maxRateLimitRetries === 'default' ? 'default (10)' : int(r.maxRateLimitRetries),
+        r.failed ? `**failed**: ${r.failed}` : 'all embedded',
+        r.failed ? `about ${int((r.textsPerSecond * r.durationMs) / 1000)} of ${int(e.texts)}` : int(e.texts),
+        `${e.concurrency} / ${r.lowestConcurrency} / ${r.finalConcurrency}`,
+        r.durationMs,
+        int(r.textsPerSecond),
+        `**${r.ofLimit}**`,
+        int(r.requests),
+        `${int(r.retries)} (${int(r.rateLimited)})`,
+        r.mostRetriesOfOneBatch,
+      ]),
     ),
+    '',
+    `${e.batchSize} texts per request; texts the stub answered twice within a call: ${e.stubDuplicates}.`,
   ];
 }
 

@@ -195,10 +195,16 @@ function embeddingTarget(e: EmbeddingResult | { skipped: string }): TargetCheck 
   const target = `within ${EMBEDDING_WITHIN * 100}% of the service's limit (texts per second of one embed() call, concurrency 8)`;
   if ('skipped' in e) return { name, target, measured: `not measured: ${e.skipped}`, met: false };
   const atSize = e.texts >= TARGET_EMBEDDING_TEXTS;
+  const [defaults, raised] = e.runs;
+  const figures = (r: typeof defaults) => `${int(r.textsPerSecond)} texts/s of ${int(e.stub.ratePerSecond)} (${r.ofLimit}x; ${int(r.retries)} retries, at most ${r.mostRetriesOfOneBatch} for one batch, concurrency ${e.concurrency} -> ${r.finalConcurrency} at the end)`;
+  const measured = defaults.failed
+    ? `with the defaults the call FAILED (${defaults.failed.split(':')[0]}...: ${defaults.mostRetriesOfOneBatch} retries of one batch)${raised ? `; with maxRateLimitRetries ${int(raised.maxRateLimitRetries as number)}: ${raised.failed ? 'failed too' : figures(raised)}` : ''}`
+    : figures(defaults);
   return {
     name,
     target,
-    measured: `${int(e.textsPerSecond)} texts/s of ${int(e.stub.ratePerSecond)} (${e.ofLimit}x; ${int(e.retries)} retries, concurrency ${e.concurrency} -> ${e.finalConcurrency} at the end)${atSize ? '' : '; quick run: not checked'}`,
-    met: atSize ? Math.abs(e.ofLimit - 1) <= EMBEDDING_WITHIN : null,
+    measured: `${measured}${atSize ? '' : '; quick run: not checked'}`,
+    // The defaults are what users get: a call that fails does not meet the target.
+    met: atSize ? !defaults.failed && Math.abs(defaults.ofLimit - 1) <= EMBEDDING_WITHIN : null,
   };
 }
