@@ -198,7 +198,7 @@ function embeddingTarget(e: EmbeddingResult | { skipped: string }): TargetCheck 
   const [defaults, raised] = e.runs;
   const figures = (r: typeof defaults) => `${int(r.textsPerSecond)} texts/s of ${int(e.stub.ratePerSecond)} (${r.ofLimit}x; ${int(r.retries)} retries, at most ${r.mostRetriesOfOneBatch} for one batch, concurrency ${e.concurrency} -> ${r.finalConcurrency} at the end)`;
   const measured = defaults.failed
-    ? `with the defaults the call FAILED (${defaults.failed.split(':')[0]}...: ${defaults.mostRetriesOfOneBatch} retries of one batch)${raised ? `; with maxRateLimitRetries ${int(raised.maxRateLimitRetries as number)}: ${raised.failed ? 'failed too' : figures(raised)}` : ''}`
+    ? `with the defaults the call FAILED (${/failed \d+ times in a row/.exec(defaults.failed)?.[0] ?? defaults.failed.split('\n')[0]}: ${defaults.mostRetriesOfOneBatch} retries of one batch, all 429s)${raised ? `; with maxRateLimitRetries ${int(raised.maxRateLimitRetries as number)}: ${raised.failed ? 'failed too' : figures(raised)}` : ''}`
     : figures(defaults);
   return {
     name,
