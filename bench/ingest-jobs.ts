@@ -491,7 +491,8 @@ async function resume(options: ResumeOptions): Promise<ResumeResult> {
     const first = startWorker({ ...worker, role: 'first' }, (m) => {
       if (m.kind === 'batch' && m.calls >= quarter) first.kill();
     });
-    await first.done;
+    const code = await first.done;
+    if (code !== null) throw new Error(`The first process ended (code ${code}) before it was killed: nothing to resume.`);
     const embeddedFirst = readEmbedded(path.join(dir, 'embedded-first.jsonl'));
     const batchesDoneAtKill = lastCheckpoint(path.join(dir, 'waits.jsonl'));
     let result: Extract<WorkerMessage, { kind: 'result' }>['result'] | null = null;

@@ -130,6 +130,13 @@ function storeTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[] {
   const full = report.mode === 'full';
   const checks: TargetCheck[] = [];
   const addOnFullRun = (name: string, target: string, measured: string, met: boolean) => checks.push({ name, target, measured, met: full ? met : null });
+  // A store that could not run fails its targets: it is never left out.
+  for (const outcome of report.ingestQuery) {
+    if (isStoreResult(outcome)) continue;
+    for (const what of ['ingest', 'query']) {
+      checks.push({ name: `Node overhead, ${what} (${outcome.backend})`, target: '<= 1.10 (node / direct)', measured: `not measured: ${outcome.skipped}`, met: false });
+    }
+  }
   const stores = report.ingestQuery.filter(isStoreResult);
   // The node's cost is fixed per message: the quick run's small sets overstate the ratio.
   for (const store of stores) {
