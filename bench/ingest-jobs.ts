@@ -148,7 +148,7 @@ const DESCRIBE: Record<JobStoreName, string> = {
 
 /**
  * A store that keeps nothing but counts: the memory and LanceDB stores hold or
- * cache what they are given (LanceDB grows by about 4 KB of resident memory per
+ * cache what they are given (LanceDB grows by 4 to 6 KB of resident memory per
  * document written, job or not), which would hide the runner's own memory.
  */
 class DiscardingBackend implements Backend {
