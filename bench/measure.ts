@@ -101,27 +101,31 @@ export async function until(predicate: () => boolean, timeoutMs: number, what: s
  * goes first (A B, B A, A B, ...), so that the machine's changing load hits both
  * sides of a pair alike. `ratio` is the median of the pairs' ratios a / b, which
  * stays steady on a busy machine where single timings do not; `aMs` and `bMs` are
- * the medians of each side.
+ * the medians of each side. `untimed.before`/`after` run around each timed run,
+ * outside the clock (a fresh store for each, say).
  */
 export async function compareInterleaved(
   repetitions: number,
   a: (rep: number) => Promise<void>,
   b: (rep: number) => Promise<void>,
+  untimed: { before?(side: 'a' | 'b', rep: number): Promise<void>; after?(side: 'a' | 'b', rep: number): Promise<void> } = {},
 ): Promise<{ aMs: number; bMs: number; ratio: number; aRuns: number[]; bRuns: number[] }> {
   const aRuns: number[] = [];
   const bRuns: number[] = [];
-  const timed = async (fn: (rep: number) => Promise<void>, rep: number, into: number[]) => {
+  const timed = async (side: 'a' | 'b', rep: number) => {
+    await untimed.before?.(side, rep);
     const started = performance.now();
-    await fn(rep);
-    into.push(performance.now() - started);
+    await (side === 'a' ? a : b)(rep);
+    (side === 'a' ? aRuns : bRuns).push(performance.now() - started);
+    await untimed.after?.(side, rep);
   };
   for (let rep = 0; rep < repetitions; rep++) {
     if (rep % 2 === 0) {
-      await timed(a, rep, aRuns);
-      await timed(b, rep, bRuns);
+      await timed('a', rep);
+      await timed('b', rep);
     } else {
-      await timed(b, rep, bRuns);
-      await timed(a, rep, aRuns);
+      await timed('b', rep);
+      await timed('a', rep);
     }
   }
   const ratio = median(aRuns.map((x, i) => x / bRuns[i]));

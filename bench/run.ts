@@ -4,10 +4,13 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (a few minutes), writes BENCHMARKS.md
- *   npm run bench -- --quick       under a minute: 1,000 and 10,000 waits, smaller sets
+ *   npm run bench                  full run (about 13 minutes), writes BENCHMARKS.md
+ *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
- *   --backends=memory,lancedb      the stores for ingest and query (default: all)
+ *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
+ *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
+ *                                  ingest-jobs, embedding); their figures go into a block of
+ *                                  their own in BENCHMARKS.md, the last full run's stay
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,7 +23,9 @@ import type { ResumeResult } from './resume';
 import { assertBuilt } from './runtime';
 import type { SearchOptions, SearchResult } from './search';
 import type { StoreOptions, StoreOutcome } from './store';
-import { checkTargets, type BenchReport, type MachineInfo, type WaitsAtSize } from './targets';
+import type { EmbeddingOptions, EmbeddingResult } from './embedding';
+import type { IngestJobsOptions, JobStoreName, MemoryResult, ResumeResult as JobResumeResult, ThroughputResult } from './ingest-jobs';
+import { checkTargets, type BenchReport, type IngestJobsReport, type MachineInfo, type WaitsAtSize } from './targets';
 import type { WaitsOptions, WaitsResult } from './waits';
 
 interface Plan {
@@ -29,7 +34,26 @@ interface Plan {
   nodeRed: NodeRedOptions;
   store: Omit<StoreOptions, 'backend'>;
   search: SearchOptions;
+  ingestJobs: {
+    documents: number;
+    batchSize: number;
+    repetitions: Record<JobRunStore, number>;
+    /** Sizes of the memory readings (the first and the last are compared). */
+    memorySizes: number[];
+    resumeDocuments: number;
+  };
+  embedding: EmbeddingOptions;
 }
+
+/** Every benchmark, by its --only name. */
+const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'embedding'] as const;
+type Benchmark = (typeof BENCHMARKS)[number];
+
+/** The stores ingest jobs run on (the discarding one is for memory readings only). */
+type JobRunStore = Exclude<JobStoreName, 'discard'>;
+const JOB_STORES: JobRunStore[] = ['memory', 'lancedb'];
+
+const EMBEDDING_STUB = { ratePerSecond: 2_000, latencyMs: 20 };
 
 const WAITS_COMMON = { collections: 100, owners: 10, pollIntervalMs: 1000, maxPollIntervalMs: 5000, prepareResume: true };
 
@@ -39,6 +63,8 @@ const FULL: Plan = {
   nodeRed: { messages: 10_000, collections: 10, indexingDelaySeconds: 8, documentsStep: 200, quietMs: 2_000 },
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
+  ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
+  embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
 
 const QUICK: Plan = {
@@ -47,6 +73,8 @@ const QUICK: Plan = {
   nodeRed: { messages: 2_000, collections: 10, indexingDelaySeconds: 2, documentsStep: 40, quietMs: 500 },
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
+  ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
+  embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
 
 const MINUTE = 60_000;
@@ -77,7 +105,12 @@ async function main(): Promise<void> {
   const quick = args.includes('--quick');
   const write = args.includes('--write') || (!quick && !args.includes('--no-write'));
   const plan = quick ? QUICK : FULL;
-  const backends = option(args, 'backends')?.split(',') ?? (quick ? ['memory'] : BACKENDS.map((b) => b.name));
+  const backendsOption = option(args, 'backends')?.split(',');
+  const backends = backendsOption ?? (quick ? ['memory'] : BACKENDS.map((b) => b.name));
+  const only = option(args, 'only')?.split(',');
+  const unknown = only?.filter((name) => !(BENCHMARKS as readonly string[]).includes(name)) ?? [];
+  if (unknown.length > 0) throw new Error(`--only names unknown benchmarks: ${unknown.join(', ')}; known: ${BENCHMARKS.join(', ')}.`);
+  const runs = (name: Benchmark) => !only || only.includes(name);
   assertBuilt();
 
   const loadAverageBefore = Math.round(os.loadavg()[0] * 100) / 100;
@@ -85,7 +118,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
 
   const waits: WaitsAtSize[] = [];
-  for (const size of plan.sizes) {
+  for (const size of runs('waits') ? plan.sizes : []) {
     log(`waits: ${size.toLocaleString('en-US')} concurrent waits`);
     const result = await inChild<WaitsResult>('waits', { ...plan.waits, waits: size }, 5 * MINUTE);
     if (!result.resume) throw new Error('The waits benchmark left no file to resume from.');
@@ -94,20 +127,36 @@ async function main(): Promise<void> {
     waits.push({ ...result, resume });
   }
 
-  log(`node-red: ${plan.nodeRed.messages.toLocaleString('en-US')} messages into one deferrable-sensor`);
-  const nodeRed = await inChild<NodeRedResult>('node-red', plan.nodeRed, 5 * MINUTE);
+  let nodeRed: NodeRedResult | undefined;
+  if (runs('node-red')) {
+    log(`node-red: ${plan.nodeRed.messages.toLocaleString('en-US')} messages into one deferrable-sensor`);
+    nodeRed = await inChild<NodeRedResult>('node-red', plan.nodeRed, 5 * MINUTE);
+  }
 
   const ingestQuery: StoreOutcome[] = [];
-  for (const backend of backends) {
+  for (const backend of runs('store') ? backends : []) {
     log(`ingest and query: ${backend}`);
     ingestQuery.push(await inChild<StoreOutcome>('store', { ...plan.store, backend }, 10 * MINUTE));
   }
 
-  log(`search: memory backend over ${plan.search.vectors.toLocaleString('en-US')} vectors against the dot-product floor`);
-  const search = await inChild<SearchResult>('search', plan.search, 5 * MINUTE);
+  let search: SearchResult | undefined;
+  if (runs('search')) {
+    log(`search: memory backend over ${plan.search.vectors.toLocaleString('en-US')} vectors against the dot-product floor`);
+    search = await inChild<SearchResult>('search', plan.search, 5 * MINUTE);
+  }
+
+  const ingestJobs = runs('ingest-jobs') ? await runIngestJobs(plan.ingestJobs, backendsOption) : undefined;
+
+  let embedding: EmbeddingResult | { skipped: string } | undefined;
+  if (runs('embedding')) {
+    const e = plan.embedding;
+    log(`embedding: one embed() of ${e.texts.toLocaleString('en-US')} texts, concurrency ${e.concurrency}, against a stub of ${e.stub.ratePerSecond.toLocaleString('en-US')} texts/s`);
+    embedding = await inChild<EmbeddingResult>('embedding', e, 3 * MINUTE).catch((err: unknown) => ({ skipped: firstLine(err) }));
+  }
 
   const partial: Omit<BenchReport, 'targets'> = {
     mode: quick ? 'quick' : 'full',
+    ...(only ? { only } : {}),
     command: ['npm run bench', ...(args.length > 0 ? ['--', ...args] : [])].join(' '),
     startedAt,
     durationSeconds: Math.round((performance.now() - started) / 100) / 10,
@@ -116,6 +165,8 @@ async function main(): Promise<void> {
     nodeRed,
     ingestQuery,
     search,
+    ingestJobs,
+    embedding,
   };
   const report: BenchReport = { ...partial, targets: checkTargets(partial) };
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -127,6 +178,40 @@ async function main(): Promise<void> {
   const unchecked = report.targets.filter((t) => t.met === null).length;
   const note = unchecked > 0 ? ` (${unchecked} checked by the full run only)` : '';
   log(missed.length === 0 ? `every target checked is met${note}` : `targets missed: ${missed.map((t) => t.name).join('; ')}${note}`);
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+}
+
+/**
+ * Ingest jobs: throughput per store, memory at each size (job, then the direct
+ * calls), resume after SIGKILL. A store that cannot run is recorded with why,
+ * so that its targets show as not met.
+ */
+async function runIngestJobs(plan: Plan['ingestJobs'], backendsOption: string[] | undefined): Promise<IngestJobsReport> {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const job = <T>(options: IngestJobsOptions, timeoutMs: number) => inChild<T>('ingest-jobs', options, timeoutMs);
+  const stores = JOB_STORES.filter((s) => !backendsOption || backendsOption.includes(s));
+  const throughput: IngestJobsReport['throughput'] = [];
+  for (const store of stores) {
+    log(`ingest jobs: ${n(plan.documents)} documents, job against direct calls, ${store} store`);
+    throughput.push(
+      await job<ThroughputResult>({ mode: 'throughput', store, documents: plan.documents, batchSize: plan.batchSize, repetitions: plan.repetitions[store] }, 20 * MINUTE).catch(
+        (err: unknown) => ({ store, skipped: firstLine(err) }),
+      ),
+    );
+  }
+  const memory: MemoryResult[] = [];
+  for (const documents of plan.memorySizes) {
+    for (const path of ['job', 'direct'] as const) {
+      log(`ingest jobs: memory while ${path === 'job' ? 'a job runs' : 'the direct calls run'}, ${n(documents)} documents`);
+      memory.push(await job<MemoryResult>({ mode: 'memory', store: 'discard', documents, batchSize: plan.batchSize, path }, 5 * MINUTE));
+    }
+  }
+  log(`ingest jobs: kill -9 after a quarter of a ${n(plan.resumeDocuments)}-document job, resume in a new process`);
+  const resume = await job<JobResumeResult>({ mode: 'resume', documents: plan.resumeDocuments, batchSize: plan.batchSize }, 5 * MINUTE);
+  return { stores, throughput, memory, resume };
 }
 
 main().catch((err) => {
