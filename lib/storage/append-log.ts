@@ -407,6 +407,8 @@ interface PendingBatch {
   lines: string[];
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
   receipt: { durable: boolean };
+  /** fsync after writing: false only while every record in it came through `appendWritten`. */
+  sync: boolean;
 }
 
 /** Opens a log file for appending (flags 'a+'). Tests inject disk faults through it. */
@@ -420,7 +422,7 @@ export interface AppendLogOptions {
 }
 
 function newBatch(): PendingBatch {
-  return { lines: [], waiters: [], receipt: { durable: false } };
+  return { lines: [], waiters: [], receipt: { durable: false }, sync: false };
 }
 
 export class AppendLog<R> {
@@ -439,6 +441,8 @@ export class AppendLog<R> {
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
   private needsLeadingNewline = false;
+  /** Records written by `appendWritten` and not yet synced to the disk. */
+  private unsynced = false;
   /** Bytes and writes done, for benchmarks and compaction decisions. */
   bytesWritten = 0;
   writes = 0;
@@ -463,13 +467,25 @@ export class AppendLog<R> {
    * is on disk: code running inside a later file operation (a rewrite's record
    * source) can tell which appends made it, before their promises settle.
    */
-  appendTracked(records: R[]): { written: Promise<void>; receipt: AppendReceipt } {
+  /**
+   * Append one record and resolve once the operating system has it, without
+   * waiting for the disk: it survives the process being killed (kill -9, a
+   * crash of Node-RED), not a power cut. The next `flush()` (or any durable
+   * append after it) syncs it. For frequent progress records whose loss on a
+   * power cut only costs redoing a little work.
+   */
+  appendWritten(record: R): Promise<void> {
+    return this.appendTracked([record], false).written;
+  }
+
+  appendTracked(records: R[], sync = true): { written: Promise<void>; receipt: AppendReceipt } {
     if (this.closed) return { written: Promise.reject(new Error(`log ${this.file} is closed`)), receipt: { durable: false } };
     const batch = this.pending;
     if (records.length === 0) return { written: Promise.resolve(), receipt: { durable: true } };
     // Serialised before anything is queued: a record that cannot be saved throws here, alone.
     const lines = records.map((record) => JSON.stringify(record));
     batch.lines.push(...lines);
+    if (sync) batch.sync = true;
     const written = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     this.scheduleFlush();
     return { written, receipt: batch.receipt };
@@ -486,6 +502,7 @@ export class AppendLog<R> {
       await this.closeHandle();
       const source = typeof records === 'function' ? records() : records;
       this.bytesWritten += await writeFileAtomic(this.file, serialiseInChunks(source));
+      this.unsynced = false; // the new file is synced whole
       this.truncateOnOpen = null;
       this.needsLeadingNewline = false;
       this.writes += 1;
@@ -507,7 +524,7 @@ export class AppendLog<R> {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.pending.lines.length === 0) return this.chain;
+    if (this.pending.lines.length === 0) return this.unsynced ? this.enqueue(() => this.syncWritten()) : this.chain;
     this.flushScheduled = false;
     const batch = this.pending;
     this.pending = newBatch();
@@ -569,7 +586,12 @@ export class AppendLog<R> {
       sizeBefore = this.size;
       const data = (this.needsLeadingNewline ? '\n' : '') + batch.lines.join('\n') + '\n';
       await handle.appendFile(data, 'utf8');
-      await handle.datasync();
+      if (batch.sync) {
+        await handle.datasync();
+        this.unsynced = false;
+      } else {
+        this.unsynced = true;
+      }
       const bytes = Buffer.byteLength(data);
       this.needsLeadingNewline = false;
       this.size += bytes;
@@ -584,6 +606,13 @@ export class AppendLog<R> {
       if (sizeBefore !== null) await this.cutBack(sizeBefore);
       for (const w of batch.waiters) w.reject(err);
     }
+  }
+
+  /** fsync what `appendWritten` wrote since the last sync. */
+  private async syncWritten(): Promise<void> {
+    if (!this.unsynced || !this.handle) return;
+    await this.handle.datasync();
+    this.unsynced = false;
   }
 
   private async cutBack(size: number): Promise<void> {

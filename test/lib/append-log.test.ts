@@ -87,6 +87,32 @@ describe('append log', () => {
   });
 
   describe('AppendLog', () => {
+    it('appendWritten puts the record in the file at once (a killed process keeps it) and leaves the fsync to the next flush', async () => {
+      let syncs = 0;
+      const log = new AppendLog<{ n: number }>(file, {
+        openForAppend: async (f) => {
+          const handle = await fs.open(f, 'a+');
+          const datasync = handle.datasync.bind(handle);
+          handle.datasync = async () => {
+            syncs += 1;
+            return datasync();
+          };
+          return handle;
+        },
+      });
+      await log.append({ n: 1 });
+      should(syncs).equal(1);
+      await log.appendWritten({ n: 2 });
+      await log.appendWritten({ n: 3 });
+      should(syncs).equal(1); // not synced yet...
+      should(await fs.readFile(file, 'utf8')).equal('{"n":1}\n{"n":2}\n{"n":3}\n'); // ...but in the file
+      await log.flush();
+      should(syncs).equal(2);
+      await log.flush();
+      should(syncs).equal(2); // nothing left to sync
+      await log.close();
+    });
+
     it('cuts a failed append off the file, so the next one starts clean (disk fault injected through the file handle)', async () => {
       let failing = false;
       const log = new AppendLog<{ n: number }>(file, {
