@@ -81,6 +81,8 @@ export class OpenAIEmbedder implements Embedder {
   private readonly running = new Map<AbortController, Promise<void>>();
   private readonly limit: AdaptiveLimit;
   private readonly counts = { requests: 0, retries: 0, rateLimited: 0 };
+  /** Requests answered with vectors, by every call: a rate-limited batch sees the service still serves. */
+  private served = 0;
 
   private readonly endpoint: string;
   /** The endpoint without credentials or query, safe to put in messages. */
@@ -200,12 +202,21 @@ export class OpenAIEmbedder implements Embedder {
   private async embedBatch(batch: string[], signal: AbortSignal, options: EmbedOptions): Promise<Float32Array[]> {
     let failures = 0;
     let rateLimits = 0;
+    let rateLimitsInAll = 0;
+    let servedBefore = this.served;
     for (let attempt = 0; ; attempt++) {
       this.throwIfCancelled(signal);
       const outcome = await this.attemptInSlot(batch, signal, attempt > 0);
       if (Array.isArray(outcome)) return outcome;
-      // A 429 says the service is up but busy: its retries have their own, larger budget.
-      const giveUp = outcome.status === 429 ? rateLimits++ >= this.maxRateLimitRetries : failures++ >= this.maxRetries;
+      // A 429 says the service is up but busy: its retries have their own, larger budget,
+      // counted afresh while the service answers other requests meanwhile (this batch only
+      // lost the race for its budget), up to ten times that budget (at least 100) in all.
+      if (outcome.status === 429 && this.served !== servedBefore) rateLimits = 0;
+      servedBefore = this.served;
+      const giveUp =
+        outcome.status === 429
+          ? rateLimits++ >= this.maxRateLimitRetries || rateLimitsInAll++ >= Math.max(100, this.maxRateLimitRetries * 10)
+          : failures++ >= this.maxRetries;
       if (giveUp) {
         const tries = attempt + 1;
         throw new VectorStoreError(
@@ -239,7 +250,10 @@ export class OpenAIEmbedder implements Embedder {
     try {
       this.counts.requests += 1;
       const result = await this.attempt(batch, signal);
-      if (Array.isArray(result)) outcome = 'success';
+      if (Array.isArray(result)) {
+        outcome = 'success';
+        this.served += 1;
+      }
       else if (result.status === 429 || result.status === 503) {
         outcome = 'rateLimited';
         this.counts.rateLimited += 1;

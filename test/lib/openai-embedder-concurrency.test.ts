@@ -200,6 +200,17 @@ describe('OpenAIEmbedder: concurrent requests and rate limits (embedding stub)',
     should(err.message).not.containEql(SECRET);
   });
 
+  it('a batch that keeps losing the race for the budget does not fail while the service serves the others', async () => {
+    // 8 requests at once against 400 texts per second in batches of 10: most retries of one
+    // batch are lost to the other batches taking the tokens first; the call goes on at the limit.
+    stub = await startEmbeddingStub({ ratePerSecond: 400 });
+    const e = embedder({ batchSize: 10, concurrency: 8, maxRateLimitRetries: 3 });
+    const input = texts(1200);
+    checkVectors(input, await e.embed(input));
+    should(stub.stats.rateLimited).be.above(8);
+    should(stub.stats.textsSeen.size).equal(1200);
+  });
+
   it('gives 429s a retry budget of their own (maxRateLimitRetries), then fails as UNAVAILABLE', async () => {
     stub = await startEmbeddingStub({ fail: { text: 'busy', status: 429, message: 'slow down' } });
     const e = embedder({ maxRetries: 0, maxRateLimitRetries: 3, sleep: async () => {} });
