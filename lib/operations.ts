@@ -241,19 +241,24 @@ function checkVectors(docs: VectorDocument[], items: IngestItem[], fieldOf: (i: 
  * Every item with its id: the given one, else the stable hash of its text (or of
  * its vector, for a document without text).
  */
-/** Every item with its id: given, or the stable hash of its text (of its vector when it has no text). */
 export async function withIds(items: IngestItem[], slicer: WorkSlicer): Promise<IdentifiedItem[]> {
   const identified: IdentifiedItem[] = [];
   for (const item of items) {
-    const { text } = item;
-    // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
-    const id =
-      item.id ??
-      (text === undefined ? vectorId(item.vector ?? []) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
-    if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
+    const id = await idOf(item, slicer);
     identified.push(item.id === undefined ? { ...item, id } : (item as IdentifiedItem));
   }
   return identified;
+}
+
+/** One item's id (see withIds), pausing now and then over long texts. */
+export async function idOf(item: IngestItem, slicer: WorkSlicer): Promise<string> {
+  const { text } = item;
+  // Short texts (nearly all) hashed at once: an await per document would cost more than its hash.
+  const id =
+    item.id ??
+    (text === undefined ? vectorId(item.vector ?? []) : text.length <= ID_HASH_SLICE_CHARS ? stableId(text) : await textId(text, slicer));
+  if (text !== undefined && slicer.spend(text.length / 4)) await slicer.pause();
+  return id;
 }
 
 /** Give every item its vector; texts are embedded in one call. */

@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { VectorStoreError } from '../errors';
 import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/documents';
-import { checkItems, checkSimulate, lastOfEachId, nothingWritten, withIds, type IngestOptions, type Store } from '../operations';
+import { checkItems, checkSimulate, idOf, lastOfEachId, nothingWritten, withIds, type IngestOptions, type Store } from '../operations';
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { checkChunkOptions, chunkItems, sourcesStartingIn } from '../chunking';
@@ -52,40 +52,48 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   const fieldOf = options.fieldOf ?? ((i: number) => `msg.payload[${i}]`);
   checkSimulate(backend.name, collection, options.simulateFailure);
   const slicer = new WorkSlicer();
-  let pieces: SpooledDocument[];
+  let pieces: Pieces;
   try {
     if (chunking) checkChunkOptions(chunking);
     await checkItems(items, fieldOf, slicer);
-    const docs = await withIds(items, slicer);
-    // Chunks after the ids: a chunk's id and source are its document's id (lib/chunking.ts).
-    pieces = chunking ? (await chunkItems(docs, chunking, fieldOf, slicer)).map(({ input: _input, ...piece }) => piece) : docs;
-    pieces = lastOfEachId(pieces);
+    if (chunking) {
+      // Chunks after the ids: a chunk's id and source are its document's id (lib/chunking.ts).
+      const chunks = await chunkItems(await withIds(items, slicer), chunking, fieldOf, slicer);
+      pieces = listed(lastOfEachId(chunks.map(({ input: _input, ...piece }) => piece)));
+    } else {
+      pieces = wholeDocuments(items, await idsOf(items, slicer));
+    }
     checkGivenVectors(pieces, backend.name, embedder.dimensions);
     await checkCollection(store, collection, options.createCollection, dimensionsOf(pieces, embedder.dimensions));
   } catch (err) {
     throw nothingWritten(err);
   }
 
-  const batches: SpoolBatch[] = [];
-  for (let start = 0; start < pieces.length; start += options.batchSize) {
-    const docs = pieces.slice(start, start + options.batchSize);
-    // A chunked document's old chunks go before its first new chunk is written: no stale chunk is left.
-    const replace = chunking ? sourcesStartingIn(docs) : [];
-    batches.push(replace.length > 0 ? { docs, replace } : { docs });
+  const batchCount = Math.ceil(pieces.count / options.batchSize);
+  // Built one batch at a time as the spool is written: the input is never copied whole.
+  function* batches(): Generator<SpoolBatch> {
+    for (let start = 0; start < pieces.count; start += options.batchSize) {
+      const docs: SpooledDocument[] = [];
+      for (let k = start; k < Math.min(pieces.count, start + options.batchSize); k++) docs.push(pieces.doc(k));
+      // A chunked document's old chunks go before its first new chunk is written: no stale chunk is left.
+      const replace = chunking ? sourcesStartingIn(docs) : [];
+      yield replace.length > 0 ? { docs, replace } : { docs };
+    }
   }
+  const ids = Array.from({ length: pieces.count }, (_, k) => pieces.id(k));
   const spool = spoolFileName(options.jobId);
   const offset = await writeSpool(
     path.join(jobsDir, spool),
-    { v: 1, jobId: options.jobId, collection, documents: items.length, chunks: pieces.length, batches: batches.length, ids: pieces.map((d) => d.id) },
-    batches,
+    { v: 1, jobId: options.jobId, collection, documents: items.length, chunks: pieces.count, batches: batchCount, ids },
+    batches(),
   );
   return createIngestJobSpec({
     jobId: options.jobId,
     collection,
     spool,
     documents: items.length,
-    chunks: pieces.length,
-    batches: batches.length,
+    chunks: pieces.count,
+    batches: batchCount,
     createCollection: options.createCollection,
     buildIndex: options.buildIndex,
     ...(options.simulateFailure !== undefined ? { simulateFailure: options.simulateFailure } : {}),
@@ -95,34 +103,93 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   });
 }
 
+/**
+ * What a job writes, in order, without copying the input: piece k's id, its
+ * item (text, vector, metadata), and the document the spool holds for it
+ * (made when its batch is written).
+ */
+interface Pieces {
+  readonly count: number;
+  id(k: number): string;
+  item(k: number): IngestItem;
+  doc(k: number): SpooledDocument;
+}
+
+/** Pieces already made (chunks). */
+function listed(docs: SpooledDocument[]): Pieces {
+  return { count: docs.length, id: (k) => docs[k].id, item: (k) => docs[k], doc: (k) => docs[k] };
+}
+
+/**
+ * The input's documents with their ids: one per id, the last one winning (as if
+ * written in order), in the order of the winners, like lastOfEachId.
+ */
+function wholeDocuments(items: IngestItem[], ids: string[]): Pieces {
+  let order: number[] | null = null;
+  if (new Set(ids).size !== ids.length) {
+    const last = new Map<string, number>();
+    ids.forEach((id, i) => {
+      last.delete(id);
+      last.set(id, i);
+    });
+    order = [...last.values()];
+  }
+  const at = (k: number) => (order ? order[k] : k);
+  return {
+    count: order ? order.length : items.length,
+    id: (k) => ids[at(k)],
+    item: (k) => items[at(k)],
+    doc: (k) => ({ ...items[at(k)], id: ids[at(k)] }),
+  };
+}
+
+/** Each item's id (see withIds), without copying the items. */
+async function idsOf(items: IngestItem[], slicer: WorkSlicer): Promise<string[]> {
+  const ids: string[] = [];
+  for (const item of items) ids.push(await idOf(item, slicer));
+  return ids;
+}
+
 /** The vector size the job will write: a given vector's, else the embedder's when it is known up front. */
-function dimensionsOf(docs: SpooledDocument[], embedderDimensions: number | null): number | null {
-  for (const doc of docs) if (doc.vector) return doc.vector.length;
+function dimensionsOf(pieces: Pieces, embedderDimensions: number | null): number | null {
+  for (let k = 0; k < pieces.count; k++) {
+    const vector = pieces.item(k).vector;
+    if (vector) return vector.length;
+  }
   return embedderDimensions;
 }
 
 /** Given vectors all have one size (the embedder's too, when known) and values every store can hold. */
-function checkGivenVectors(docs: SpooledDocument[], backendName: string, embedderDimensions: number | null): void {
-  const first = docs.find((d) => d.vector);
-  if (!first?.vector) return;
-  const dimensions = first.vector.length;
+function checkGivenVectors(pieces: Pieces, backendName: string, embedderDimensions: number | null): void {
+  let first = -1;
+  let needsEmbedding = false;
+  for (let k = 0; k < pieces.count; k++) {
+    if (pieces.item(k).vector) {
+      if (first === -1) first = k;
+    } else {
+      needsEmbedding = true;
+    }
+  }
+  if (first === -1) return;
+  const firstId = pieces.id(first);
+  const dimensions = (pieces.item(first).vector as number[]).length;
   const limit = vectorLimitOf(backendName, dimensions);
-  const needsEmbedding = docs.some((d) => !d.vector);
   if (needsEmbedding && embedderDimensions !== null && embedderDimensions !== dimensions) {
     throw new VectorStoreError(
       'DIMENSION_MISMATCH',
-      `Document "${first.id}" has a vector of ${dimensions} dimensions, but the embedder makes vectors of ${embedderDimensions} for the documents given as text: all documents of one message must have vectors of the same size.`,
+      `Document "${firstId}" has a vector of ${dimensions} dimensions, but the embedder makes vectors of ${embedderDimensions} for the documents given as text: all documents of one message must have vectors of the same size.`,
     );
   }
-  for (const doc of docs) {
-    if (!doc.vector) continue;
-    if (doc.vector.length !== dimensions) {
+  for (let k = 0; k < pieces.count; k++) {
+    const vector = pieces.item(k).vector;
+    if (!vector) continue;
+    if (vector.length !== dimensions) {
       throw new VectorStoreError(
         'DIMENSION_MISMATCH',
-        `Document "${doc.id}" has a vector of ${doc.vector.length} dimensions but document "${first.id}" has ${dimensions}: all documents of one message must have vectors of the same size.`,
+        `Document "${pieces.id(k)}" has a vector of ${vector.length} dimensions but document "${firstId}" has ${dimensions}: all documents of one message must have vectors of the same size.`,
       );
     }
-    checkPortableVector(doc.vector, `the vector of document "${doc.id}"`, limit);
+    checkPortableVector(vector, `the vector of document "${pieces.id(k)}"`, limit);
   }
 }
 
