@@ -243,7 +243,7 @@ class JobSide {
   /** Spool and defer a job; resolves with its final. `onSpooled` gets the spool file once it is written. */
   async run(input: Array<{ text: string }>, collection: string, batchSize: number, onSpooled?: (spool: string) => Promise<void> | void): Promise<JobSuccessPayload> {
     const final = this.nextFinal();
-    const spec = await spoolIngestJob({ backend: this.backend, embedder: this.embedder }, input, this.jobsDir, {
+    const { spec, batches } = await spoolIngestJob({ backend: this.backend, embedder: this.embedder }, input, this.jobsDir, {
       jobId: `job-${collection}`,
       collection,
       batchSize,
@@ -252,7 +252,7 @@ class JobSide {
     });
     await onSpooled?.(path.join(this.jobsDir, spec.spool));
     const record: JobRecord = { ownerId: OWNER, spec, message: { topic: 'bench' } };
-    await this.triggerer.defer(record);
+    await this.triggerer.defer(record, { batches });
     const payload = await final;
     if (payload.ingested !== input.length) throw new Error(`The ingest job wrote ${payload.ingested} of ${input.length} documents.`);
     return payload;

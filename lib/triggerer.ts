@@ -57,6 +57,7 @@ import type { Backend, Embedder } from './types';
 import { isJobRecord, type DurableRecord, type JobRecord, type WaitRecord, type WaitStore, type WaitStoreStats } from './wait-store';
 import { parseIngestJobSpec, type IngestJobSpec } from './ingest-job/spec';
 import { JobRun, type JobEvent, type JobFinalEvent, type JobHost } from './ingest-job/run';
+import type { InMemoryBatches } from './ingest-job/prepare';
 import { markStarting, removeSpool, straySpools } from './ingest-job/spool';
 
 export type { WaitRecord, JobRecord, DurableRecord } from './wait-store';
@@ -176,6 +177,8 @@ interface WaitState {
   final?: FinalEvent | JobFinalEvent;
   /** The final is recorded on disk (or there is no disk): it may be handed over. */
   recorded?: boolean;
+  /** An ingest job's batches from memory, while the input that made it is in this process (never persisted). */
+  batches?: InMemoryBatches;
   /** The latest warning event, for the sidebar; `retrying` until the next progress. */
   warning?: { message: string; at: number; retrying: boolean };
 }
@@ -452,7 +455,7 @@ export class Triggerer {
    * store); it then runs as soon as its owner is attached. Rejects when the
    * record is invalid, its id is already pending, or it cannot be saved.
    */
-  async defer(record: DurableRecord): Promise<void> {
+  async defer(record: DurableRecord, options: { batches?: InMemoryBatches } = {}): Promise<void> {
     this.assertOpen();
     const job = isJobRecord(record);
     const spec = job ? parseIngestJobSpec(record.spec) : parseTriggerSpec(record.spec);
@@ -470,6 +473,7 @@ export class Triggerer {
       throw new VectorStoreError('INTERNAL', `The ingest job for collection "${spec.collection}" cannot run: this runtime has no jobs directory.`);
     }
     const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} } as DurableRecord, run: null, durable: false, pending: false };
+    if (job && options.batches) wait.batches = options.batches;
     // Indexed at once, before it is durable, so that a cancel arriving meanwhile finds it.
     this.index(wait);
     const spool = job && this.jobsDir ? path.join(this.jobsDir, (spec as IngestJobSpec).spool) : null;
@@ -739,9 +743,15 @@ export class Triggerer {
       },
     };
     const { backend, embedder, unavailable } = slot.owner;
-    const run: JobRun = new JobRun(host, wait.record.spec, { backend, embedder, unavailable }, (spec: IngestJobSpec) => {
-      if (wait.run === run) wait.record.spec = spec;
-    });
+    const run: JobRun = new JobRun(
+      host,
+      wait.record.spec,
+      { backend, embedder, unavailable },
+      (spec: IngestJobSpec) => {
+        if (wait.run === run) wait.record.spec = spec;
+      },
+      wait.batches ?? null,
+    );
     wait.run = run;
     run.start();
   }

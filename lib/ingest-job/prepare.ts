@@ -32,6 +32,19 @@ export function runsAsJob(background: 'auto' | 'always' | 'never', items: readon
   return false;
 }
 
+/** A spooled job: its spec, and its batches while the input is in memory. */
+export interface SpooledJob {
+  spec: IngestJobSpec;
+  batches: InMemoryBatches;
+}
+
+/** Batch b of a job, and the spool offset just after it: what a run reads, without the disk. */
+export interface InMemoryBatches {
+  count: number;
+  batch(b: number): SpoolBatch;
+  endOffset(b: number): number;
+}
+
 /** The direct ingest's options, plus the job's id. */
 export interface NewJobOptions extends IngestOptions {
   jobId: string;
@@ -44,7 +57,7 @@ export interface NewJobOptions extends IngestOptions {
  * deferred). Bad input rejects with a sentence naming the field, saying that
  * nothing was written.
  */
-export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir: string, options: NewJobOptions): Promise<IngestJobSpec> {
+export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir: string, options: NewJobOptions): Promise<SpooledJob> {
   const startedAt = options.now ?? Date.now();
   const t0 = performance.now();
   const { backend, embedder } = store;
@@ -70,24 +83,25 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   }
 
   const batchCount = Math.ceil(pieces.count / options.batchSize);
-  // Built one batch at a time as the spool is written: the input is never copied whole.
+  // Built one batch at a time (as the spool is written, and again as the job runs): the input is never copied whole.
+  const batchAt = (b: number): SpoolBatch => {
+    const docs: SpooledDocument[] = [];
+    for (let k = b * options.batchSize; k < Math.min(pieces.count, (b + 1) * options.batchSize); k++) docs.push(pieces.doc(k));
+    // A chunked document's old chunks go before its first new chunk is written: no stale chunk is left.
+    const replace = chunking ? sourcesStartingIn(docs) : [];
+    return replace.length > 0 ? { docs, replace } : { docs };
+  };
   function* batches(): Generator<SpoolBatch> {
-    for (let start = 0; start < pieces.count; start += options.batchSize) {
-      const docs: SpooledDocument[] = [];
-      for (let k = start; k < Math.min(pieces.count, start + options.batchSize); k++) docs.push(pieces.doc(k));
-      // A chunked document's old chunks go before its first new chunk is written: no stale chunk is left.
-      const replace = chunking ? sourcesStartingIn(docs) : [];
-      yield replace.length > 0 ? { docs, replace } : { docs };
-    }
+    for (let b = 0; b < batchCount; b++) yield batchAt(b);
   }
   const ids = Array.from({ length: pieces.count }, (_, k) => pieces.id(k));
   const spool = spoolFileName(options.jobId);
-  const offset = await writeSpool(
+  const layout = await writeSpool(
     path.join(jobsDir, spool),
     { v: 1, jobId: options.jobId, collection, documents: items.length, chunks: pieces.count, batches: batchCount, ids },
     batches(),
   );
-  return createIngestJobSpec({
+  const spec = createIngestJobSpec({
     jobId: options.jobId,
     collection,
     spool,
@@ -98,9 +112,12 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
     buildIndex: options.buildIndex,
     ...(options.simulateFailure !== undefined ? { simulateFailure: options.simulateFailure } : {}),
     startedAt,
-    offset,
+    offset: layout.first,
     spoolMs: Math.round(performance.now() - t0),
   });
+  // The same batches as the spool's, from the input still in memory: the job's first run
+  // in this process reads none of them back from disk (a resumed run after a restart does).
+  return { spec, batches: { count: batchCount, batch: batchAt, endOffset: (b) => layout.ends[b] } };
 }
 
 /**

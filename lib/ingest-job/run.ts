@@ -23,6 +23,7 @@ import { prepareCollection } from '../operations';
 import type { Backend, EmbedRetry, Embedder, VectorDocument } from '../types';
 import { jobProgress, type IngestJobSpec, type JobFailurePayload, type JobFinalPayload, type JobProgressPayload, type JobSuccessPayload } from './spec';
 import { SpoolReader, type SpooledDocument } from './spool';
+import type { InMemoryBatches } from './prepare';
 
 /** How long a job keeps retrying without progress before it fails. */
 export const RETRY_WINDOW_MS = 10 * 60_000;
@@ -75,6 +76,8 @@ export class JobRun {
     private readonly store: JobStore,
     /** Receives every checkpoint the run saves (the triggerer's record). */
     private readonly publish: (spec: IngestJobSpec) => void,
+    /** The job's batches from memory, when the input that made it is still here (see spoolIngestJob). */
+    private readonly inMemory: InMemoryBatches | null = null,
   ) {
     this.spec = { ...saved, runs: saved.runs + 1 };
   }
@@ -103,11 +106,16 @@ export class JobRun {
     }
     this.emitProgress(spec, null, true);
     const reader = new SpoolReader(path.join(this.host.jobsDir, spec.spool), spec.offset);
+    const nextBatch = async () => {
+      const b = spec.batchesDone;
+      if (this.inMemory && b < this.inMemory.count) return { batch: this.inMemory.batch(b), nextOffset: this.inMemory.endOffset(b) };
+      return this.inMemory ? null : reader.next();
+    };
     let prepared = false;
     try {
       for (;;) {
         if (this.stopped) return;
-        const next = await reader.next();
+        const next = await nextBatch();
         if (this.stopped) return;
         if (!next) break;
         const started = this.host.now();

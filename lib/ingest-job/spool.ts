@@ -43,27 +43,42 @@ export function spoolFileName(jobId: string): string {
   return `${jobId.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`;
 }
 
-/** Batches serialised per chunk written: the event loop turns between chunks. */
-const BATCHES_PER_CHUNK = 8;
+/**
+ * Characters of batch lines gathered per chunk written: under V8's large-object
+ * size, so that the chunks are young garbage, collected at once (larger ones pile
+ * up until a full collection: 80 MB more heap for 100,000 documents).
+ */
+const CHUNK_CHARS = 60_000;
+
+/** Where each batch line of a spool ends: the offset a job resumes from after batch k. */
+export interface SpoolLayout {
+  /** Byte offset of the first batch (just after the header). */
+  first: number;
+  /** `ends[k]`: byte offset just after batch k. */
+  ends: number[];
+}
 
 /**
- * Write the spool durably; resolves with the byte offset of the first batch.
- * `batches` is iterated once, lazily. The spool counts as being started (see
- * `markStarting`) until its job is saved: the caller then unmarks it.
+ * Write the spool durably; resolves with where its batches are. `batches` is
+ * iterated once, lazily. The spool counts as being started (see `markStarting`)
+ * until its job is saved: the caller then unmarks it.
  */
-export async function writeSpool(file: string, header: SpoolHeader, batches: Iterable<SpoolBatch>): Promise<number> {
+export async function writeSpool(file: string, header: SpoolHeader, batches: Iterable<SpoolBatch>): Promise<SpoolLayout> {
   const headerLine = JSON.stringify(header) + '\n';
+  const layout: SpoolLayout = { first: Buffer.byteLength(headerLine), ends: [] };
   markStarting(file, true);
   function* chunks(): Generator<string> {
     yield headerLine;
+    let offset = layout.first;
     let chunk = '';
-    let n = 0;
     for (const batch of batches) {
-      chunk += JSON.stringify(batch) + '\n';
-      if (++n === BATCHES_PER_CHUNK) {
+      const line = JSON.stringify(batch) + '\n';
+      offset += Buffer.byteLength(line);
+      layout.ends.push(offset);
+      chunk += line;
+      if (chunk.length >= CHUNK_CHARS) {
         yield chunk;
         chunk = '';
-        n = 0;
       }
     }
     if (chunk.length > 0) yield chunk;
@@ -78,7 +93,7 @@ export async function writeSpool(file: string, header: SpoolHeader, batches: Ite
       { cause: err },
     );
   }
-  return Buffer.byteLength(headerLine);
+  return layout;
 }
 
 /** Bytes read from the spool per read call. */

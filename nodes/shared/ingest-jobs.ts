@@ -93,7 +93,7 @@ export class NodeIngestJobs {
     }
     const jobId = newWaitId();
     this.status.busy(this.text('vector-ingest.status.spooling', { docs: items.length }));
-    const spec = await spoolIngestJob(store, items, jobsDirFor(this.RED), { ...options, jobId });
+    const { spec, batches } = await spoolIngestJob(store, items, jobsDirFor(this.RED), { ...options, jobId });
     const { payload: _documents, ...rest } = msg;
     const { parked, dropped } = parkable(rest);
     if (dropped.length > 0) {
@@ -105,7 +105,7 @@ export class NodeIngestJobs {
     msg.jobId = jobId;
     this.live.set(jobId, { msg, send, done });
     try {
-      await t.defer(record);
+      await t.defer(record, { batches });
     } catch (err) {
       this.live.delete(jobId);
       throw new Error(`The ingest job could not be saved, so it was not started (nothing was written): ${messageOf(err)}`);

@@ -89,8 +89,9 @@ describe('ingest jobs in the triggerer (lib/ingest-job)', function () {
     return t;
   }
 
+  /** Spool and defer a job; its first run takes its batches from memory, as vector-ingest's does. */
   async function newJob(t: Triggerer, n: number, batchSize = 10): Promise<JobRecord> {
-    const spec = await spoolIngestJob({ backend, embedder }, texts(n), jobsDir, {
+    const { spec, batches } = await spoolIngestJob({ backend, embedder }, texts(n), jobsDir, {
       jobId: newWaitId(),
       collection: 'docs',
       batchSize,
@@ -98,7 +99,7 @@ describe('ingest jobs in the triggerer (lib/ingest-job)', function () {
       buildIndex: true,
     });
     const record: JobRecord = { ownerId: 'ingest-1', spec, message: { topic: 't' } };
-    await t.defer(record);
+    await t.defer(record, { batches });
     return record;
   }
 

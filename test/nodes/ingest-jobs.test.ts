@@ -140,19 +140,20 @@ describe('vector-ingest background jobs (memory store)', function () {
     it('a redeploy mid-job resumes it at the first unfinished batch: one final, every document, at most one batch embedded twice', async () => {
       const theFlow = flow({ batchSize: 10 }, slowStore());
       await loadFlow(theFlow);
-      helper.getNode('ingest').receive({ payload: docs(200), topic: 'resume me' });
-      await nextMessage('progress', (m) => m.payload.written >= 50);
+      // Progress comes once a second: 400 documents in batches of 10 at 40 ms a batch run well past it.
+      helper.getNode('ingest').receive({ payload: docs(400), topic: 'resume me' });
+      await nextMessage('progress', (m) => m.payload.written >= 50 && m.payload.written < 400);
       await redeploy(theFlow);
       const written = collect('written');
       await nextMessage('written', () => true, 20_000).catch(() => null);
       await delay(100);
       should(written).have.length(1);
       const out = written[0];
-      should(out.payload).match({ ingested: 200, totalCount: 200, resumed: 1 });
-      should(out.payload.ids).have.length(200);
+      should(out.payload).match({ ingested: 400, totalCount: 400, resumed: 1 });
+      should(out.payload.ids).have.length(400);
       should(out.topic).equal('resume me');
       should(out.payload).not.have.property('status');
-      should(stub.stats.textsSeen.size).equal(200);
+      should(stub.stats.textsSeen.size).equal(400);
       const twice = [...stub.stats.textsSeen.values()].filter((n) => n > 1).length;
       should(twice).be.belowOrEqual(10);
     });
