@@ -24,7 +24,8 @@
  *   accepted before it is lost, no timer is left. After it, `add()` rejects.
  */
 import { VectorStoreError, messageOf } from './errors';
-import { checkIngestInput, ingestDocuments, type IngestOptions, type IngestResult, type Store } from './operations';
+import { ingestDocuments, type IngestOptions, type IngestResult, type Store } from './operations';
+import { checkIngestInput } from './ingest-input';
 import type { IngestItem } from './schemas';
 import type { Backend } from './types';
 

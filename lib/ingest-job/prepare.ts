@@ -8,7 +8,8 @@
 import * as path from 'node:path';
 import { VectorStoreError } from '../errors';
 import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/documents';
-import { checkItems, checkSimulate, idOf, lastOfEachId, nothingWritten, withIds, type IngestOptions, type Store } from '../operations';
+import type { IngestOptions, Store } from '../operations';
+import { checkItems, checkSimulate, idOf, lastOfEachId, nothingWritten, withIds } from '../ingest-input';
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { checkChunkOptions, chunkItems, sourcesStartingIn } from '../chunking';

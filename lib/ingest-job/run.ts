@@ -19,7 +19,7 @@
 import * as path from 'node:path';
 import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { checkPortableVector, vectorLimitOf } from '../backends/documents';
-import { prepareCollection } from '../operations';
+import { prepareCollection } from '../ingest-input';
 import type { Backend, EmbedRetry, Embedder, VectorDocument } from '../types';
 import { jobProgress, type IngestJobSpec, type JobFailurePayload, type JobFinalPayload, type JobProgressPayload, type JobSuccessPayload } from './spec';
 import { SpoolReader, type SpooledDocument } from './spool';
