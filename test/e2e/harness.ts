@@ -4,12 +4,13 @@
 //
 // Everything started here registers a cleanup; call `cleanupAll()` in an after() hook so
 // processes, servers and temp dirs go away even when a test fails.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 // Shared with scripts/start.js: how the package is made visible and how Node-RED is started.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -74,6 +75,8 @@ export async function waitFor<T>(
 }
 
 import { freePort } from '../support/ports';
+
+const runFile = promisify(execFile);
 export { freePort };
 
 interface HttpResult {
@@ -427,6 +430,23 @@ export class Collector {
   clear(): void {
     this.messages.length = 0;
   }
+}
+
+/**
+ * `npm pack` this repository (dist/ must be built: `npm test` builds first) and
+ * `npm install` the tarball into a fresh Node-RED user directory, production
+ * dependencies only, as the palette manager would. Returns the user directory and
+ * where the package was installed.
+ */
+export async function installPackedPackage(): Promise<{ userDir: string; installed: string }> {
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const packDir = await makeTempDir('nr-e2e-pack');
+  const packed = await runFile(npm, ['pack', '--json', '--pack-destination', packDir], { cwd: repoRoot });
+  const tarball = path.join(packDir, JSON.parse(packed.stdout)[0].filename);
+  const userDir = await makeTempDir('nr-e2e-installed');
+  await fsp.writeFile(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', private: true }));
+  await runFile(npm, ['install', tarball, '--no-audit', '--no-fund', '--omit=dev', '--no-package-lock'], { cwd: userDir });
+  return { userDir, installed: path.join(userDir, 'node_modules', ...packageName.split('/')) };
 }
 
 /** Read a flow file (e.g. an example) as an array of nodes. */

@@ -1,13 +1,14 @@
-// A background ingest job on a real Node-RED process survives kill -9: restarted on the
-// same user directory it resumes at its first unfinished batch, loses no document,
-// embeds again at most the batch that was in flight, and sends one final message.
+// A background ingest job on a real Node-RED process, with the package as users get it
+// (npm pack, npm install), survives kill -9: restarted on the same user directory it
+// resumes at its first unfinished batch, loses no document, embeds again at most the
+// batch that was in flight, and sends one final message.
 //
 // Flow: inject -> function (20,000 documents, msg.ticket) -> vector-ingest (background
 // "auto", batches of 100) on a persisted memory store whose embedder is an
-// OpenAI-compatible stub in this test process (a stub: no embedding service runs
-// here) that counts every text it embeds.
+// OpenAI-compatible stub (a stub: no embedding service runs here) in this test
+// process, counting every text it embeds and answering 429 above 1 request at once.
 import should from 'should';
-import { cleanupAll, Collector, startNodeRed, type FlowNode, type NodeRed } from './harness';
+import { cleanupAll, Collector, installPackedPackage, startNodeRed, type FlowNode, type NodeRed } from './harness';
 import { startEmbeddingStub, type EmbeddingStub } from '../support/embedding-stub';
 
 const DOCS = 20_000;
@@ -41,7 +42,7 @@ describe('e2e: a background ingest job survives kill -9', function () {
   after(cleanupAll);
 
   it('resumes after kill -9: every document written once more at most for the batch in flight, one final message, progress with counts and ETA', async () => {
-    const stub = await startEmbeddingStub({ latencyMs: 2 });
+    const stub = await startEmbeddingStub({ latencyMs: 2, maxInFlight: 1, retryAfterSeconds: 0.02 });
     try {
       const collector = await Collector.start();
       const tapped = collector.tap(flows(stub.url), [
@@ -49,7 +50,8 @@ describe('e2e: a background ingest job survives kill -9', function () {
         { label: 'progress', from: INGEST, output: 1 },
         { label: 'caught', from: 'job-catch' },
       ]);
-      nodeRed = await startNodeRed({ flows: tapped });
+      const { userDir } = await installPackedPackage();
+      nodeRed = await startNodeRed({ userDir, packageDir: null, flows: tapped });
       await nodeRed.inject('job-inject');
       const midway = await collector.waitFor(
         (all) => all.find((m) => m.label === 'progress' && m.msg.payload.written >= DOCS / 4),
@@ -60,7 +62,7 @@ describe('e2e: a background ingest job survives kill -9', function () {
       const jobId = midway.msg.jobId as string;
       should(collector.byLabel('written')).have.length(0);
 
-      nodeRed = await startNodeRed({ userDir: nodeRed.userDir });
+      nodeRed = await startNodeRed({ userDir: nodeRed.userDir, packageDir: null });
       const final = await collector.waitFor((all) => all.find((m) => m.label === 'written'), 120_000, 'the final message of the resumed job');
       await new Promise((r) => setTimeout(r, 1500)); // room for a duplicate
       should(collector.byLabel('written')).have.length(1);
@@ -68,6 +70,9 @@ describe('e2e: a background ingest job survives kill -9', function () {
       should(final.msg.jobId).equal(jobId);
       should(final.msg.ticket).equal('T-9');
       should(final.msg.payload).containEql({ collection: 'crash', ingested: DOCS, totalCount: DOCS, documents: DOCS, resumed: 1 });
+      // The service pushed back (429): the retries are counted, and told on output 2.
+      should(stub.stats.rateLimited).be.above(0);
+      should(final.msg.payload.retries).be.above(0);
       should(final.msg.payload.ids).have.length(DOCS);
       should(final.msg.expectedCount).equal(DOCS);
 

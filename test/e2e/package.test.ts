@@ -2,25 +2,20 @@
 // user directory (production dependencies only), then Node-RED loads all five node types
 // and runs both shipped examples.
 import should from 'should';
-import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import {
   cleanupAll,
   Collector,
-  makeTempDir,
+  installPackedPackage,
   packageName,
   readFlowFile,
-  repoRoot,
   startNodeRed,
   type FlowNode,
 } from './harness';
 import { analysePipeline, checkAnswers, questionsOf } from './pipeline-checks';
 
-const run = promisify(execFile);
 const NODE_TYPES = ['vector-store', 'vector-ingest', 'deferrable-sensor', 'index-health', 'sample-query'];
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 /**
  * Give every node id of `flows` that is already taken in `taken` a new id (as the editor
@@ -39,16 +34,8 @@ describe('e2e: packed and installed package', function () {
   after(cleanupAll);
 
   it('installs from the npm tarball, loads all five node types and runs both examples', async () => {
-    // npm pack (dist/ must be built: `npm test` builds first).
-    const packDir = await makeTempDir('nr-e2e-pack');
-    const packed = await run(npm, ['pack', '--json', '--pack-destination', packDir], { cwd: repoRoot });
-    const tarball = path.join(packDir, JSON.parse(packed.stdout)[0].filename);
-
-    // npm install into a fresh user dir, as the palette manager would.
-    const userDir = await makeTempDir('nr-e2e-installed');
-    await fsp.writeFile(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', private: true }));
-    await run(npm, ['install', tarball, '--no-audit', '--no-fund', '--omit=dev', '--no-package-lock'], { cwd: userDir });
-    const installed = path.join(userDir, 'node_modules', ...packageName.split('/'));
+    // npm pack, then npm install into a fresh user dir, as the palette manager would.
+    const { userDir, installed } = await installPackedPackage();
     should((await fsp.lstat(installed)).isSymbolicLink()).be.false();
 
     const nodeRed = await startNodeRed({ userDir, packageDir: null });
