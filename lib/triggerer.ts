@@ -54,7 +54,7 @@ import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
 import { CollectionReadyTrigger, parseTriggerSpec, watchedCollection, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
 import { collectionKey } from './collection-ref';
 import type { Backend, Embedder } from './types';
-import { isJobRecord, type DurableRecord, type JobRecord, type WaitRecord, type WaitStore, type WaitStoreStats } from './wait-store';
+import { isJobRecord, type DurableRecord, type DurableStore, type JobRecord, type WaitRecord, type WaitStoreStats } from './wait-store';
 import { parseIngestJobSpec, type IngestJobSpec } from './ingest-job/spec';
 import { JobRun, type JobEvent, type JobFinalEvent, type JobHost } from './ingest-job/run';
 import type { InMemoryBatches } from './ingest-job/prepare';
@@ -122,8 +122,12 @@ export interface WaitWatcher {
 }
 
 export interface TriggererOptions {
-  /** Where waits are persisted (closed by `close()`); null or absent: in memory only, nothing survives a restart. */
-  waitStore?: WaitStore | null;
+  /**
+   * Where waits are persisted (closed by `close()`): the file store (WaitStore), or a
+   * store several runtimes share (lib/job-stores/shared-work.ts); null or absent: in
+   * memory only, nothing survives a restart.
+   */
+  waitStore?: DurableStore | null;
   /** Where ingest jobs keep their documents (spools); needed to run jobs. */
   jobsDir?: string;
   now?: () => number;
@@ -354,7 +358,7 @@ class RemovalBatch implements Wakeable {
 }
 
 export class Triggerer {
-  private readonly store: WaitStore | null;
+  private readonly store: DurableStore | null;
   private readonly now: () => number;
   private readonly log: { warn(message: string): void };
   private readonly scheduler: Scheduler;
@@ -406,6 +410,11 @@ export class Triggerer {
         this.removeSpoolOf(id, spool);
       }
     });
+    this.store?.bind?.({
+      owners: () => [...this.owners.keys()],
+      adopt: (records) => this.adopt(records),
+      drop: (ids) => this.drop(ids),
+    });
     this.host = {
       scheduler: this.scheduler,
       poll: (run, dueAt) => this.poll(run, dueAt),
@@ -435,6 +444,7 @@ export class Triggerer {
       },
     };
     this.owners.set(ownerId, slot);
+    this.store?.wake?.(); // a shared store looks for this owner's work now
     for (const wait of this.byOwner.get(ownerId) ?? []) {
       if (wait.durable && !wait.run) this.starter.add(wait);
     }
@@ -644,6 +654,32 @@ export class Triggerer {
 
   // -------------------------------------------------------------------------
 
+  /**
+   * Work a shared store leased to this runtime: indexed as if loaded from disk,
+   * started when its owner is attached. A record that had its final committed
+   * (its runtime died before removing it) is redelivered, flagged.
+   */
+  private adopt(records: DurableRecord[]): void {
+    if (this.closing) return;
+    for (const record of records) {
+      if (this.waits.has(record.spec.waitId)) continue;
+      const wait: WaitState = { record, run: null, durable: true, pending: false };
+      this.index(wait);
+      if (this.owners.has(record.ownerId)) this.starter.add(wait);
+    }
+  }
+
+  /** Work whose lease a shared store lost: stopped and forgotten here, kept in the store for its new holder. */
+  private drop(ids: string[]): void {
+    for (const id of ids) {
+      const wait = this.waits.get(id);
+      if (!wait) continue;
+      wait.run?.stop();
+      wait.run = null;
+      this.unindex(wait);
+    }
+  }
+
   private async load(): Promise<void> {
     if (!this.store) return;
     const records = await this.store.load();
@@ -843,7 +879,30 @@ export class Triggerer {
       return;
     }
     const { waitId, collection } = wait.record.spec;
-    const recorded = this.boundedByDisk(this.store.markFinal(waitId, event.payload))
+    const store = this.store;
+    if (store.shared) {
+      // Across runtimes the database decides who ends the wait, once: only a "yes" delivers.
+      // A "no" or no answer: this runtime lost the work; whoever holds it ends it.
+      const decided = store
+        .markFinal(waitId, event.payload)
+        .catch((err) => {
+          this.log.warn(`Could not commit the final of wait ${waitId} (collection "${collection}"); the runtime that holds it next ends it: ${messageOf(err)}`);
+          return false;
+        })
+        .then((mine) => {
+          this.recording.delete(decided);
+          if (!mine) {
+            this.finishing.delete(wait);
+            this.touch(wait);
+            return;
+          }
+          wait.recorded = true;
+          this.handOver(wait);
+        });
+      this.recording.add(decided);
+      return;
+    }
+    const recorded = this.boundedByDisk(store.markFinal(waitId, event.payload))
       .catch((err) => this.log.warn(`Could not record on disk that the final message of wait ${waitId} (collection "${collection}") is being delivered; delivering it anyway: ${messageOf(err)}`))
       .then(() => {
         this.recording.delete(recorded);
@@ -858,16 +917,16 @@ export class Triggerer {
    * FINAL_RECORD_LIMIT_MS the final goes out unrecorded (then a crash could
    * repeat it unflagged; the caller logs why).
    */
-  private boundedByDisk(write: Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  private boundedByDisk<T>(write: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const timer = this.timers.setTimeout(
         () => reject(new Error(`the disk did not confirm the write within ${FINAL_RECORD_LIMIT_MS / 1000} s`)),
         FINAL_RECORD_LIMIT_MS,
       );
       write.then(
-        () => {
+        (value) => {
           this.timers.clearTimeout(timer);
-          resolve();
+          resolve(value);
         },
         (err: unknown) => {
           this.timers.clearTimeout(timer);

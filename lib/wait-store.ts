@@ -91,6 +91,38 @@ export function isJobRecord(record: Readonly<DurableRecord>): record is JobRecor
   return isIngestJobSpec(record.spec);
 }
 
+/**
+ * What the triggerer needs of a durable store: this file store (one runtime), or
+ * a store shared by several runtimes (lib/job-stores/shared-work.ts).
+ */
+export interface DurableStore {
+  readonly stats: WaitStoreStats;
+  load(): Promise<DurableRecord[]>;
+  put(record: DurableRecord): Promise<void>;
+  /** Record that the final is being delivered; false: this runtime must not deliver it (another one holds the work). */
+  markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<boolean>;
+  update(record: DurableRecord): void;
+  save(record: DurableRecord): Promise<void>;
+  remove(waitId: string): Promise<void>;
+  close(): Promise<void>;
+  /** Shared stores only: how the triggerer hears of work it gains or loses. */
+  bind?(runtime: SharedRuntime): void;
+  /** Shared stores only: look for work now (an owner attached). */
+  wake?(): void;
+  /** Shared stores: a failed markFinal is not a reason to deliver anyway (another runtime may). */
+  readonly shared?: boolean;
+}
+
+/** The triggerer, as a shared store sees it. */
+export interface SharedRuntime {
+  /** The owners (node ids) attached here: only their work is claimed. */
+  owners(): string[];
+  /** Work leased to this runtime (new, or taken over after another's lease ran out). */
+  adopt(records: Array<DurableRecord>): void;
+  /** Work whose lease this runtime lost: stop it quietly, another runtime has it. */
+  drop(waitIds: string[]): void;
+}
+
 /** Records replayed per event-loop turn when loading. */
 const RECORDS_PER_TURN = 10_000;
 /** Skipped records named in the one warning of a load; the others are counted. */
@@ -188,7 +220,7 @@ interface InFlight<T> {
   receipt: AppendReceipt;
 }
 
-export class WaitStore {
+export class WaitStore implements DurableStore {
   readonly file: string;
   private readonly log: AppendLog<LogRecord>;
   private readonly checkpointMs: number;
@@ -301,9 +333,9 @@ export class WaitStore {
    * included), and a later load returns the wait with `final` set. Nothing is
    * written for a wait the store does not know (already removed).
    */
-  async markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<void> {
+  async markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<boolean> {
     this.assertOpen();
-    if (!this.live.has(waitId) && !this.puts.has(waitId)) return;
+    if (!this.live.has(waitId) && !this.puts.has(waitId)) return true;
     let appended: { written: Promise<void>; receipt: AppendReceipt };
     try {
       appended = this.log.appendTracked([{ op: 'final', id: waitId, p: payload }]);
@@ -320,6 +352,7 @@ export class WaitStore {
       throw new Error(`Could not record the delivery of wait ${waitId}'s final message in ${this.file}: ${messageOf(err)}`);
     }
     this.settle();
+    return true; // one process: its final is always this process's to deliver
   }
 
   /** Note that `record.spec` changed; written by the next checkpoint. Ignored for removed waits. */

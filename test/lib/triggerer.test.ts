@@ -691,7 +691,7 @@ describe('Triggerer (scripted status double)', () => {
     it('a disk that never confirms the final\'s record does not hold the final for ever', async () => {
       const store = scriptedBackend();
       const ws = waitStore();
-      ws.markFinal = () => new Promise<void>(() => undefined); // a hung disk
+      ws.markFinal = () => new Promise<boolean>(() => undefined); // a hung disk
       const t = triggerer({ waitStore: ws });
       const { owner, events } = recordingOwner(store.backend);
       t.attach('sensor-1', owner);

@@ -1,0 +1,185 @@
+/**
+ * The durable store of a runtime that shares its work (sensor waits, ingest jobs)
+ * with other Node-RED instances through PostgreSQL (./postgres.ts): what the
+ * triggerer calls on the file store, on leases instead.
+ *
+ * Every `heartbeatMs`: renew this runtime's leases (a lease it could not renew in
+ * time is lost: its work is dropped here, another runtime takes it), write the
+ * progress of the work that moved (only while the lease holds), then claim work
+ * of the owners attached here that nobody holds, up to `capacity`. A new wait or
+ * job is leased to the runtime that accepted it. The final is committed by the
+ * database (`markFinal`: only the lease holder, only once) before it is delivered.
+ * Closing releases the leases, so other runtimes take the work at once; a runtime
+ * that dies keeps them until they run out: takeover time = lease + one heartbeat.
+ */
+import { messageOf } from '../errors';
+import type { FinalPayload } from '../trigger';
+import type { JobFinalPayload } from '../ingest-job/spec';
+import type { DurableRecord, DurableStore, SharedRuntime, WaitStoreStats } from '../wait-store';
+import type { PostgresJobStore } from './postgres';
+
+export interface SharedWorkOptions {
+  store: PostgresJobStore;
+  /** This runtime's name in the table (`lease_holder`): unique per running instance. */
+  instanceId: string;
+  leaseMs: number;
+  heartbeatMs: number;
+  /** Most records this runtime holds at once. */
+  capacity: number;
+  log?: { warn(message: string): void };
+}
+
+export class SharedWorkStore implements DurableStore {
+  readonly shared = true;
+  private readonly held = new Set<string>();
+  private readonly dirty = new Map<string, DurableRecord>();
+  private runtime: SharedRuntime | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  /** Set during an outage: one warning per outage, one on recovery. */
+  private outage: string | null = null;
+
+  constructor(private readonly options: SharedWorkOptions) {}
+
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  get stats(): WaitStoreStats {
+    return { bytesWritten: 0, writes: 0, waits: this.held.size, logRecords: 0, compactions: 0 };
+  }
+
+  bind(runtime: SharedRuntime): void {
+    this.runtime = runtime;
+  }
+
+  /** Migrate the table and start the heartbeat; work arrives by claims (adopt), not from here. */
+  async load(): Promise<DurableRecord[]> {
+    await this.options.store.start();
+    this.schedule(0);
+    return [];
+  }
+
+  async put(record: DurableRecord): Promise<void> {
+    await this.options.store.put(record, this.instanceId, this.options.leaseMs);
+    this.held.add(record.spec.waitId);
+  }
+
+  markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<boolean> {
+    return this.options.store.markFinal(waitId, this.instanceId, payload);
+  }
+
+  /** Progress: written with the next heartbeat. */
+  update(record: DurableRecord): void {
+    if (this.held.has(record.spec.waitId)) this.dirty.set(record.spec.waitId, record);
+  }
+
+  /** A job's checkpoint: written now; a lost lease stops the job here. */
+  async save(record: DurableRecord): Promise<void> {
+    const id = record.spec.waitId;
+    this.dirty.delete(id);
+    if (!(await this.options.store.saveSpec(id, this.instanceId, record.spec))) this.lose([id]);
+  }
+
+  async remove(waitId: string): Promise<void> {
+    this.held.delete(waitId);
+    this.dirty.delete(waitId);
+    await this.options.store.remove(waitId);
+  }
+
+  /** An owner attached: look for its work now rather than at the next heartbeat. */
+  wake(): void {
+    if (!this.closed) this.schedule(0);
+  }
+
+  /** Write what moved, release the leases (others take the work at once), end the pool. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.ticking?.catch(() => undefined);
+    await this.writeProgress().catch(() => undefined);
+    await this.options.store.release(this.instanceId).catch(() => undefined);
+    await this.options.store.close();
+  }
+
+  /** What a crash leaves behind, for tests: nothing more is written or renewed; the leases run out. */
+  async abandon(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.ticking?.catch(() => undefined);
+    await this.options.store.close();
+  }
+
+  private schedule(ms: number): void {
+    if (this.closed) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.ticking = this.tick().finally(() => {
+        this.ticking = null;
+        const again = this.again;
+        this.again = false;
+        this.schedule(again ? 0 : this.options.heartbeatMs);
+      });
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    const { store, leaseMs, capacity } = this.options;
+    try {
+      if (this.held.size > 0) {
+        const renewed = await store.heartbeat(this.instanceId, leaseMs);
+        if (renewed < this.held.size) {
+          // Some leases ran out (a pause longer than the lease, the database away): find which.
+          const holders = await store.holders([...this.held]);
+          this.lose([...this.held].filter((id) => holders.get(id) !== this.instanceId));
+        }
+      }
+      await this.writeProgress();
+      const owners = this.runtime?.owners() ?? [];
+      const room = capacity - this.held.size;
+      if (owners.length > 0 && room > 0) {
+        const claimed = await store.claim(this.instanceId, owners, room, leaseMs);
+        for (const record of claimed) this.held.add(record.spec.waitId);
+        if (claimed.length > 0) this.runtime?.adopt(claimed);
+      }
+      if (this.outage) {
+        this.options.log?.warn(`The shared job store answers again (${this.outage} before).`);
+        this.outage = null;
+      }
+    } catch (err) {
+      if (!this.outage) {
+        this.outage = messageOf(err);
+        this.options.log?.warn(`The shared job store cannot be reached; waits and jobs held here go on, and are taken over by another instance if this one cannot renew its leases in time: ${this.outage}`);
+      }
+    }
+  }
+
+  private async writeProgress(): Promise<void> {
+    const dirty = [...this.dirty.values()];
+    this.dirty.clear();
+    const lost: string[] = [];
+    for (const record of dirty) {
+      if (!(await this.options.store.saveSpec(record.spec.waitId, this.instanceId, record.spec))) lost.push(record.spec.waitId);
+    }
+    this.lose(lost);
+  }
+
+  private lose(ids: string[]): void {
+    if (ids.length === 0) return;
+    for (const id of ids) {
+      this.held.delete(id);
+      this.dirty.delete(id);
+    }
+    this.runtime?.drop(ids);
+  }
+}
