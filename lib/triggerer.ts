@@ -423,6 +423,11 @@ export class Triggerer {
     };
   }
 
+  /** True when the work is shared with other runtimes (a SharedWorkStore). */
+  get shared(): boolean {
+    return this.store?.shared === true;
+  }
+
   /** Load persisted waits. They stay dormant until their owner attaches. Idempotent. */
   start(): Promise<void> {
     this.starting ??= this.load();

@@ -55,7 +55,7 @@ export = function register(RED: NodeAPI): void {
           ? undefined
           : { mode: config.chunking, size: config.chunkSize, overlap: config.chunkOverlap, unit: config.chunkUnit },
     };
-    if (runsAsJob(config.background, items)) {
+    if (runsAsJob(config.background, items) && (await (perNode as IngestNodeState).jobs.available())) {
       // Durable before this returns; the message completes when the job ends.
       await (perNode as IngestNodeState).jobs.start(msg, send, done, items, options);
       return { ok: true, later: true };

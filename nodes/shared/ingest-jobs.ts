@@ -73,6 +73,23 @@ export class NodeIngestJobs {
     );
   }
 
+  /**
+   * False when the runtime shares its work with other instances (a PostgreSQL job
+   * store): a job's documents are spooled in this instance's user directory, which
+   * the others cannot read, so large ingests then run in the message handler.
+   */
+  async available(): Promise<boolean> {
+    const t = await this.attached;
+    if (!t?.shared) return true;
+    if (!this.warnedShared) {
+      this.warnedShared = true;
+      this.node.warn('Background ingest jobs are not shared between instances yet (a PostgreSQL job store is set): this node ingests in the message handler instead.');
+    }
+    return false;
+  }
+
+  private warnedShared = false;
+
   /** Jobs of this node still running or waiting to resume. */
   get pending(): number {
     return this.triggerer?.pending(this.node.id) ?? 0;

@@ -12,7 +12,11 @@ import * as path from 'node:path';
 import type { NodeAPI } from 'node-red';
 import { Triggerer } from '../../lib/triggerer';
 import { LocalWaits } from '../../lib/local-waits';
-import { WaitStore } from '../../lib/wait-store';
+import { WaitStore, type DurableStore } from '../../lib/wait-store';
+import { PostgresJobStore } from '../../lib/job-stores/postgres';
+import { SharedWorkStore } from '../../lib/job-stores/shared-work';
+import { readJobStoreSettings, runtimeSettingsOrDefaults, type JobStoreSettings } from '../../lib/settings';
+import { randomUUID } from 'node:crypto';
 import { dataRoot } from '../../lib/backends';
 import { messageOf } from '../../lib/errors';
 
@@ -58,7 +62,8 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
       RED.log.warn('deferrable-sensor: Node-RED has no user directory, so pending waits will not survive a restart.');
     }
     const log = { warn: (text: string) => RED.log.warn(`deferrable-sensor: ${text}`) };
-    const waitStore = userDir ? new WaitStore(waitStoreFile(userDir), { log }) : null;
+    const shared = sharedStoreFor(RED, log);
+    const waitStore: DurableStore | null = shared ?? (userDir ? new WaitStore(waitStoreFile(userDir), { log }) : null);
     const created = new Triggerer({ waitStore, log, jobsDir: jobsDirFor(RED) });
     triggerer = created.start().then(() => created);
     triggerers.set(key, triggerer);
@@ -67,13 +72,36 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
     // (triggererStartError), and the next deploy tries again.
     triggerer.catch((err: unknown) => {
       triggerers.delete(key);
-      const file = waitStore?.file ?? '';
+      const file = waitStore instanceof WaitStore ? waitStore.file : '';
       const text = messageOf(err);
       startErrors.set(key, new Error(file && !text.includes(file) ? `The pending waits file ${file} cannot be read (${text}). Move it aside and restart Node-RED.` : text));
       void created.close().catch(() => undefined);
     });
   }
   return triggerer;
+}
+
+/**
+ * The PostgreSQL job store when settings.js (`vectorPipeline.jobStore`) or the
+ * environment (VECTOR_PIPELINE_JOB_STORE) asks for one: waits and ingest jobs are
+ * then shared with the other instances using the same table. Null: the file store.
+ * A setting that cannot be used keeps the file store, and says why.
+ */
+function sharedStoreFor(RED: NodeAPI, log: { warn(text: string): void }): SharedWorkStore | null {
+  let settings: JobStoreSettings;
+  try {
+    settings = readJobStoreSettings((RED.settings as unknown as Record<string, unknown>).vectorPipeline);
+  } catch (err) {
+    log.warn(`${messageOf(err)} The pending waits stay in the user directory meanwhile.`);
+    return null;
+  }
+  if (settings.type !== 'postgres') return null;
+  const runtime = runtimeSettingsOrDefaults((RED.settings as unknown as Record<string, unknown>).vectorPipeline, log.warn);
+  const store = new PostgresJobStore({ settings, callTimeoutMs: runtime.storeTimeoutMs, log });
+  // Unique per running instance: a restarted instance is a new holder (its old leases run out).
+  const instanceId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  RED.log.info(`deferrable-sensor: waits and ingest jobs are shared through PostgreSQL (${settings.where}, table ${settings.schema}.${settings.table}) as instance ${instanceId}`);
+  return new SharedWorkStore({ store, instanceId, leaseMs: settings.leaseMs, heartbeatMs: settings.heartbeatMs, capacity: settings.capacity, log });
 }
 
 /** Why the runtime's triggerer failed to start, if it did. */
