@@ -4,6 +4,7 @@
 // stale chunk (index-health counts exactly) and its changed chunks have the new text.
 // Chunking is off by default; a bad chunk config names the dialog labels.
 import should from 'should';
+import { until } from '../support/until';
 import { catchAll, helper, loadFlow, nextMessage, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
 
 function flow(ingest: Record<string, unknown> = {}): FlowNode[] {
@@ -84,6 +85,11 @@ describe('vector-ingest node, chunking (memory store)', function () {
     should(fewer).be.below(chunks);
     should(edited.payload).match({ documents: 1, ingested: fewer, totalCount: fewer });
 
+    // The memory store's simulated indexing takes a few ms (10,000 documents/s): let it finish.
+    await until('the chunks to be indexed', async () => {
+      const status = await helper.getNode('store').getStore().backend.status('docs');
+      return status.state === 'ready' && status.indexedCount >= fewer;
+    });
     const health = await send('health', { expectedCount: fewer }, 'healthy');
     should(health.payload).match({ healthy: true, documentCount: fewer });
     const now = await everything();
