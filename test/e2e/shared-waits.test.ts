@@ -3,11 +3,14 @@
 // started on one instance, that instance killed with kill -9, then the next one holding
 // waits: every wait still ends exactly once (duplicates only flagged msg.redelivered), within
 // its deadline plus two lease takeovers. (2) The database restarted while waits are pending:
-// nothing lost, each ends once. The waits watch a collection that never gets its expected count, so
+// nothing lost, each ends once. (3) A network fault between the instance holding the waits and
+// the database (a blackholing proxy): its leases run out and the waits move to an instance
+// started later, each ending once. The waits watch a collection that never gets its expected count, so
 // each ends by its timeout (8 s): what ends it is the triggerer, not a store shared by the
 // instances (each instance has its own memory store).
 import should from 'should';
 import { cleanupAll, Collector, startNodeRed, type FlowNode, type NodeRed } from './harness';
+import { FaultProxy } from '../support/fault-proxy';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 
 const WAITS = 1000;
@@ -75,11 +78,19 @@ describe('e2e: node-red instances share waits through PostgreSQL 15', function (
     'vectorPipeline.jobStore.heartbeatSeconds': '0.5',
   });
 
-  async function startInstances(collector: Collector, table: string, count: number): Promise<NodeRed[]> {
-    const tapped = collector.tap(flows(), [{ label: 'ended', from: 'shared-catch' }]);
+  async function startInstances(collector: Collector, table: string, count: number, url = pg.url): Promise<NodeRed[]> {
+    const tapped = collector.tap(flows(), [
+      { label: 'ended', from: 'shared-catch' },
+      { label: 'seeded', from: 'shared-ingest' },
+    ]);
+    const seededBefore = collector.byLabel('seeded').length;
     const instances: NodeRed[] = [];
-    for (let i = 0; i < count; i++) instances.push(await startNodeRed({ flows: tapped, defines: { ...defines(), 'vectorPipeline.jobStore.table': table } }));
+    for (let i = 0; i < count; i++) {
+      instances.push(await startNodeRed({ flows: tapped, defines: { ...defines(), 'vectorPipeline.jobStore.url': url, 'vectorPipeline.jobStore.table': table } }));
+    }
     for (const instance of instances) await instance.log.waitForLine(/shared through PostgreSQL/, 15_000);
+    // Each instance's collection exists before any wait is started on it.
+    await collector.waitFor((all) => all.filter((m) => m.label === 'seeded').length >= seededBefore + count || null, 15_000, 'the instances to seed their collection');
     return instances;
   }
 
@@ -114,6 +125,24 @@ describe('e2e: node-red instances share waits through PostgreSQL 15', function (
     const lastAt = Math.max(...collector.byLabel('ended').map((m) => m.at));
     should(lastAt - startedAt).be.below((TIMEOUT_S + 2 * (LEASE_S + 0.5) + 1 + 5) * 1000);
     should(instances[2].log.errors()).eql([]);
+  });
+
+  it('a network fault between the holding instance and the database: its waits move to an instance started later, each ending once', async () => {
+    const collector = await Collector.start();
+    const proxy = await FaultProxy.start({ port: pg.port });
+    try {
+      const cut = new URL(pg.url);
+      cut.port = String(proxy.port);
+      const [alone] = await startInstances(collector, 'fault_test', 1, cut.href);
+      await alone.inject('shared-start');
+      await new Promise((r) => setTimeout(r, 2000));
+      await proxy.setMode('blackhole'); // the first instance can no longer reach the database
+      const [later] = await startInstances(collector, 'fault_test', 1);
+      await everyWaitEndsOnce(collector, WAITS, (TIMEOUT_S + 3 * LEASE_S + 20) * 1000);
+      should(later.log.errors()).eql([]);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('the database restarted while waits are pending: nothing lost, each wait ends once', async () => {
