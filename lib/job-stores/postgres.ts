@@ -389,6 +389,10 @@ export class PostgresJobStore {
         // the client gives up a little later on a server that stopped answering.
         statement_timeout: this.callTimeoutMs,
         lock_timeout: this.callTimeoutMs,
+        // A connection cut mid-statement (a network partition) leaves the server waiting for
+        // the rest of it inside the statement's transaction, holding its row locks: claims by
+        // other instances skip those rows (SKIP LOCKED) until the server gives up on it.
+        idle_in_transaction_session_timeout: this.callTimeoutMs,
         query_timeout: this.callTimeoutMs + Math.min(500, Math.max(10, Math.round(this.callTimeoutMs / 20))),
       });
       // An idle connection that breaks (server restart) is dropped by the pool; the next call reconnects.
