@@ -230,11 +230,7 @@ export class PostgresJobStore {
     }
     if (refused.length > 0) {
       // Given back at once, so that a newer instance may take them.
-      await this.run(
-        `UPDATE ${this.table} SET lease_holder = NULL, lease_until = NULL WHERE id = ANY($1::text[]) AND lease_holder = $2`,
-        [refused, instanceId],
-        'giving back waits this version cannot read',
-      );
+      await this.giveBack(refused, instanceId);
     }
     return claimed;
   }
@@ -256,6 +252,16 @@ export class PostgresJobStore {
       `UPDATE ${this.table} SET lease_holder = NULL, lease_until = NULL WHERE lease_holder = $1`,
       [instanceId],
       'releasing leases',
+    );
+  }
+
+  /** End the leases of `instanceId` on these records only (work it gave up): others, or itself, may claim them again. */
+  async giveBack(ids: readonly string[], instanceId: string): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.count(
+      `UPDATE ${this.table} SET lease_holder = NULL, lease_until = NULL WHERE id = ANY($1::text[]) AND lease_holder = $2`,
+      [[...ids], instanceId],
+      'giving back waits',
     );
   }
 
@@ -286,6 +292,12 @@ export class PostgresJobStore {
   /** Remove a record (delivered, or cancelled); false when it was not there. */
   async remove(id: string): Promise<boolean> {
     return (await this.count(`DELETE FROM ${this.table} WHERE id = $1`, [id], `removing wait ${id}`)) === 1;
+  }
+
+  /** Remove records (delivered, or cancelled); returns how many were there. */
+  async removeMany(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.count(`DELETE FROM ${this.table} WHERE id = ANY($1::text[])`, [[...ids]], 'removing finished waits');
   }
 
   /**

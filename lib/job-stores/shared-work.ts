@@ -33,6 +33,10 @@ export class SharedWorkStore implements DurableStore {
   readonly shared = true;
   private readonly held = new Set<string>();
   private readonly dirty = new Map<string, DurableRecord>();
+  /** Work the triggerer gave up (its final could not be committed): leases to end. */
+  private readonly givenUp = new Set<string>();
+  /** Delivered or cancelled work whose record could not be removed yet. */
+  private readonly unremoved = new Set<string>();
   private runtime: SharedRuntime | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
@@ -67,8 +71,19 @@ export class SharedWorkStore implements DurableStore {
     this.held.add(record.spec.waitId);
   }
 
-  markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<boolean> {
-    return this.options.store.markFinal(waitId, this.instanceId, payload);
+  /**
+   * Commit the final. On a "no" or no answer the triggerer forgets the wait, so the
+   * lease is given back (at the next heartbeat, before renewing): otherwise this
+   * runtime would renew a lease on work it no longer runs, and the wait would never end.
+   */
+  async markFinal(waitId: string, payload: FinalPayload | JobFinalPayload): Promise<boolean> {
+    let mine = false;
+    try {
+      mine = await this.options.store.markFinal(waitId, this.instanceId, payload);
+      return mine;
+    } finally {
+      if (!mine) this.giveUp(waitId);
+    }
   }
 
   /** Progress: written with the next heartbeat. */
@@ -83,10 +98,17 @@ export class SharedWorkStore implements DurableStore {
     if (!(await this.options.store.saveSpec(id, this.instanceId, record.spec))) this.lose([id]);
   }
 
+  /** A delivered or cancelled record. Not removed now (the database away): retried every heartbeat. */
   async remove(waitId: string): Promise<void> {
     this.held.delete(waitId);
     this.dirty.delete(waitId);
-    await this.options.store.remove(waitId);
+    try {
+      await this.options.store.remove(waitId);
+    } catch {
+      // Left in the table it would stay leased here (the heartbeat renews every lease of this runtime).
+      this.unremoved.add(waitId);
+      this.wake();
+    }
   }
 
   /** An owner attached: look for its work now rather than at the next heartbeat. */
@@ -102,6 +124,7 @@ export class SharedWorkStore implements DurableStore {
     this.timer = null;
     await this.ticking?.catch(() => undefined);
     await this.writeProgress().catch(() => undefined);
+    await this.settle().catch(() => undefined);
     await this.options.store.release(this.instanceId).catch(() => undefined);
     await this.options.store.close();
   }
@@ -136,6 +159,7 @@ export class SharedWorkStore implements DurableStore {
   private async tick(): Promise<void> {
     const { store, leaseMs, capacity } = this.options;
     try {
+      await this.settle();
       if (this.held.size > 0) {
         const renewed = await store.heartbeat(this.instanceId, leaseMs);
         if (renewed < this.held.size) {
@@ -164,6 +188,22 @@ export class SharedWorkStore implements DurableStore {
     }
   }
 
+  /** Before any heartbeat, which would renew their leases: remove what was delivered, give back what was given up. */
+  private async settle(): Promise<void> {
+    const { store } = this.options;
+    if (this.unremoved.size > 0) {
+      const ids = [...this.unremoved];
+      await store.removeMany(ids);
+      for (const id of ids) this.unremoved.delete(id);
+    }
+    if (this.givenUp.size > 0) {
+      // Claimable again, by any runtime (this one too).
+      const ids = [...this.givenUp];
+      await store.giveBack(ids, this.instanceId);
+      for (const id of ids) this.givenUp.delete(id);
+    }
+  }
+
   private async writeProgress(): Promise<void> {
     const dirty = [...this.dirty.values()];
     this.dirty.clear();
@@ -172,6 +212,13 @@ export class SharedWorkStore implements DurableStore {
       if (!(await this.options.store.saveSpec(record.spec.waitId, this.instanceId, record.spec))) lost.push(record.spec.waitId);
     }
     this.lose(lost);
+  }
+
+  private giveUp(id: string): void {
+    this.held.delete(id);
+    this.dirty.delete(id);
+    this.givenUp.add(id);
+    this.wake();
   }
 
   private lose(ids: string[]): void {
