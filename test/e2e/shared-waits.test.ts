@@ -9,6 +9,7 @@
 import should from 'should';
 import pgClient from 'pg';
 import { cleanupAll, Collector, startNodeRed, type FlowNode, type NodeRed } from './harness';
+import { FaultProxy } from '../support/fault-proxy';
 import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 
 const WAITS = 1000;
@@ -139,6 +140,50 @@ describe('e2e: node-red instances share waits through PostgreSQL 15', function (
     const lastAt = Math.max(...collector.byLabel('ended').map((m) => m.at));
     should(lastAt - startedAt).be.below((TIMEOUT_S + 2 * (LEASE_S + 0.5) + 1 + 5) * 1000);
     should(instances[2].log.errors()).eql([]);
+  });
+
+  it('a network fault between the holding instance and the database: its waits move to an instance started later, each ending once', async () => {
+    const collector = await Collector.start();
+    const proxy = await FaultProxy.start({ port: pg.port });
+    const watcher = new pgClient.Client({ connectionString: pg.url });
+    await watcher.connect();
+    const samples: string[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        try {
+          const t = await watcher.query(`SELECT lease_holder, (lease_until < now()) AS expired, state, count(*)::int AS n FROM public.fault_test GROUP BY 1,2,3`);
+          const a = await watcher.query(`SELECT pid, state, wait_event, now()-xact_start AS xact_age, left(query, 60) AS q FROM pg_stat_activity WHERE application_name LIKE 'node-red-vector%'`);
+          const l = await watcher.query(`SELECT l.pid, l.mode, count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity s USING (pid) WHERE s.application_name LIKE 'node-red-vector%' AND l.granted GROUP BY 1,2`);
+          samples.push(`${new Date().toISOString()} rows=${JSON.stringify(t.rows)}\n  act=${JSON.stringify(a.rows)}\n  locks=${JSON.stringify(l.rows)}\n  ended=${new Set(collector.byLabel('ended').map((m) => m.msg.ticket)).size} proxy=${proxy.connections()}`);
+        } catch (err) {
+          samples.push(String(err));
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+    try {
+      const cut = new URL(pg.url);
+      cut.port = String(proxy.port);
+      const [alone] = await startInstances(collector, 'fault_test', 1, cut.href);
+      await alone.inject('shared-start');
+      await new Promise((r) => setTimeout(r, 2000));
+      await proxy.setMode('blackhole'); // the first instance can no longer reach the database
+      samples.push(`${new Date().toISOString()} BLACKHOLE`);
+      const [later] = await startInstances(collector, 'fault_test', 1);
+      await everyWaitEndsOnce(collector, WAITS, (TIMEOUT_S + 3 * LEASE_S + 20) * 1000);
+      should(later.log.errors()).eql([]);
+    } catch (err) {
+      console.log(samples.join('\n'));
+      const finals = collector.byLabel('ended');
+      console.log('finals', finals.length, JSON.stringify(finals.filter((m) => m.msg.payload?.status !== 'timeout' || m.msg.redelivered).slice(0, 5).map((m) => m.msg)));
+      throw err;
+    } finally {
+      sampling = false;
+      await sampler;
+      await watcher.end();
+      await proxy.stop();
+    }
   });
 
   it('the database restarted while waits are pending: nothing lost, each wait ends once', async () => {
