@@ -3,7 +3,9 @@
 // started on one instance, that instance killed with kill -9, then the next one holding
 // waits: every wait still ends exactly once (duplicates only flagged msg.redelivered), within
 // its deadline plus two lease takeovers. (2) The database restarted while waits are pending:
-// nothing lost, each ends once. The waits watch a collection that never gets its expected count, so
+// nothing lost, each ends once. (3) The holding instance cut from the database (a blackholing
+// proxy) once its waits are saved, a second instance started later: its leases run out and
+// the second ends each wait once. The waits watch a collection that never gets its expected count, so
 // each ends by its timeout (8 s): what ends it is the triggerer, not a store shared by the
 // instances (each instance has its own memory store).
 import should from 'should';
@@ -167,7 +169,7 @@ describe('e2e: node-red instances share waits through PostgreSQL 15', function (
       cut.port = String(proxy.port);
       const [alone] = await startInstances(collector, 'fault_test', 1, cut.href);
       await alone.inject('shared-start');
-      await new Promise((r) => setTimeout(r, 2000));
+      await allSaved('fault_test', WAITS);
       await proxy.setMode('blackhole'); // the first instance can no longer reach the database
       samples.push(`${new Date().toISOString()} BLACKHOLE`);
       const [later] = await startInstances(collector, 'fault_test', 1);
