@@ -19,4 +19,6 @@ export { splitText, chunkItem, chunkItems, sourcesStartingIn, CHARS_PER_TOKEN, t
 export { IngestGatherer, type GatheredResult } from './ingest-gatherer';
 export { spoolIngestJob, runsAsJob, JOB_THRESHOLD, type SpooledJob } from './ingest-job/prepare';
 export type { IngestJobSpec, JobProgressPayload, JobFinalPayload, JobSuccessPayload, JobFailurePayload } from './ingest-job/spec';
+export { FileSpools, type JobSpools, type SpoolBatchReader } from './ingest-job/spools';
 export { PostgresJobStore } from './job-stores/postgres';
+export { PostgresSpools, type PostgresSpoolsOptions } from './job-stores/spool-table';

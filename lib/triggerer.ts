@@ -47,7 +47,6 @@
  * again: its recorded final is delivered with `redelivered: true`. Every event
  * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
  */
-import * as path from 'node:path';
 import { VectorStoreError, messageOf } from './errors';
 import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
 import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
@@ -58,7 +57,7 @@ import { isJobRecord, type DurableRecord, type DurableStore, type JobRecord, typ
 import { parseIngestJobSpec, type IngestJobSpec } from './ingest-job/spec';
 import { JobRun, type JobEvent, type JobFinalEvent, type JobHost } from './ingest-job/run';
 import type { InMemoryBatches } from './ingest-job/prepare';
-import { markStarting, removeSpool, straySpools } from './ingest-job/spool';
+import { FileSpools, type JobSpools } from './ingest-job/spools';
 
 export type { WaitRecord, JobRecord, DurableRecord } from './wait-store';
 
@@ -128,8 +127,10 @@ export interface TriggererOptions {
    * memory only, nothing survives a restart.
    */
   waitStore?: DurableStore | null;
-  /** Where ingest jobs keep their documents (spools); needed to run jobs. */
+  /** Where ingest jobs keep their documents (spools); needed to run jobs (or `spools`). */
   jobsDir?: string;
+  /** Where ingest jobs keep their documents, when not files in `jobsDir` (a table shared by several runtimes). */
+  spools?: JobSpools;
   now?: () => number;
   random?: () => number;
   /** Default for owners that set none: transient errors in a row before a wait fails; 0: no limit. */
@@ -381,7 +382,7 @@ export class Triggerer {
   private finals = 0;
   private warnings = 0;
   private readonly watchers = new Set<WaitWatcher>();
-  private readonly jobsDir: string | null;
+  private readonly jobSpools: JobSpools | null;
   /** Spools of delivered jobs, removed with their record (RemovalBatch). */
   private readonly spoolsToRemove = new Map<string, string>();
 
@@ -400,7 +401,7 @@ export class Triggerer {
     this.random = options.random ?? Math.random;
     this.maxConsecutiveErrors = options.maxConsecutiveErrors ?? 0;
     this.starter = new RunStarter(this.scheduler, this.now, (wait, dueAt) => this.startIfWanted(wait, dueAt));
-    this.jobsDir = options.jobsDir ?? null;
+    this.jobSpools = options.spools ?? (options.jobsDir ? new FileSpools(options.jobsDir) : null);
     this.removals = new RemovalBatch(this.scheduler, this.now, options.removalGraceMs ?? 1000, (ids) => {
       for (const id of ids) {
         this.store?.remove(id).catch((err) => this.log.warn(`Could not remove the finished wait ${id} from disk: ${messageOf(err)}`));
@@ -421,6 +422,11 @@ export class Triggerer {
       apply: (run, answer, sampledAt) => this.apply(run, answer, sampledAt),
       silent: (run, askedAt) => this.deliver(run, run.trigger.storeSilent(run.slot.ctx, askedAt), false),
     };
+  }
+
+  /** Where ingest jobs keep their documents; null: this runtime runs no jobs. */
+  get spools(): JobSpools | null {
+    return this.jobSpools;
   }
 
   /** True when the work is shared with other runtimes (a SharedWorkStore). */
@@ -484,24 +490,25 @@ export class Triggerer {
     if (this.waits.has(spec.waitId)) {
       throw new VectorStoreError('INVALID_INPUT', `A ${what} with id ${spec.waitId} is already pending; give each its own id.`);
     }
-    if (job && !this.jobsDir) {
-      throw new VectorStoreError('INTERNAL', `The ingest job for collection "${spec.collection}" cannot run: this runtime has no jobs directory.`);
+    if (job && !this.jobSpools) {
+      throw new VectorStoreError('INTERNAL', `The ingest job for collection "${spec.collection}" cannot run: this runtime has no place for job spools (no jobs directory).`);
     }
     const wait: WaitState = { record: { ownerId: record.ownerId, spec, message: record.message ?? {} } as DurableRecord, run: null, durable: false, pending: false };
     if (job && options.batches) wait.batches = options.batches;
     // Indexed at once, before it is durable, so that a cancel arriving meanwhile finds it.
     this.index(wait);
-    const spool = job && this.jobsDir ? path.join(this.jobsDir, (spec as IngestJobSpec).spool) : null;
+    const spools = job ? this.jobSpools : null;
+    const spool = spools ? (spec as IngestJobSpec).spool : null;
     try {
       await this.start();
       this.assertOpen();
       await this.store?.put(wait.record);
     } catch (err) {
       if (this.waits.get(spec.waitId) === wait) this.unindex(wait);
-      if (spool) await removeSpool(spool).catch(() => undefined); // never acknowledged: nothing to resume
+      if (spools && spool) await spools.remove(spool).catch(() => undefined); // never acknowledged: nothing to resume
       throw err;
     } finally {
-      if (spool) markStarting(spool, false);
+      if (spools && spool) spools.settled(spool);
     }
     if (this.waits.get(spec.waitId) !== wait) {
       // Cancelled while being saved (before the store knew it): take it back off the disk.
@@ -701,12 +708,18 @@ export class Triggerer {
 
   /** Spools no job names: a crash came between spooling a job and saving it (it was never acknowledged). */
   private async removeStraySpools(records: DurableRecord[]): Promise<void> {
-    if (!this.jobsDir) return;
+    const spools = this.jobSpools;
+    if (!spools) return;
     const known = new Set<string>();
     for (const record of records) if (isJobRecord(record)) known.add(record.spec.spool);
-    for (const file of await straySpools(this.jobsDir, known)) {
-      await removeSpool(file).catch(() => undefined);
+    let strays: string[];
+    try {
+      strays = await spools.strays(known);
+    } catch (err) {
+      this.log.warn(`Could not look for the documents of ingest jobs that were never started (left by a crash): ${messageOf(err)}`);
+      return;
     }
+    for (const name of strays) await spools.remove(name).catch(() => undefined);
   }
 
   /**
@@ -767,7 +780,7 @@ export class Triggerer {
   private startJob(wait: WaitState & { record: JobRecord }, slot: OwnerSlot): void {
     const host: JobHost = {
       now: this.now,
-      jobsDir: this.jobsDir as string,
+      spools: this.jobSpools as JobSpools,
       save: async () => {
         await this.store?.save(wait.record);
       },
@@ -957,13 +970,13 @@ export class Triggerer {
     // Removed a little later: a crash before the next node got the message redelivers it, flagged.
     // A job's spool goes with it, after its owner has read the final's ids from it.
     const id = wait.record.spec.waitId;
-    if (isJobRecord(wait.record) && this.jobsDir) this.spoolsToRemove.set(id, path.join(this.jobsDir, wait.record.spec.spool));
+    if (isJobRecord(wait.record) && this.jobSpools) this.spoolsToRemove.set(id, wait.record.spec.spool);
     if (this.store || this.spoolsToRemove.has(id)) this.removals.add(id);
   }
 
   /** Remove the spool of a job that ended or was cancelled (its record is gone, or going). */
-  private removeSpoolOf(id: string, file: string): void {
-    removeSpool(file).catch((err) => this.log.warn(`Could not remove the documents file ${file} of the finished ingest job ${id}: ${messageOf(err)}`));
+  private removeSpoolOf(id: string, spool: string): void {
+    this.jobSpools?.remove(spool).catch((err) => this.log.warn(`Could not remove the documents (spool ${spool}) of the finished ingest job ${id}: ${messageOf(err)}`));
   }
 
   private removeFromDisk(wait: WaitState, what: string): void {
@@ -985,7 +998,7 @@ export class Triggerer {
     wait.run = null;
     this.unindex(wait);
     this.removeFromDisk(wait, 'cancelled');
-    if (isJobRecord(wait.record) && this.jobsDir) this.removeSpoolOf(wait.record.spec.waitId, path.join(this.jobsDir, wait.record.spec.spool));
+    if (isJobRecord(wait.record)) this.removeSpoolOf(wait.record.spec.waitId, wait.record.spec.spool);
   }
 
   private index(wait: WaitState): void {

@@ -5,7 +5,6 @@
  * reaches the store before the input is known to be good, and nothing is
  * acknowledged before the spool is on disk.
  */
-import * as path from 'node:path';
 import { VectorStoreError } from '../errors';
 import { WorkSlicer, checkPortableVector, vectorLimitOf } from '../backends/documents';
 import type { IngestOptions, Store } from '../operations';
@@ -13,7 +12,8 @@ import { checkItems, checkSimulate, idOf, lastOfEachId, nothingWritten, withIds 
 import type { IngestItem } from '../schemas';
 import { createIngestJobSpec, type IngestJobSpec } from './spec';
 import { checkChunkOptions, chunkItems, sourcesStartingIn } from '../chunking';
-import { spoolFileName, writeSpool, type SpoolBatch, type SpooledDocument } from './spool';
+import { spoolFileName, type SpoolBatch, type SpooledDocument } from './spool';
+import { FileSpools, type JobSpools } from './spools';
 
 /**
  * When `background` is "auto", a message runs as a background job from this
@@ -54,11 +54,11 @@ export interface NewJobOptions extends IngestOptions {
 }
 
 /**
- * Check the input, spool it under `jobsDir`, and return the job's spec (not yet
- * deferred). Bad input rejects with a sentence naming the field, saying that
+ * Check the input, spool it in `spools` (a directory: files there), and return
+ * the job's spec (not yet deferred). Bad input rejects with a sentence naming the field, saying that
  * nothing was written.
  */
-export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir: string, options: NewJobOptions): Promise<SpooledJob> {
+export async function spoolIngestJob(store: Store, items: IngestItem[], spools: JobSpools | string, options: NewJobOptions): Promise<SpooledJob> {
   const startedAt = options.now ?? Date.now();
   const t0 = performance.now();
   const { backend, embedder } = store;
@@ -97,8 +97,8 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
   }
   const ids = Array.from({ length: pieces.count }, (_, k) => pieces.id(k));
   const spool = spoolFileName(options.jobId);
-  const layout = await writeSpool(
-    path.join(jobsDir, spool),
+  const layout = await (typeof spools === 'string' ? new FileSpools(spools) : spools).write(
+    spool,
     { v: 1, jobId: options.jobId, collection, documents: items.length, chunks: pieces.count, batches: batchCount, ids },
     batches(),
   );
@@ -117,7 +117,7 @@ export async function spoolIngestJob(store: Store, items: IngestItem[], jobsDir:
     spoolMs: Math.round(performance.now() - t0),
   });
   // The same batches as the spool's, from the input still in memory: the job's first run
-  // in this process reads none of them back from disk (a resumed run after a restart does).
+  // in this process reads none of them back from the spool (a resumed run after a restart does).
   return { spec, batches: { count: batchCount, batch: batchAt, endOffset: (b) => layout.ends[b] } };
 }
 

@@ -16,13 +16,13 @@
  * without progress, each retry told in a progress message; then the job fails,
  * saying how far it got. Other errors fail it at once.
  */
-import * as path from 'node:path';
 import { VectorStoreError, isTransient, messageOf } from '../errors';
 import { checkPortableVector, vectorLimitOf } from '../backends/documents';
 import { prepareCollection } from '../ingest-input';
 import type { Backend, EmbedRetry, Embedder, VectorDocument } from '../types';
 import { jobProgress, type IngestJobSpec, type JobFailurePayload, type JobFinalPayload, type JobProgressPayload, type JobSuccessPayload } from './spec';
-import { SpoolReader, type SpooledDocument } from './spool';
+import type { SpooledDocument } from './spool';
+import type { JobSpools } from './spools';
 import type { InMemoryBatches } from './prepare';
 
 /** How long a job keeps retrying without progress before it fails. */
@@ -48,7 +48,7 @@ export type JobEvent = JobProgressEvent | JobFinalEvent;
 export interface JobHost {
   now(): number;
   /** Where spools live. */
-  jobsDir: string;
+  spools: JobSpools;
   /** Write the record's spec durably (the checkpoint); resolves once on disk. */
   save(spec: IngestJobSpec): Promise<void>;
   progress(event: JobProgressEvent): void;
@@ -105,7 +105,7 @@ export class JobRun {
       throw new VectorStoreError('NOT_FOUND', `The ingest job cannot run: ${this.store.unavailable ?? 'its node has no vector store'}.`, { transient: false });
     }
     this.emitProgress(spec, null, true);
-    const reader = new SpoolReader(path.join(this.host.jobsDir, spec.spool), spec.offset);
+    const reader = this.host.spools.reader(spec.spool, spec.offset);
     const nextBatch = async () => {
       const b = spec.batchesDone;
       if (this.inMemory && b < this.inMemory.count) return { batch: this.inMemory.batch(b), nextOffset: this.inMemory.endOffset(b) };
@@ -115,7 +115,8 @@ export class JobRun {
     try {
       for (;;) {
         if (this.stopped) return;
-        const next = await nextBatch();
+        // A spool in the job store may be briefly out of reach: retried like the store's writes.
+        const next = await this.retrying(spec, nextBatch);
         if (this.stopped) return;
         if (!next) break;
         const started = this.host.now();
@@ -145,7 +146,7 @@ export class JobRun {
         spec.activeMs += this.host.now() - started;
         const checkpoint = { ...spec };
         this.publish(checkpoint);
-        await this.host.save(checkpoint);
+        await this.retrying(spec, () => this.host.save(checkpoint));
         if (this.stopped) return;
         this.emitProgress(spec, null, spec.batchesDone === spec.batches);
       }

@@ -38,6 +38,18 @@ export const MIGRATIONS: ReadonlyArray<(names: WorkTableNames) => string[]> = [
     // heartbeat, release, holders: the records one instance holds.
     `CREATE INDEX IF NOT EXISTS "${table}_holder" ON "${schema}"."${table}" (lease_holder) WHERE lease_holder IS NOT NULL`,
   ],
+  // 2: the spools of ingest jobs (lib/job-stores/spool-table.ts), readable by every instance:
+  // one row per batch (seq k + 1), the header at seq 0; created_at (the header's) finds strays.
+  ({ schema, table }) => [
+    `CREATE TABLE IF NOT EXISTS "${schema}"."${table}_spool" (
+      name text NOT NULL,
+      seq integer NOT NULL,
+      body text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+      PRIMARY KEY (name, seq)
+    )`,
+    `CREATE INDEX IF NOT EXISTS "${table}_spool_headers" ON "${schema}"."${table}_spool" (created_at) WHERE seq = 0`,
+  ],
 ];
 
 /**

@@ -160,6 +160,59 @@ export class PostgresJobStore {
     }
   }
 
+  /** The table's schema and name (validated lower-case SQL names), for tables that go with it. */
+  get names(): { schema: string; table: string } {
+    return { schema: this.settings.schema, table: this.settings.table };
+  }
+
+  /**
+   * Run `work` in one transaction on one connection of the pool, with the
+   * store's deadlines: `sql` runs one statement. Committed when `work` resolves,
+   * rolled back when it throws; rejects with a VectorStoreError saying what
+   * was being done (`doing`).
+   */
+  async transaction<T>(doing: string, work: (sql: <R extends object>(text: string, values: unknown[]) => Promise<R[]>) => Promise<T>): Promise<T> {
+    let client: Pg.PoolClient;
+    try {
+      client = await this.getPool().connect();
+    } catch (err) {
+      throw this.error(err, doing);
+    }
+    // A checked-out client's connection error would otherwise be unhandled.
+    const ignore = (): void => undefined;
+    client.on('error', ignore);
+    let broken = false;
+    const sql = async <R extends object>(text: string, values: unknown[]): Promise<R[]> => {
+      this.statements += 1;
+      try {
+        return (await client.query<R>(text, values)).rows;
+      } catch (err) {
+        broken = true;
+        throw this.error(err, doing);
+      }
+    };
+    try {
+      await sql('BEGIN', []);
+      const result = await work(sql);
+      await sql('COMMIT', []);
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw this.error(err, doing);
+    } finally {
+      client.removeListener('error', ignore);
+      // A connection a statement failed on (a timeout, a cut) is not reused: its state is unknown.
+      client.release(broken);
+    }
+  }
+
+  /** One statement, with the store's deadlines and error mapping (see `transaction`). */
+  async sql<R extends object>(text: string, values: unknown[], doing: string): Promise<R[]> {
+    return this.run<R>(text, values, doing);
+  }
+
   /** The version of the table this package migrates to. */
   static get schemaVersion(): number {
     return MIGRATIONS.length;

@@ -11,21 +11,19 @@
  * payload, the documents, stays in the spool). Deleting the node or `msg.reset`
  * cancels.
  */
-import * as path from 'node:path';
 import type { Node, NodeAPI, NodeMessageInFlow } from 'node-red';
 import { messageOf } from '../../lib/errors';
 import { newWaitId } from '../../lib/ids';
 import { spoolIngestJob, type NewJobOptions } from '../../lib/ingest-job/prepare';
 import type { JobFailurePayload, JobProgressPayload, JobSuccessPayload } from '../../lib/ingest-job/spec';
 import type { JobEvent } from '../../lib/ingest-job/run';
-import { readSpoolHeader } from '../../lib/ingest-job/spool';
 import type { IngestItem } from '../../lib/schemas';
 import type { Triggerer, DurableRecord, JobRecord, WaitOwner } from '../../lib/triggerer';
 import { NodeStatus, failureStatus, fits, shortDuration } from './status';
 import type { Texts } from './texts';
 import { parkable } from './messages';
 import { resolveStore } from './store';
-import { dropWaitsOfDeletedNodes, jobsDirFor, triggererFor, triggererStartError } from './runtime';
+import { dropWaitsOfDeletedNodes, triggererFor, triggererStartError } from './runtime';
 
 type Msg = NodeMessageInFlow & Record<string, unknown>;
 type Done = (err?: Error) => void;
@@ -74,21 +72,13 @@ export class NodeIngestJobs {
   }
 
   /**
-   * False when the runtime shares its work with other instances (a PostgreSQL job
-   * store): a job's documents are spooled in this instance's user directory, which
-   * the others cannot read, so large ingests then run in the message handler.
+   * Background jobs can run here. With a PostgreSQL job store too: their spools
+   * are then in the database, so another instance finishes a job this one started.
    */
   async available(): Promise<boolean> {
-    const t = await this.attached;
-    if (!t?.shared) return true;
-    if (!this.warnedShared) {
-      this.warnedShared = true;
-      this.node.warn('Background ingest jobs are not shared between instances yet (a PostgreSQL job store is set): this node ingests in the message handler instead.');
-    }
-    return false;
+    await this.attached;
+    return true;
   }
-
-  private warnedShared = false;
 
   /** Jobs of this node still running or waiting to resume. */
   get pending(): number {
@@ -110,7 +100,9 @@ export class NodeIngestJobs {
     }
     const jobId = newWaitId();
     this.status.busy(this.text('vector-ingest.status.spooling', { docs: items.length }));
-    const { spec, batches } = await spoolIngestJob(store, items, jobsDirFor(this.RED), { ...options, jobId });
+    const spools = t.spools;
+    if (!spools) throw new Error('The ingest job could not be started: this runtime has no place for job spools.');
+    const { spec, batches } = await spoolIngestJob(store, items, spools, { ...options, jobId });
     const { payload: _documents, ...rest } = msg;
     const { parked, dropped } = parkable(rest);
     if (dropped.length > 0) {
@@ -200,7 +192,9 @@ export class NodeIngestJobs {
     let ids: string[] = [];
     try {
       // The ids are read back from the spool: the durable record stays small.
-      ids = (await readSpoolHeader(path.join(jobsDirFor(this.RED), record.spec.spool))).ids;
+      const spools = this.triggerer?.spools;
+      if (!spools) throw new Error('this runtime has no job spools');
+      ids = (await spools.header(record.spec.spool)).ids;
     } catch (err) {
       this.node.warn(`Ingest job ${payload.jobId}: the ids of the written documents could not be read back (${messageOf(err)}); msg.payload.ids is empty.`);
     }

@@ -15,6 +15,7 @@ import { LocalWaits } from '../../lib/local-waits';
 import { WaitStore, type DurableStore } from '../../lib/wait-store';
 import { PostgresJobStore } from '../../lib/job-stores/postgres';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
+import { PostgresSpools } from '../../lib/job-stores/spool-table';
 import { readJobStoreSettings, runtimeSettingsOrDefaults, type JobStoreSettings } from '../../lib/settings';
 import { randomUUID } from 'node:crypto';
 import { dataRoot } from '../../lib/backends';
@@ -62,9 +63,12 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
       RED.log.warn('deferrable-sensor: Node-RED has no user directory, so pending waits will not survive a restart.');
     }
     const log = { warn: (text: string) => RED.log.warn(`deferrable-sensor: ${text}`) };
-    const shared = sharedStoreFor(RED, log);
+    const sharing = sharedStoreFor(RED, log);
+    const shared = sharing?.work ?? null;
     const waitStore: DurableStore | null = shared ?? (userDir ? new WaitStore(waitStoreFile(userDir), { log }) : null);
-    const created = new Triggerer({ waitStore, log, jobsDir: jobsDirFor(RED) });
+    // Shared: the jobs' spools are in the database too, so any instance can finish a job.
+    const spools = sharing ? { spools: new PostgresSpools(sharing.store) } : { jobsDir: jobsDirFor(RED) };
+    const created = new Triggerer({ waitStore, log, ...spools });
     triggerer = created.start().then(() => created);
     triggerers.set(key, triggerer);
     startErrors.delete(key);
@@ -87,7 +91,7 @@ export function triggererFor(RED: NodeAPI): Promise<Triggerer> {
  * then shared with the other instances using the same table. Null: the file store.
  * A setting that cannot be used keeps the file store, and says why.
  */
-function sharedStoreFor(RED: NodeAPI, log: { warn(text: string): void }): SharedWorkStore | null {
+function sharedStoreFor(RED: NodeAPI, log: { warn(text: string): void }): { work: SharedWorkStore; store: PostgresJobStore } | null {
   let settings: JobStoreSettings;
   try {
     settings = readJobStoreSettings((RED.settings as unknown as Record<string, unknown>).vectorPipeline);
@@ -101,7 +105,7 @@ function sharedStoreFor(RED: NodeAPI, log: { warn(text: string): void }): Shared
   // Unique per running instance: a restarted instance is a new holder (its old leases run out).
   const instanceId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   RED.log.info(`deferrable-sensor: waits and ingest jobs are shared through PostgreSQL (${settings.where}, table ${settings.schema}.${settings.table}) as instance ${instanceId}`);
-  return new SharedWorkStore({ store, instanceId, leaseMs: settings.leaseMs, heartbeatMs: settings.heartbeatMs, capacity: settings.capacity, log });
+  return { work: new SharedWorkStore({ store, instanceId, leaseMs: settings.leaseMs, heartbeatMs: settings.heartbeatMs, capacity: settings.capacity, log }), store };
 }
 
 /** Why the runtime's triggerer failed to start, if it did. */
