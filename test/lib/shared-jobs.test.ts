@@ -63,14 +63,14 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   });
 
-  function runtime(name: string, tableName: string) {
+  function runtime(name: string, tableName: string, removalGraceMs = 20) {
     const store = new PostgresJobStore({
       settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: tableName, where: `127.0.0.1:${server.port}/postgres` },
       callTimeoutMs: 5_000,
     });
     const shared = new SharedWorkStore({ store, instanceId: name, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });
     const spools = new PostgresSpools(store);
-    const triggerer = new Triggerer({ waitStore: shared, spools, removalGraceMs: 20 });
+    const triggerer = new Triggerer({ waitStore: shared, spools, removalGraceMs });
     closers.push(() => triggerer.close());
     return { triggerer, shared, spools };
   }
@@ -170,6 +170,54 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     // B embedded only what A had not written: from the fourth batch on.
     should(embedderB.embedded.size).equal(70);
     should((await backendB.stats('docs')).documentCount).equal(100);
+    await until('the job and its spool to leave the tables', async () =>
+      (await count(`SELECT count(*) AS n FROM public.${name}`)) + (await count(`SELECT count(*) AS n FROM public.${name}_spool`)) === 0 ? true : null,
+    );
+  });
+
+  it('the runtime that ended a job dies after committing its final, before removing it: the other sends it again, flagged, with its ids', async () => {
+    const name = `jobs_${++table}`;
+    // A keeps the delivered record for a minute (its removal grace): it dies before removing it.
+    const a = runtime('instance-a', name, 60_000);
+    const b = runtime('instance-b', name);
+    const backendA = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    const backendB = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    closers.push(() => backendA.close(), () => backendB.close());
+    const finals: Array<{ by: string; payload: JobSuccessPayload; redelivered: boolean; ids: Promise<string[]> }> = [];
+    // As the node does: the final's ids are read back from the spool when it is delivered.
+    const owner = (by: string, backend: MemoryBackend, spools: PostgresSpools): WaitOwner => ({
+      backend,
+      embedder: new HashEmbedder(16),
+      storeKey: 'store-1',
+      onEvent(record, event) {
+        const e = event as JobEvent;
+        if (e.type !== 'final') return;
+        const ids = spools.header((record as JobRecord).spec.spool).then((h) => h.ids);
+        ids.catch(() => undefined);
+        finals.push({ by, payload: e.payload as JobSuccessPayload, redelivered: e.redelivered === true, ids });
+      },
+    });
+    a.triggerer.attach('ingest-1', owner('a', backendA, a.spools));
+    await a.triggerer.start();
+    const { spec, batches } = await spoolIngestJob({ backend: backendA, embedder: new HashEmbedder(16) }, texts(30), a.spools, {
+      jobId: newWaitId(),
+      collection: 'docs',
+      batchSize: 10,
+      createCollection: true,
+      buildIndex: true,
+    });
+    await a.triggerer.defer({ ownerId: 'ingest-1', spec, message: { topic: 't' } } satisfies JobRecord, { batches });
+    await until('A to end the job', async () => (finals.length > 0 ? true : null), 30_000);
+    should(await count(`SELECT count(*) AS n FROM public.${name} WHERE state = 'delivering'`)).equal(1);
+    await a.shared.abandon();
+    // B starts after A died: it finds the committed final, leased to nobody once A's lease ran out.
+    b.triggerer.attach('ingest-1', owner('b', backendB, b.spools));
+    await b.triggerer.start();
+    await until('B to send the final again', async () => (finals.length > 1 ? true : null), 30_000);
+    await new Promise((r) => setTimeout(r, 3 * LEASE_MS)); // room for a third
+    should(finals.map((f) => [f.by, f.redelivered])).eql([['a', false], ['b', true]]);
+    should(finals[1].payload).containEql({ status: 'success', ingested: 30, totalCount: 30 });
+    should(await finals[1].ids).eql(texts(30).map((t) => t.id));
     await until('the job and its spool to leave the tables', async () =>
       (await count(`SELECT count(*) AS n FROM public.${name}`)) + (await count(`SELECT count(*) AS n FROM public.${name}_spool`)) === 0 ? true : null,
     );
