@@ -63,12 +63,12 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   });
 
-  function runtime(name: string, tableName: string, removalGraceMs = 20) {
+  function runtime(name: string, tableName: string, removalGraceMs = 20, leaseMs = LEASE_MS, heartbeatMs = HEARTBEAT_MS) {
     const store = new PostgresJobStore({
       settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: tableName, where: `127.0.0.1:${server.port}/postgres` },
       callTimeoutMs: 5_000,
     });
-    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });
+    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs, heartbeatMs, capacity: 1000 });
     const spools = new PostgresSpools(store);
     const triggerer = new Triggerer({ waitStore: shared, spools, removalGraceMs });
     closers.push(() => triggerer.close());
@@ -121,6 +121,25 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     should(offset).be.above(spec.offset);
     await spools.remove(spec.spool);
     should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(0);
+  });
+
+  it('a spool write that fails midway (after its first 500 rows went in) leaves nothing; the retry under the same name is whole', async () => {
+    const name = `jobs_${++table}`;
+    const { triggerer, spools } = runtime('instance-a', name);
+    await triggerer.start();
+    const header = { v: 1 as const, jobId: 'job-x', collection: 'docs', documents: 600, chunks: 600, batches: 600, ids: texts(600).map((t) => t.id) };
+    function* batches(failAt: number) {
+      for (let i = 0; i < 600; i++) {
+        if (i === failAt) throw new Error('the documents could not be prepared');
+        yield { docs: [{ id: `doc-${i}`, text: `document ${i}`, vector: [i] }] } as never;
+      }
+    }
+    const failed = await spools.write('spool-x', header, batches(550)).then(() => null, (e: Error) => e);
+    should(failed?.message).match(/Nothing was written: send the message again/);
+    should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(0);
+    await spools.write('spool-x', header, batches(-1));
+    should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(601);
+    should((await spools.header('spool-x')).ids).have.length(600);
   });
 
   it('the runtime running a job dies mid-job: the other resumes it from the database spool after the lease and ends it once', async () => {
@@ -221,5 +240,49 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     await until('the job and its spool to leave the tables', async () =>
       (await count(`SELECT count(*) AS n FROM public.${name}`)) + (await count(`SELECT count(*) AS n FROM public.${name}_spool`)) === 0 ? true : null,
     );
+  });
+
+  it('the database restarted mid-job: reading the spool and saving checkpoints are retried, the job goes on and ends once, nothing embedded twice', async () => {
+    const name = `jobs_${++table}`;
+    // A lease longer than the outage: the job stays here.
+    const a = runtime('instance-a', name, 20, 20_000, 1_000);
+    const backend = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    closers.push(() => backend.close());
+    const embedder = new CountingEmbedder();
+    // At the third batch the database goes away for two seconds.
+    let restarted!: Promise<void>;
+    embedder.gate = async (call) => {
+      if (call !== 3) return;
+      await server.halt();
+      restarted = new Promise((resolve) => setTimeout(resolve, 2_000)).then(() => server.resume());
+    };
+    const finals: JobSuccessPayload[] = [];
+    const details: string[] = [];
+    a.triggerer.attach('ingest-1', {
+      backend,
+      embedder,
+      storeKey: 'store-1',
+      onEvent(_record, event) {
+        const e = event as JobEvent;
+        if (e.type === 'final') finals.push(e.payload as JobSuccessPayload);
+        else if (e.payload.detail) details.push(e.payload.detail);
+      },
+    });
+    await a.triggerer.start();
+    const { spec, batches } = await spoolIngestJob({ backend, embedder: new HashEmbedder(16) }, texts(60), a.spools, {
+      jobId: newWaitId(),
+      collection: 'docs',
+      batchSize: 10,
+      createCollection: true,
+      buildIndex: true,
+    });
+    await a.triggerer.defer({ ownerId: 'ingest-1', spec, message: { topic: 't' } } satisfies JobRecord, { batches });
+    await until('the job to end', async () => (finals.length > 0 ? true : null), 45_000);
+    await restarted;
+    should(finals).have.length(1);
+    should(finals[0]).containEql({ status: 'success', ingested: 60, totalCount: 60 });
+    should(details.some((d) => /^retrying in/.test(d))).be.true();
+    should([...embedder.embedded.values()].every((n) => n === 1)).be.true();
+    should(embedder.embedded.size).equal(60);
   });
 });
