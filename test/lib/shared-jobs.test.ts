@@ -16,7 +16,7 @@ import { PostgresSpools } from '../../lib/job-stores/spool-table';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
 import { Triggerer, type JobRecord, type WaitOwner } from '../../lib/triggerer';
 import type { Embedder } from '../../lib/types';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer, jobStoreSettingsOn } from '../support/postgres-server';
 import { until } from '../support/until';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -65,7 +65,7 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
 
   function runtime(name: string, tableName: string, removalGraceMs = 20, leaseMs = LEASE_MS, heartbeatMs = HEARTBEAT_MS) {
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: tableName, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, tableName),
       callTimeoutMs: 5_000,
     });
     const shared = new SharedWorkStore({ store, instanceId: name, leaseMs, heartbeatMs, capacity: 1000 });
