@@ -56,13 +56,14 @@ type SensorMessage = NodeMessageInFlow & {
   waitId?: string;
   redelivered?: boolean;
 };
-type Send = (msg: Array<NodeMessageInFlow | null>) => void;
 type Done = (err?: Error) => void;
 
-/** A wait started by this node instance: the original message and its callbacks. */
+/**
+ * A wait started by this node instance: the original message and its done(). Not its
+ * send(): Node-RED's is `node.send` wrapped, and one closure less per wait counts at 100,000.
+ */
 interface LiveWait {
   msg: SensorMessage;
-  send: Send;
   done: Done;
   local?: LocalWait;
 }
@@ -198,11 +199,11 @@ export = function register(RED: NodeAPI): void {
       else status.waiting(note.statusText(pending));
     }
 
-    node.on('input', (msg: SensorMessage, send: Send, done: Done) => {
-      void handle(msg, send, done);
+    node.on('input', (msg: SensorMessage, _send: unknown, done: Done) => {
+      void handle(msg, done);
     });
 
-    async function handle(msg: SensorMessage, send: Send, done: Done): Promise<void> {
+    async function handle(msg: SensorMessage, done: Done): Promise<void> {
       if (msg.reset !== undefined && msg.reset !== null && msg.reset !== false) {
         await reset(msg, done);
         return;
@@ -255,7 +256,7 @@ export = function register(RED: NodeAPI): void {
           const status = await quickChecks.status(store.backend, store.storeKey, watched, arrival, expectedCount > 0 ? { expectedCount } : undefined);
           const first = checkOnce(spec, status, Date.now());
           if (first) {
-            finish({ msg, send, done }, first, watched);
+            finish({ msg, done }, first, watched);
             return;
           }
         } catch (err) {
@@ -273,7 +274,7 @@ export = function register(RED: NodeAPI): void {
         }
         spec.polls = 1;
         const record: WaitRecord = { ownerId: node.id, spec, message: parkableFields(msg, waitId) };
-        const entry: LiveWait = { msg, send, done };
+        const entry: LiveWait = { msg, done };
         live.set(waitId, entry);
         markNewest(waitId);
         if (!config.deferrable) {
@@ -374,7 +375,7 @@ export = function register(RED: NodeAPI): void {
             const msg = copyOf(wait, 'final');
             msg.waitId = waitId;
             if (event.redelivered) msg.redelivered = true;
-            finish({ msg, send: (out) => node.send(out), done: (err) => err && node.error(err.message, msg) }, event.payload, watchedCollection(wait.spec));
+            finish({ msg, done: (err) => err && node.error(err.message, msg) }, event.payload, watchedCollection(wait.spec));
           }
           copyWarned.delete(waitId);
           break;
@@ -439,7 +440,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     /** `watched` goes on in msg.collection, so a health check or query after the sensor reads the same collection. */
-    function finish(entry: Pick<LiveWait, 'msg' | 'send' | 'done'>, payload: SuccessPayload | FailurePayload, watched: CollectionRef): void {
+    function finish(entry: Pick<LiveWait, 'msg' | 'done'>, payload: SuccessPayload | FailurePayload, watched: CollectionRef): void {
       entry.msg.payload = payload;
       entry.msg.collection = watched;
       if (payload.status === 'success') {
@@ -448,7 +449,7 @@ export = function register(RED: NodeAPI): void {
             ? text('deferrable-sensor.status.redelivered', { collection: payload.collection })
             : text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }),
         );
-        entry.send([entry.msg, null]);
+        node.send([entry.msg, null]);
         entry.done();
       } else {
         status.fail(failureStatus(payload));
