@@ -1,0 +1,197 @@
+/**
+ * Which instance holds a shared wait (issue 11), on a real Node-RED runtime (test
+ * helper) whose waits are shared through a real PostgreSQL 15: the sensor's status
+ * names where its waits are. The other instance is a second job store on the same
+ * table, holding waits of the same sensor node under its own instance name (as
+ * another Node-RED process would), and releasing them (as it would when it stops).
+ * The nodes get this package's real en-US catalog (the test helper has none).
+ */
+import { promises as fs, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import should from 'should';
+import { catchAll, helper, nodeModules, storeConfig, type FlowNode } from './flow-helper';
+import { closeAllTriggerers } from '../../nodes/shared/runtime';
+import { MAX_STATUS } from '../../nodes/shared/status';
+import { sharedStatus, waitsElsewhere } from '../../nodes/shared/holder-status';
+import { PostgresJobStore } from '../../lib/job-stores/postgres';
+import { createTriggerSpec } from '../../lib/trigger';
+import type { WaitRecord } from '../../lib/wait-store';
+import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { until } from '../support/until';
+
+// ---------------------------------------------------------------------------
+// The real catalog (as test/nodes/statuses.test.ts gives it to the nodes)
+
+const LOCALES = path.join(__dirname, '../../nodes/locales/en-US');
+const catalogs = new Map<string, unknown>();
+
+function translate(key: string, values: Record<string, unknown> = {}): string {
+  const [namespace, ...rest] = key.split('.');
+  if (!catalogs.has(namespace)) catalogs.set(namespace, JSON.parse(readFileSync(path.join(LOCALES, `${namespace}.json`), 'utf8'))[namespace]);
+  let entry: unknown = catalogs.get(namespace);
+  for (const part of rest) entry = (entry as Record<string, unknown> | undefined)?.[part];
+  if (typeof entry !== 'string') throw new Error(`no catalog entry ${key}`);
+  return entry.replace(/__(\w+)__/g, (whole, name: string) => (name in values ? String(values[name]) : whole));
+}
+const text = (key: string, values?: Record<string, string | number>) => translate(key, values);
+
+type NodeModule = (red: { _: unknown }) => unknown;
+const PACKAGE_MODULES = new Set(nodeModules.slice(0, 5));
+const modulesWithCatalog = (nodeModules as NodeModule[]).map((register) =>
+  PACKAGE_MODULES.has(register)
+    ? (red: { _: unknown }) => {
+        red._ = translate;
+        return register(red);
+      }
+    : register,
+);
+
+// ---------------------------------------------------------------------------
+
+const HERE = 'host-a:100:aaaaaaaa';
+const HOST_B = 'host-b:42:0badcafe';
+const LONG_LEASE_MS = 60_000;
+const T0 = Date.now();
+
+const waitOf = (id: string, ownerId = 'sensor', collection = 'docs'): WaitRecord => ({
+  ownerId,
+  spec: createTriggerSpec({ waitId: id, collection, expectedCount: 10, pollIntervalMs: 100, maxPollIntervalMs: 200, timeoutMs: 600_000, now: T0 }),
+  message: { topic: id },
+});
+
+describe('shared waits: the status text of where they are', () => {
+  const row = (holder: string | null, count: number, collection = 'docs') => ({ ownerId: 'sensor', collection, holder, count });
+
+  it('all here: the usual text and "· here", the most detailed that fits', () => {
+    const none = waitsElsewhere([row(HERE, 3)], HERE);
+    should(none).eql({ holders: [], unheld: 0 });
+    should(sharedStatus(text, 3, ['3 waiting · 40%', '3 waiting'], none)).equal('3 waiting · 40% · here');
+    should(sharedStatus(text, 3, ['3 waiting · 40% · ETA 1h 5m', '3 waiting · 40%', '3 waiting'], none)).equal('3 waiting · 40% · here');
+    should(sharedStatus(text, 0, ['0 waiting'], none)).be.null();
+  });
+
+  it('held elsewhere: counts per instance by short name, several instances summed, unheld ones when room is left', () => {
+    should(sharedStatus(text, 0, ['0 waiting'], waitsElsewhere([row(HOST_B, 3), row(HOST_B, 2, 'faq')], HERE))).equal('0 here · 5 on host-b');
+    should(sharedStatus(text, 2, ['2 waiting'], waitsElsewhere([row(HERE, 2), row(HOST_B, 5), row('host-c:7:cccccccc', 2)], HERE))).equal(
+      '2 here · 7 on 2 others',
+    );
+    should(sharedStatus(text, 1, ['1 waiting'], waitsElsewhere([row('b1:9:99999999', 5), row(null, 1)], HERE))).equal('1 here · 5 on b1 · 1 unheld');
+    // No room for the unheld ones ("1 here · 5 on host-b · 1 unheld" is 31 characters).
+    should(sharedStatus(text, 1, ['1 waiting'], waitsElsewhere([row(HOST_B, 5), row(null, 1)], HERE))).equal('1 here · 5 on host-b');
+    should(sharedStatus(text, 0, ['0 waiting'], waitsElsewhere([row(null, 4)], HERE))).equal('0 here · 4 unheld');
+    // Two processes on host-b: told apart by their pid.
+    const twoOnB = waitsElsewhere([row(HOST_B, 5), row('host-b:43:12345678', 1)], HERE);
+    should(twoOnB.holders).eql([{ name: 'host-b:42', count: 5 }, { name: 'host-b:43', count: 1 }]);
+  });
+
+  it('a long host name is cut, never the counts', () => {
+    const pod = 'node-red-7d9f8c6b5-x2k4q.cluster.internal:1:abcdef12';
+    const shown = sharedStatus(text, 10, ['10 waiting'], waitsElsewhere([row(pod, 1234)], HERE))!;
+    should(shown.length).be.belowOrEqual(MAX_STATUS);
+    should(shown).startWith('10 here · 1234 on node-red-').and.endWith('…');
+  });
+});
+
+describe('shared waits: the sensor status names where its waits are (real PostgreSQL 15, test helper)', function () {
+  this.timeout(60_000);
+  let server: PostgresServer;
+  let tables = 0;
+  let userDir: string;
+  let table: string;
+  const others: PostgresJobStore[] = [];
+
+  before(async function () {
+    if (!postgresBinaries()) {
+      console.log(`      skipped: ${POSTGRES_MISSING}`);
+      this.skip();
+    }
+    server = await startPostgresServer();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vp-holders-test-'));
+    table = `holders_${++tables}`;
+  });
+  afterEach(async () => {
+    await helper.unload();
+    await closeAllTriggerers();
+    await Promise.all(others.splice(0).map((store) => store.close()));
+    helper.settings({ vectorPipeline: undefined });
+    await fs.rm(userDir, { recursive: true, force: true });
+  });
+
+  /** Another instance on the same table (its own pool, as another Node-RED process). */
+  async function otherInstance(): Promise<PostgresJobStore> {
+    const store = new PostgresJobStore({
+      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table, where: `127.0.0.1:${server.port}/postgres` },
+      callTimeoutMs: 5_000,
+    });
+    others.push(store);
+    await store.start();
+    return store;
+  }
+
+  /** `toSensor`: the ingest node's output goes to the sensor (else to a helper node). */
+  function flow(toSensor = false): FlowNode[] {
+    return [
+      storeConfig({ indexingRate: 10_000, indexingDelay: 0 }),
+      { id: 'ingest', type: 'vector-ingest', store: 'store', collection: 'docs', wires: [[toSensor ? 'sensor' : 'ingested']] },
+      { id: 'ingested', type: 'helper' },
+      { id: 'sensor', type: 'deferrable-sensor', store: 'store', collection: 'docs', expectedCount: 0, pollInterval: 0.1, maxPollInterval: 0.2, timeout: 600, deferrable: true, wires: [['ready'], ['progress']] },
+      { id: 'ready', type: 'helper' },
+      { id: 'progress', type: 'helper' },
+      ...catchAll(),
+    ];
+  }
+
+  async function load(flows: FlowNode[], extra: Record<string, unknown> = {}): Promise<void> {
+    helper.settings({
+      userDir,
+      vectorPipeline: { jobStore: { type: 'postgres', url: server.url, table, leaseSeconds: 5, heartbeatSeconds: 0.1 }, ...extra },
+    });
+    await helper.load(modulesWithCatalog, flows);
+  }
+
+  function lastStatus(nodeId: string): { fill?: string; text?: string } {
+    const spy = helper.getNode(nodeId).status as { getCalls(): Array<{ thisValue: { id: string }; args: [{ text?: string }] }> };
+    const calls = spy.getCalls().filter((call) => call.thisValue.id === nodeId);
+    return calls.length > 0 ? calls[calls.length - 1].args[0] : {};
+  }
+
+  const statusBecomes = (nodeId: string, wanted: RegExp | string) =>
+    until(`the status of ${nodeId} to say ${String(wanted)}`, async () => {
+      const shown = lastStatus(nodeId).text ?? '';
+      return (typeof wanted === 'string' ? shown === wanted : wanted.test(shown)) ? shown : null;
+    });
+
+  it('waits another instance holds: "0 here · 5 on host-b"; released by it, claimed here: "5 waiting · here"', async () => {
+    await load(flow());
+    const b = await otherInstance();
+    for (let i = 0; i < 5; i++) await b.put(waitOf(`b${i}`), HOST_B, LONG_LEASE_MS);
+    await statusBecomes('sensor', '0 here · 5 on host-b');
+    should(lastStatus('sensor')).match({ fill: 'blue' });
+
+    // host-b stops: its leases end; this instance claims the waits of its sensor node.
+    // One document in the collection: the waits (for 10) stay pending here.
+    const ingested = new Promise<void>((resolve) => helper.getNode('ingested').on('input', () => resolve()));
+    helper.getNode('ingest').receive({ payload: 'one document about harbours' });
+    await ingested;
+    await b.release(HOST_B);
+    await statusBecomes('sensor', /^5 waiting.* · here$/);
+  });
+
+  it('file mode: the status names no holder', async () => {
+    helper.settings({ userDir, vectorPipeline: undefined });
+    await helper.load(modulesWithCatalog, flow(true));
+    const ready = new Promise<void>((resolve) => helper.getNode('ready').on('input', () => resolve()));
+    helper.getNode('ingest').receive({ payload: ['a document about harbours', 'another one'] });
+    await ready;
+    const spy = helper.getNode('sensor').status as { getCalls(): Array<{ args: [{ text?: string }] }> };
+    const texts = spy.getCalls().map((call) => call.args[0].text ?? '');
+    should(texts[texts.length - 1]).equal('ready · 2 docs');
+    should(texts.some((t) => / here|unheld| on /.test(t))).be.false();
+  });
+});
