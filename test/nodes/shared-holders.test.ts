@@ -4,6 +4,8 @@
  * names where its waits are. The other instance is a second job store on the same
  * table, holding waits of the same sensor node under its own instance name (as
  * another Node-RED process would), and releasing them (as it would when it stops).
+ * The Vector waits plugin's holders endpoint and its cancel answer for a wait held
+ * elsewhere, through the test helper's admin app (its RED.auth admits every request).
  * The nodes get this package's real en-US catalog (the test helper has none).
  */
 import { promises as fs, readFileSync } from 'node:fs';
@@ -28,6 +30,8 @@ const catalogs = new Map<string, unknown>();
 
 function translate(key: string, values: Record<string, unknown> = {}): string {
   const [namespace, ...rest] = key.split('.');
+  // The plugin (same RED object) has its own catalog: it falls back to it when RED._ answers the key.
+  if (namespace === 'vector-waits') return key;
   if (!catalogs.has(namespace)) catalogs.set(namespace, JSON.parse(readFileSync(path.join(LOCALES, `${namespace}.json`), 'utf8'))[namespace]);
   let entry: unknown = catalogs.get(namespace);
   for (const part of rest) entry = (entry as Record<string, unknown> | undefined)?.[part];
@@ -46,6 +50,9 @@ const modulesWithCatalog = (nodeModules as NodeModule[]).map((register) =>
       }
     : register,
 );
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const plugin = require('../../nodes/plugins/vector-waits');
 
 // ---------------------------------------------------------------------------
 
@@ -147,12 +154,12 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
     ];
   }
 
-  async function load(flows: FlowNode[], extra: Record<string, unknown> = {}): Promise<void> {
+  async function load(flows: FlowNode[], modules: unknown[] = modulesWithCatalog): Promise<void> {
     helper.settings({
       userDir,
-      vectorPipeline: { jobStore: { type: 'postgres', url: server.url, table, leaseSeconds: 5, heartbeatSeconds: 0.1 }, ...extra },
+      vectorPipeline: { jobStore: { type: 'postgres', url: server.url, table, leaseSeconds: 5, heartbeatSeconds: 0.1 } },
     });
-    await helper.load(modulesWithCatalog, flows);
+    await helper.load(modules, flows);
   }
 
   function lastStatus(nodeId: string): { fill?: string; text?: string } {
@@ -193,5 +200,84 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
     const texts = spy.getCalls().map((call) => call.args[0].text ?? '');
     should(texts[texts.length - 1]).equal('ready · 2 docs');
     should(texts.some((t) => / here|unheld| on /.test(t))).be.false();
+  });
+
+  describe('the Vector waits sidebar', () => {
+    const DOCS = Array.from({ length: 40 }, (_, i) => `holder document ${i} about harbours`);
+
+    /** A slow store (4 documents/s: a wait on 40 documents lasts ~10 s); a disabled sensor whose waits nobody here claims. */
+    function sidebarFlow(): FlowNode[] {
+      return [
+        ...flow(true).map((n) => (n.id === 'store' ? storeConfig({ indexingRate: 4, indexingDelay: 0 }) : n)),
+        { id: 'sensor-off', type: 'deferrable-sensor', d: true, store: 'store', collection: 'faq', expectedCount: 0, pollInterval: 0.1, maxPollInterval: 0.2, timeout: 600, deferrable: true, wires: [[], []] },
+      ];
+    }
+
+    async function waitHere(): Promise<string> {
+      const progress = new Promise<string>((resolve) => helper.getNode('progress').once('input', (m: { waitId: string }) => resolve(m.waitId)));
+      helper.getNode('ingest').receive({ payload: DOCS });
+      return progress;
+    }
+
+    it('GET /vector-pipeline/waits/holders: this instance, and per group the waits held here, by each other instance, and by none', async () => {
+      await load(sidebarFlow(), [...modulesWithCatalog, plugin]);
+      const b = await otherInstance();
+      await waitHere();
+      // Waits of the disabled sensor, given up by host-b: nobody claims them (the node runs nowhere here).
+      for (let i = 0; i < 2; i++) await b.put(waitOf(`off${i}`, 'sensor-off', 'faq'), HOST_B, LONG_LEASE_MS);
+      await b.release(HOST_B);
+      for (let i = 0; i < 5; i++) await b.put(waitOf(`b${i}`), HOST_B, LONG_LEASE_MS);
+
+      const expected = {
+        shared: true,
+        groups: [
+          {
+            key: 'store/docs',
+            store: { id: 'store', name: 'test store' },
+            collection: 'docs',
+            holders: [
+              { here: true, count: 1, name: os.hostname() },
+              { instance: HOST_B, name: 'host-b', here: false, count: 5 },
+            ],
+          },
+          { key: 'store/faq', store: { id: 'store', name: 'test store' }, collection: 'faq', holders: [{ instance: null, name: null, here: false, count: 2 }] },
+        ],
+      };
+      const body = await until('the holders to be counted', async () => {
+        const answer = (await helper.request().get('/vector-pipeline/waits/holders').expect(200)).body;
+        try {
+          should(answer).match(expected);
+          return answer;
+        } catch {
+          return null;
+        }
+      });
+      should(body.instance.name).equal(os.hostname());
+      should(body.instance.id).startWith(`${os.hostname()}:${process.pid}:`);
+      should(body.groups[0].holders[0].instance).equal(body.instance.id);
+    });
+
+    it('cancel of a wait another live instance holds: 409 naming it, the wait left alone; an unknown wait is still 404', async () => {
+      await load(sidebarFlow(), [...modulesWithCatalog, plugin]);
+      const b = await otherInstance();
+      await b.put(waitOf('b0'), HOST_B, LONG_LEASE_MS);
+      const refused = await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: 'b0' }).expect(409);
+      should(refused.body).match({ error: 'held_elsewhere', holder: HOST_B });
+      should(refused.body.message).match(/held by instance host-b:42:0badcafe/).and.match(/cancel it there/);
+      should(await b.holderCounts(['sensor'])).eql([{ ownerId: 'sensor', collection: 'docs', holder: HOST_B, count: 1 }]);
+      await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: 'nowhere' }).expect(404);
+
+      // A wait held here is cancelled here, as before.
+      const mine = await waitHere();
+      const cancelled = await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: mine }).expect(200);
+      should(cancelled.body).eql({ cancelled: 1, waitIds: [mine] });
+    });
+
+    it('file mode: the holders endpoint says the waits are not shared', async () => {
+      helper.settings({ userDir, vectorPipeline: undefined });
+      await helper.load([...modulesWithCatalog, plugin], sidebarFlow());
+      const answer = await helper.request().get('/vector-pipeline/waits/holders').expect(200);
+      should(answer.body).eql({ shared: false, instance: null, groups: [] });
+    });
   });
 });
