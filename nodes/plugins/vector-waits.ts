@@ -182,7 +182,10 @@ function serve(RED: NodeAPI, state: PluginState): void {
       // The triggerer's waits, and those sensors with "deferrable" off run in their node.
       const removed = [...triggerer.cancelAndNotify(matches, note), ...localWaitsFor(state.RED).cancelAndNotify(matches, note)];
       if (removed.length === 0) {
-        const elsewhere = typeof body.waitId === 'string' ? await heldElsewhere(state, triggerer.sharedWork, body.waitId) : null;
+        const elsewhere =
+          typeof body.waitId === 'string' && body.waitId
+            ? await waitHeldElsewhere(state, triggerer.sharedWork, body.waitId)
+            : await groupHeldElsewhere(state, triggerer.sharedWork, groupKey(body.store as string, body.collection as string), what);
         if (elsewhere) return { status: 409, body: elsewhere };
         return { status: 404, body: { error: 'not_found', message: text(state, 'errors.nothingToCancel', { what }) } };
       }
@@ -238,11 +241,21 @@ async function holders(
 }
 
 /** A wait this instance does not run but another live instance holds: the 409 answer naming it, else null. */
-async function heldElsewhere(state: PluginState, shared: SharedWorkStore | null, waitId: string): Promise<Record<string, string> | null> {
+async function waitHeldElsewhere(state: PluginState, shared: SharedWorkStore | null, waitId: string): Promise<Record<string, string> | null> {
   if (!shared) return null;
   const holder = await shared.holderOf(waitId);
   if (holder === null || holder === shared.instanceId) return null;
   return { error: 'held_elsewhere', holder, message: text(state, 'errors.heldElsewhere', { waitId, holder }) };
+}
+
+/** A group none of whose waits is here, but other live instances hold some: the 409 answer naming them, else null. */
+async function groupHeldElsewhere(state: PluginState, shared: SharedWorkStore | null, key: string, what: string): Promise<Record<string, unknown> | null> {
+  if (!shared) return null;
+  const group = (await holders(state, shared)).groups.find((g) => g.key === key);
+  const others = group?.holders.filter((h) => h.instance !== null && !h.here) ?? [];
+  if (others.length === 0) return null;
+  const named = others.map((h) => `${h.instance}: ${h.count}`).join(', ');
+  return { error: 'held_elsewhere', holders: others.map((h) => h.instance), message: text(state, 'errors.groupHeldElsewhere', { what, holders: named }) };
 }
 
 function describeStore(state: PluginState, storeId: string): string {

@@ -266,6 +266,13 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
       should(refused.body.message).match(/held by instance host-b:42:0badcafe/).and.match(/cancel it there/);
       should(await b.holderCounts(['sensor'])).eql([{ ownerId: 'sensor', collection: 'docs', holder: HOST_B, count: 1 }]);
       await helper.request().post('/vector-pipeline/waits/cancel').send({ waitId: 'nowhere' }).expect(404);
+      // A whole collection none of whose waits is here: 409 too, once the counts (at most 3 s old) show host-b's.
+      const group = await until('the group cancel to name host-b', async () => {
+        const answer = await helper.request().post('/vector-pipeline/waits/cancel').send({ store: 'store', collection: 'docs' });
+        return answer.status === 409 ? answer.body : (should(answer.status).equal(404), null);
+      });
+      should(group).match({ error: 'held_elsewhere', holders: [HOST_B] });
+      should(group.message).match(/held by other instances \(host-b:42:0badcafe: 1\)/);
 
       // A wait held here is cancelled here, as before.
       const mine = await waitHere();
