@@ -550,7 +550,7 @@ export = function register(RED: NodeAPI): void {
     /**
      * Shared waits: which instances hold this node's waits, every few seconds,
      * redrawn when that changed. A failed read keeps what was known (the shared
-     * store logs its outages).
+     * store's heartbeat logs an outage of the database once).
      */
     function readHolders(shared: SharedWorkStore): void {
       if (closed) return;
