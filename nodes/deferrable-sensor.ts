@@ -554,17 +554,21 @@ export = function register(RED: NodeAPI): void {
      */
     function readHolders(shared: SharedWorkStore): void {
       if (closed) return;
-      shared.holderCounts([node.id]).then(
-        (counts) => {
-          const seen = waitsElsewhere(counts, shared.instanceId);
-          const changed = JSON.stringify(seen) !== JSON.stringify(elsewhere);
-          elsewhere = seen;
-          if (changed) drawStatus();
-        },
-        () => undefined,
-      ).finally(() => {
-        if (!closed) holdersTimer = setTimeout(() => readHolders(shared), HOLDERS_REFRESH_MS);
-      });
+      shared
+        .holderCounts([node.id])
+        .then(
+          (counts) => {
+            const seen = waitsElsewhere(counts, shared.instanceId);
+            const changed = JSON.stringify(seen) !== JSON.stringify(elsewhere);
+            elsewhere = seen;
+            if (changed) drawStatus();
+          },
+          () => undefined,
+        )
+        .catch((err: unknown) => node.warn(`Could not show which instances hold this node's waits: ${messageOf(err)}`))
+        .finally(() => {
+          if (!closed) holdersTimer = setTimeout(() => readHolders(shared), HOLDERS_REFRESH_MS);
+        });
     }
 
     /** Fields of the message that cannot be saved with the wait are named once, in the log. */

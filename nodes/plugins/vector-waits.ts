@@ -153,7 +153,12 @@ function serve(RED: NodeAPI, state: PluginState): void {
   app.get(`${ROUTE}/holders`, read, (req: Request, res: Response) => {
     handle(state, res, async () => {
       const triggerer = await bind(state);
-      return { status: 200, body: await holders(state, triggerer.sharedWork) };
+      try {
+        return { status: 200, body: await holders(state, triggerer.sharedWork) };
+      } catch (err) {
+        // Asked every 5 s by each open sidebar: not logged (the shared store logs an outage once).
+        return { status: 503, body: { error: 'unavailable', message: text(state, 'errors.unavailable', { reason: messageOf(err) }) } };
+      }
     });
   });
 
