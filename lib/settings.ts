@@ -128,6 +128,12 @@ const JOB_STORE = 'vectorPipeline.jobStore';
 const URL_EXAMPLE = 'postgres://user@host:5432/database';
 /** Lower-case SQL identifiers only: they are written into statements unquoted-safe and never need escaping. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * The job store names its spool table and indexes after the table, `<table>_spool_headers`
+ * the longest: PostgreSQL cuts names at 63 characters, so a longer table name could make
+ * `<table>_spool` the table itself.
+ */
+const MAX_TABLE_NAME = 63 - '_spool_headers'.length;
 
 /**
  * Read `vectorPipeline.jobStore` and its environment variables; throws
@@ -158,7 +164,7 @@ export function readJobStoreSettings(fromSettingsJs: unknown, env: Env = process
   const connection = parseJobStoreUrl(url);
   const password = jobStorePassword(store.password, env);
   const schema = identifier(store.schema, 'schema', JOB_STORE_DEFAULTS.schema);
-  const table = identifier(store.table, 'table', JOB_STORE_DEFAULTS.table);
+  const table = identifier(store.table, 'table', JOB_STORE_DEFAULTS.table, MAX_TABLE_NAME);
   const seconds = (name: string, fallback: number, min: number, max: number): number => {
     const value = store[name];
     if (value === undefined || value === null) return fallback;
@@ -258,12 +264,12 @@ function checkedPassword(password: string, from: string): string {
   return password;
 }
 
-function identifier(value: unknown, name: string, fallback: string): string {
+function identifier(value: unknown, name: string, fallback: string, maxLength = 63): string {
   if (value === undefined || value === null || value === '') return fallback;
-  if (typeof value !== 'string' || !IDENTIFIER.test(value)) {
+  if (typeof value !== 'string' || !IDENTIFIER.test(value) || value.length > maxLength) {
     throw jobStoreError(
       `The setting ${JOB_STORE}.${name} in settings.js must be a lower-case SQL name (letters, digits and _, not starting with a digit, ` +
-        `at most 63 characters), such as "${fallback}".`,
+        `at most ${maxLength} characters), such as "${fallback}".`,
     );
   }
   return value;

@@ -31,6 +31,7 @@ import {
 } from '../lib/trigger';
 import type { CancelNote, Triggerer, WaitOwner, WaitRecord } from '../lib/triggerer';
 import { runLocally, type LocalWait } from '../lib/local-wait';
+import { QuickChecks } from '../lib/quick-checks';
 import type { CollectionRef } from '../lib/types';
 import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
 import { sharedStatus, waitsElsewhere, type WaitsElsewhere } from './shared/holder-status';
@@ -38,7 +39,7 @@ import type { SharedWorkStore } from '../lib/job-stores/shared-work';
 import { labelledParser, migrateConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
-import { expectedCountOf, parkable, toError, watchedCollectionOf } from './shared/messages';
+import { copyJson, expectedCountOf, parkable, toError, watchedCollectionOf } from './shared/messages';
 import { collectionLabel, isExisting, parseExistingCollection } from '../lib/collection-ref';
 import { localWaitsFor, triggererFor, dropWaitsOfDeletedNodes, triggererStartError } from './shared/runtime';
 import { TypedInputs, type TypedField } from './shared/typed-inputs';
@@ -68,6 +69,30 @@ interface LiveWait {
   local?: LocalWait;
 }
 
+/**
+ * A node's live waits by id, counting those run in the node (Deferrable off): the
+ * pending count is read on every message and every final, so it is kept, not scanned.
+ */
+class LiveWaits extends Map<string, LiveWait> {
+  local = 0;
+
+  /** Mark a wait as run in the node (once, right after it is added). */
+  runsLocally(entry: LiveWait, local: LocalWait): void {
+    entry.local = local;
+    this.local += 1;
+  }
+
+  override delete(waitId: string): boolean {
+    if (this.get(waitId)?.local) this.local -= 1;
+    return super.delete(waitId);
+  }
+
+  override clear(): void {
+    this.local = 0;
+    super.clear();
+  }
+}
+
 /** How often the status may be redrawn while waits report progress. */
 const STATUS_REFRESH_MS = 500;
 /** Shared waits: how often the status reads which instances hold this node's waits (a cached, shared query). */
@@ -77,6 +102,8 @@ export = function register(RED: NodeAPI): void {
   dropWaitsOfDeletedNodes(RED);
 
   const text = catalogTexts(RED);
+  /** One per runtime: every sensor's quick checks, shared per store and collection. */
+  const quickChecks = new QuickChecks();
   const settings = runtimeSettingsOrDefaults((RED.settings as unknown as Record<string, unknown>).vectorPipeline, (m) =>
     RED.log.warn(`deferrable-sensor: ${m}`),
   );
@@ -104,7 +131,7 @@ export = function register(RED: NodeAPI): void {
       node.error(messageOf(err));
     }
 
-    const live = new Map<string, LiveWait>();
+    const live = new LiveWaits();
     let triggerer: Triggerer | null = null;
     let closed = false;
     /** Messages past the quick check, not yet counted by the triggerer: part of the pending-waits cap. */
@@ -191,6 +218,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const startedAt = Date.now();
+      const arrival = quickChecks.arrive();
       let collection: string | null = null;
       let waitId: string | null = null;
       let counted = false;
@@ -226,14 +254,16 @@ export = function register(RED: NodeAPI): void {
         // that is down for now does not fail the message: the wait is deferred
         // and the triggerer retries until its deadline.
         try {
-          if (!(await store.backend.collectionExists(watched))) {
+          // Both calls shared with the messages arriving meanwhile on the same collection (never an answer older than this message).
+          if (!(await quickChecks.exists(store.backend, store.storeKey, watched, arrival))) {
             throw new VectorStoreError(
               'NOT_FOUND',
               `Collection "${collection}" does not exist in the ${store.backend.name} store, so there is nothing to wait for. Check the collection name, or ingest documents into it first.`,
             );
           }
           if (closed) throw stoppedError();
-          const first = checkOnce(spec, await store.backend.status(watched, expectedCount > 0 ? { expectedCount } : undefined), startedAt);
+          const status = await quickChecks.status(store.backend, store.storeKey, watched, arrival, expectedCount > 0 ? { expectedCount } : undefined);
+          const first = checkOnce(spec, status, Date.now());
           if (first) {
             finish({ msg, send, done }, first, watched);
             return;
@@ -257,7 +287,7 @@ export = function register(RED: NodeAPI): void {
         live.set(waitId, entry);
         markNewest(waitId);
         if (!config.deferrable) {
-          entry.local = runLocally(spec, store.backend, (event) => onEvent(record, event), { maxConsecutiveErrors: config.maxErrors });
+          live.runsLocally(entry, runLocally(spec, store.backend, (event) => onEvent(record, event), { maxConsecutiveErrors: config.maxErrors }));
           // Listed (and cancellable) in the Vector waits sidebar like the triggerer's waits.
           localWaits.add(record, (note) => {
             entry.local?.cancel();
@@ -362,7 +392,11 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
+    /** Output 2 wired to nothing: its messages would go nowhere, so none is built (a copy per wait per poll). */
+    const progressUnwired = Array.isArray(def.wires) && (def.wires as unknown[][])[1]?.length === 0;
+
     function sendProgress(wait: WaitRecord, payload: ProgressPayload): void {
+      if (progressUnwired) return;
       const progressMsg = copyOf(wait, 'progress');
       progressMsg._msgid = RED.util.generateId();
       progressMsg.payload = payload;
@@ -377,6 +411,12 @@ export = function register(RED: NodeAPI): void {
      * wait's last, takes them as they are), and the reason is logged once.
      */
     function copyOf(wait: WaitRecord, purpose: 'progress' | 'final'): SensorMessage {
+      try {
+        // The parked message is JSON data (it went through JSON to be saved): a plain copy is enough, and 3x cheaper.
+        return copyJson(wait.message) as SensorMessage;
+      } catch {
+        // Nested deeper than the stack allows: try Node-RED's copy, field by field below.
+      }
       try {
         return RED.util.cloneMessage(wait.message as NodeMessageInFlow) as SensorMessage;
       } catch (err) {
@@ -478,9 +518,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function pendingCount(): number {
-      let local = 0;
-      for (const entry of live.values()) if (entry.local) local += 1;
-      return (triggerer?.pending(node.id) ?? 0) + local;
+      return (triggerer?.pending(node.id) ?? 0) + live.local;
     }
 
     function markNewest(waitId: string): void {
@@ -573,7 +611,9 @@ export = function register(RED: NodeAPI): void {
 
     /** Fields of the message that cannot be saved with the wait are named once, in the log. */
     function parkableFields(msg: SensorMessage, waitId: string): Record<string, unknown> {
-      const { parked, dropped } = parkable(msg);
+      // Every message of the wait gets the sensor's own payload: the incoming one (an ingest's ids) is never needed again.
+      const { payload: _replaced, ...rest } = msg;
+      const { parked, dropped } = parkable(rest);
       if (dropped.length > 0) {
         node.warn(
           `Wait ${waitId}: ${dropped.map((d) => `msg.${d.key} (${d.reason})`).join(', ')} cannot be saved with the wait; if it resumes after a redeploy or a restart, its messages come without ${dropped.length === 1 ? 'it' : 'them'}.`,

@@ -13,7 +13,7 @@ import { createEmbedder } from '../lib/embedders';
 import { InvalidFieldsError, parseStoreConfig, type StoreConfig } from '../lib/schemas';
 import type { Store } from '../lib/operations';
 import { VectorStoreError, messageOf } from '../lib/errors';
-import { runtimeSettingsOrDefaults } from '../lib/settings';
+import { readJobStoreSettings, runtimeSettingsOrDefaults } from '../lib/settings';
 import { storeWorkFinished, type VectorStoreConfigNode } from './shared/store';
 import { readNodeConfig } from '../lib/config-versions';
 import { withDetail, withShortStatus } from './shared/status';
@@ -29,6 +29,9 @@ export = function register(RED: NodeAPI): void {
   const settings = runtimeSettingsOrDefaults((RED.settings as { vectorPipeline?: unknown }).vectorPipeline, (message) =>
     RED.log.warn(message),
   );
+  const shared = sharesWork(RED);
+  /** Memory stores already warned about (once per config node while Node-RED runs). */
+  const warnedLocal = new Set<string>();
 
   function VectorStoreNode(this: VectorStoreConfigNode, def: NodeDef & Record<string, unknown>): void {
     RED.nodes.createNode(this, def);
@@ -67,6 +70,15 @@ export = function register(RED: NodeAPI): void {
         });
         const embedder = createEmbedder(config, { embedApiKey: credentials.embedApiKey });
         store = { backend, embedder };
+        if (shared && config.backend === 'memory' && !warnedLocal.has(node.id)) {
+          warnedLocal.add(node.id);
+          // Another instance that takes over a wait or a job of this store would see only its own documents.
+          RED.log.warn(
+            `vector-store "${def.name || node.id}" uses the embedded memory store, which each Node-RED instance keeps its own, ` +
+              `while waits and ingest jobs are shared through PostgreSQL: a wait or job taken over by another instance sees that instance's documents only. ` +
+              `Use a store every instance reaches (pgvector, Chroma or a LanceDB directory they share).`,
+          );
+        }
       }
       return store;
     };
@@ -83,6 +95,15 @@ export = function register(RED: NodeAPI): void {
         .catch((err) => node.warn(`Closing the vector store failed: ${messageOf(err)}`))
         .finally(done);
     });
+  }
+
+  /** Whether settings.js shares waits and ingest jobs through PostgreSQL (a bad setting is reported by the runtime). */
+  function sharesWork(api: NodeAPI): boolean {
+    try {
+      return readJobStoreSettings((api.settings as { vectorPipeline?: unknown }).vectorPipeline).type === 'postgres';
+    } catch {
+      return false;
+    }
   }
 
   function storeCredentials(credentials: StoreCredentials | undefined): { password?: string; apiKey?: string } {

@@ -132,7 +132,26 @@ export class PostgresJobStore {
 
   /** Connect and bring the table to the latest version (safe from several instances at once). */
   async start(): Promise<void> {
-    const doing = `creating or migrating the table ${this.table}`;
+    await this.withClient(`creating or migrating the table ${this.table}`, async (client) => {
+      try {
+        await migrate(client, this.settings);
+      } catch (err) {
+        if (!(err instanceof NewerTableError)) throw err;
+        throw new VectorStoreError(
+          'INVALID_INPUT',
+          `The job store table ${this.table} at ${this.settings.where} was created by a newer version of @deferrable/node-red-vector-pipeline ` +
+            `(${err.message}): upgrade the package on this instance to the version the other instances run.`,
+        );
+      }
+    });
+  }
+
+  /**
+   * Run `work` on one connection of the pool, errors mapped to VectorStoreErrors
+   * saying what was being done. A connection that anything failed on (a timeout,
+   * a cut) is not reused: its state is unknown.
+   */
+  private async withClient<T>(doing: string, work: (client: Pg.PoolClient) => Promise<T>): Promise<T> {
     let client: Pg.PoolClient;
     try {
       client = await this.getPool().connect();
@@ -142,22 +161,15 @@ export class PostgresJobStore {
     // A checked-out client's connection error would otherwise be unhandled.
     const ignore = (): void => undefined;
     client.on('error', ignore);
-    let broken: unknown;
+    let broken = false;
     try {
-      await migrate(client, this.settings);
+      return await work(client);
     } catch (err) {
-      broken = err;
-      if (err instanceof NewerTableError) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `The job store table ${this.table} at ${this.settings.where} was created by a newer version of @deferrable/node-red-vector-pipeline ` +
-            `(${err.message}): upgrade the package on this instance to the version the other instances run.`,
-        );
-      }
-      throw this.error(err, doing);
+      broken = true;
+      throw err instanceof VectorStoreError ? err : this.error(err, doing);
     } finally {
       client.removeListener('error', ignore);
-      client.release(broken !== undefined && !(broken instanceof NewerTableError));
+      client.release(broken);
     }
   }
 
@@ -173,40 +185,21 @@ export class PostgresJobStore {
    * was being done (`doing`).
    */
   async transaction<T>(doing: string, work: (sql: <R extends object>(text: string, values: unknown[]) => Promise<R[]>) => Promise<T>): Promise<T> {
-    let client: Pg.PoolClient;
-    try {
-      client = await this.getPool().connect();
-    } catch (err) {
-      throw this.error(err, doing);
-    }
-    // A checked-out client's connection error would otherwise be unhandled.
-    const ignore = (): void => undefined;
-    client.on('error', ignore);
-    let broken = false;
-    const sql = async <R extends object>(text: string, values: unknown[]): Promise<R[]> => {
-      this.statements += 1;
-      try {
+    return this.withClient(doing, async (client) => {
+      const sql = async <R extends object>(text: string, values: unknown[]): Promise<R[]> => {
+        this.statements += 1;
         return (await client.query<R>(text, values)).rows;
-      } catch (err) {
-        broken = true;
-        throw this.error(err, doing);
-      }
-    };
-    try {
+      };
       await sql('BEGIN', []);
-      const result = await work(sql);
-      await sql('COMMIT', []);
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw this.error(err, doing);
-    } finally {
-      client.removeListener('error', ignore);
-      // A connection a statement failed on (a timeout, a cut) is not reused: its state is unknown.
-      client.release(broken);
-    }
+      try {
+        const result = await work(sql);
+        await sql('COMMIT', []);
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   /** One statement, with the store's deadlines and error mapping (see `transaction`). */

@@ -121,6 +121,24 @@ export function expectedCountOf(msg: object & { expectedCount?: unknown }): numb
   return n;
 }
 
+/** A deep copy of JSON data (what `parkable` keeps): plain objects, arrays and primitives only. */
+export function copyJson(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i]);
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const copy = copyJson((value as Record<string, unknown>)[key]);
+    // JSON.parse makes "__proto__" an own key: keep it one (an assignment would set the copy's prototype).
+    if (key === '__proto__') Object.defineProperty(out, key, { value: copy, enumerable: true, writable: true, configurable: true });
+    else out[key] = copy;
+  }
+  return out;
+}
+
 /** The fields of a message that survive JSON: what a resumed wait or ingest job can deliver. */
 export function parkable(msg: Record<string, unknown>): { parked: Record<string, unknown>; dropped: Array<{ key: string; reason: string }> } {
   const parked: Record<string, unknown> = {};

@@ -9,7 +9,7 @@ import { createTriggerSpec, type FinalPayload } from '../../lib/trigger';
 import type { JobRecord, WaitRecord } from '../../lib/wait-store';
 import { createIngestJobSpec } from '../../lib/ingest-job/spec';
 import { VectorStoreError } from '../../lib/errors';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer, jobStoreSettingsOn } from '../support/postgres-server';
 import { until } from '../support/until';
 
 const SHORT_LEASE_MS = 300;
@@ -55,7 +55,7 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
   /** A store of its own (own pool, as one Node-RED process) on `table`. */
   const storeOn = (table: string, warnings: string[] = [], schema = 'public', callTimeoutMs = 5_000): PostgresJobStore => {
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema, table, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, table, schema),
       callTimeoutMs,
       log: { warn: (message) => warnings.push(message) },
     });

@@ -79,6 +79,10 @@ describe('job store settings (settings.js vectorPipeline.jobStore, environment)'
     fails({ url: URL, leaseSeconds: 'long' }).should.match(/vectorPipeline\.jobStore\.leaseSeconds .* number of seconds/);
     fails({ url: URL, capacity: 0 }).should.match(/vectorPipeline\.jobStore\.capacity .* between 1 and/);
     fails({ url: URL, table: 'Work; DROP TABLE x' }).should.match(/vectorPipeline\.jobStore\.table .* lower-case SQL name/);
+    // The package derives names from the table's (`<table>_spool_headers` is the longest):
+    // PostgreSQL would cut a longer one to 63 characters, and `<table>_spool` could become the table itself.
+    fails({ url: URL, table: 'w'.repeat(50) }).should.match(/vectorPipeline\.jobStore\.table .* at most 49 characters/);
+    readJobStoreSettings({ jobStore: { type: 'postgres', url: URL, table: 'w'.repeat(49) } }).should.containEql({ table: 'w'.repeat(49) });
     fails({ url: URL }, { VECTOR_PIPELINE_JOB_STORE_PASSWORD: 'line\n' }).should.match(/VECTOR_PIPELINE_JOB_STORE_PASSWORD contains a line break/);
   });
 });

@@ -16,7 +16,7 @@ import { PostgresSpools } from '../../lib/job-stores/spool-table';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
 import { Triggerer, type JobRecord, type WaitOwner } from '../../lib/triggerer';
 import type { Embedder } from '../../lib/types';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer, jobStoreSettingsOn } from '../support/postgres-server';
 import { until } from '../support/until';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -63,14 +63,14 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   });
 
-  function runtime(name: string, tableName: string) {
+  function runtime(name: string, tableName: string, removalGraceMs = 20, leaseMs = LEASE_MS, heartbeatMs = HEARTBEAT_MS) {
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: tableName, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, tableName),
       callTimeoutMs: 5_000,
     });
-    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });
+    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs, heartbeatMs, capacity: 1000 });
     const spools = new PostgresSpools(store);
-    const triggerer = new Triggerer({ waitStore: shared, spools, removalGraceMs: 20 });
+    const triggerer = new Triggerer({ waitStore: shared, spools, removalGraceMs });
     closers.push(() => triggerer.close());
     return { triggerer, shared, spools };
   }
@@ -123,6 +123,25 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(0);
   });
 
+  it('a spool write that fails midway (after its first 500 rows went in) leaves nothing; the retry under the same name is whole', async () => {
+    const name = `jobs_${++table}`;
+    const { triggerer, spools } = runtime('instance-a', name);
+    await triggerer.start();
+    const header = { v: 1 as const, jobId: 'job-x', collection: 'docs', documents: 600, chunks: 600, batches: 600, ids: texts(600).map((t) => t.id) };
+    function* batches(failAt: number) {
+      for (let i = 0; i < 600; i++) {
+        if (i === failAt) throw new Error('the documents could not be prepared');
+        yield { docs: [{ id: `doc-${i}`, text: `document ${i}`, vector: [i] }] } as never;
+      }
+    }
+    const failed = await spools.write('spool-x', header, batches(550)).then(() => null, (e: Error) => e);
+    should(failed?.message).match(/Nothing was written: send the message again/);
+    should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(0);
+    await spools.write('spool-x', header, batches(-1));
+    should(await count(`SELECT count(*) AS n FROM public.${name}_spool`)).equal(601);
+    should((await spools.header('spool-x')).ids).have.length(600);
+  });
+
   it('the runtime running a job dies mid-job: the other resumes it from the database spool after the lease and ends it once', async () => {
     const name = `jobs_${++table}`;
     const a = runtime('instance-a', name);
@@ -173,5 +192,97 @@ describe('ingest jobs shared through PostgreSQL (real PostgreSQL 15)', function 
     await until('the job and its spool to leave the tables', async () =>
       (await count(`SELECT count(*) AS n FROM public.${name}`)) + (await count(`SELECT count(*) AS n FROM public.${name}_spool`)) === 0 ? true : null,
     );
+  });
+
+  it('the runtime that ended a job dies after committing its final, before removing it: the other sends it again, flagged, with its ids', async () => {
+    const name = `jobs_${++table}`;
+    // A keeps the delivered record for a minute (its removal grace): it dies before removing it.
+    const a = runtime('instance-a', name, 60_000);
+    const b = runtime('instance-b', name);
+    const backendA = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    const backendB = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    closers.push(() => backendA.close(), () => backendB.close());
+    const finals: Array<{ by: string; payload: JobSuccessPayload; redelivered: boolean; ids: Promise<string[]> }> = [];
+    // As the node does: the final's ids are read back from the spool when it is delivered.
+    const owner = (by: string, backend: MemoryBackend, spools: PostgresSpools): WaitOwner => ({
+      backend,
+      embedder: new HashEmbedder(16),
+      storeKey: 'store-1',
+      onEvent(record, event) {
+        const e = event as JobEvent;
+        if (e.type !== 'final') return;
+        const ids = spools.header((record as JobRecord).spec.spool).then((h) => h.ids);
+        ids.catch(() => undefined);
+        finals.push({ by, payload: e.payload as JobSuccessPayload, redelivered: e.redelivered === true, ids });
+      },
+    });
+    a.triggerer.attach('ingest-1', owner('a', backendA, a.spools));
+    await a.triggerer.start();
+    const { spec, batches } = await spoolIngestJob({ backend: backendA, embedder: new HashEmbedder(16) }, texts(30), a.spools, {
+      jobId: newWaitId(),
+      collection: 'docs',
+      batchSize: 10,
+      createCollection: true,
+      buildIndex: true,
+    });
+    await a.triggerer.defer({ ownerId: 'ingest-1', spec, message: { topic: 't' } } satisfies JobRecord, { batches });
+    await until('A to end the job', async () => (finals.length > 0 ? true : null), 30_000);
+    should(await count(`SELECT count(*) AS n FROM public.${name} WHERE state = 'delivering'`)).equal(1);
+    await a.shared.abandon();
+    // B starts after A died: it finds the committed final, leased to nobody once A's lease ran out.
+    b.triggerer.attach('ingest-1', owner('b', backendB, b.spools));
+    await b.triggerer.start();
+    await until('B to send the final again', async () => (finals.length > 1 ? true : null), 30_000);
+    await new Promise((r) => setTimeout(r, 3 * LEASE_MS)); // room for a third
+    should(finals.map((f) => [f.by, f.redelivered])).eql([['a', false], ['b', true]]);
+    should(finals[1].payload).containEql({ status: 'success', ingested: 30, totalCount: 30 });
+    should(await finals[1].ids).eql(texts(30).map((t) => t.id));
+    await until('the job and its spool to leave the tables', async () =>
+      (await count(`SELECT count(*) AS n FROM public.${name}`)) + (await count(`SELECT count(*) AS n FROM public.${name}_spool`)) === 0 ? true : null,
+    );
+  });
+
+  it('the database restarted mid-job: reading the spool and saving checkpoints are retried, the job goes on and ends once, nothing embedded twice', async () => {
+    const name = `jobs_${++table}`;
+    // A lease longer than the outage: the job stays here.
+    const a = runtime('instance-a', name, 20, 20_000, 1_000);
+    const backend = new MemoryBackend({ dataDir: null, volatileKey: `shared-jobs-${table}`, indexingRate: 1e9, indexingDelay: 0 });
+    closers.push(() => backend.close());
+    const embedder = new CountingEmbedder();
+    // At the third batch the database goes away for two seconds.
+    let restarted!: Promise<void>;
+    embedder.gate = async (call) => {
+      if (call !== 3) return;
+      await server.halt();
+      restarted = new Promise((resolve) => setTimeout(resolve, 2_000)).then(() => server.resume());
+    };
+    const finals: JobSuccessPayload[] = [];
+    const details: string[] = [];
+    a.triggerer.attach('ingest-1', {
+      backend,
+      embedder,
+      storeKey: 'store-1',
+      onEvent(_record, event) {
+        const e = event as JobEvent;
+        if (e.type === 'final') finals.push(e.payload as JobSuccessPayload);
+        else if (e.payload.detail) details.push(e.payload.detail);
+      },
+    });
+    await a.triggerer.start();
+    const { spec, batches } = await spoolIngestJob({ backend, embedder: new HashEmbedder(16) }, texts(60), a.spools, {
+      jobId: newWaitId(),
+      collection: 'docs',
+      batchSize: 10,
+      createCollection: true,
+      buildIndex: true,
+    });
+    await a.triggerer.defer({ ownerId: 'ingest-1', spec, message: { topic: 't' } } satisfies JobRecord, { batches });
+    await until('the job to end', async () => (finals.length > 0 ? true : null), 45_000);
+    await restarted;
+    should(finals).have.length(1);
+    should(finals[0]).containEql({ status: 'success', ingested: 60, totalCount: 60 });
+    should(details.some((d) => /^retrying in/.test(d))).be.true();
+    should([...embedder.embedded.values()].every((n) => n === 1)).be.true();
+    should(embedder.embedded.size).equal(60);
   });
 });

@@ -10,7 +10,7 @@ import { PostgresJobStore } from '../../lib/job-stores/postgres';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
 import { createTriggerSpec, type TriggerEvent } from '../../lib/trigger';
 import { Triggerer, type WaitOwner, type WaitRecord } from '../../lib/triggerer';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer, jobStoreSettingsOn } from '../support/postgres-server';
 import { until } from '../support/until';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -44,7 +44,7 @@ describe('shared waits whose final or removal the database refused (real Postgre
   function setUp(removalGraceMs = 20) {
     const name = `finals_${++table}`;
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: name, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, name),
       callTimeoutMs: CALL_TIMEOUT_MS,
     });
     const shared = new SharedWorkStore({ store, instanceId: 'instance-a', leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import should from 'should';
-import { catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, silence, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
+import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, redeploy, silence, storeConfig, unloadFlow, type FlowNode, type Msg } from './flow-helper';
 import { triggererFor, waitStoreFile } from '../../nodes/shared/runtime';
+import { until } from '../support/until';
 
 /** ingest -> sensor, with the sensor's outputs on helper nodes `ready` and `progress`. */
 function flow(sensor: Record<string, unknown> = {}, store: Record<string, unknown> = {}): FlowNode[] {
@@ -48,6 +49,54 @@ describe('deferrable-sensor node', function () {
     const msg = await ready;
     should(msg.payload).match({ status: 'success', collection: 'docs', documentCount: 3, indexedCount: 3, expectedCount: 3, deferred: false, polls: 1 });
     should(msg.waitId).be.a.String();
+  });
+
+  it('500 messages at once on one collection share their quick checks: a few store calls, each message answered once', async function () {
+    await loadFlow(flow());
+    const firstReady = nextMessage('ready');
+    helper.getNode('ingest').receive({ payload: docs(3) });
+    await firstReady;
+    await delay(20);
+    const backend = backendOf();
+    const calls = { exists: 0, status: 0 };
+    const exists = backend.collectionExists.bind(backend);
+    const status = backend.status.bind(backend);
+    backend.collectionExists = (c: never) => ((calls.exists += 1), exists(c));
+    backend.status = (c: never, h: never) => ((calls.status += 1), status(c, h));
+    const ready = collect('ready');
+    for (let i = 0; i < 500; i++) helper.getNode('sensor').receive({ collection: 'docs', expectedCount: 3, seq: i });
+    await until('every message to be answered', async () => (ready.length >= 500 ? true : null), 10_000);
+    should(new Set(ready.map((m) => m.seq)).size).equal(500);
+    should(ready.every((m) => m.payload.status === 'success' && m.payload.deferred === false)).be.true();
+    should(calls.status).be.belowOrEqual(3);
+    should(calls.exists).be.belowOrEqual(3);
+  });
+
+  it('does not save the incoming payload with the wait: its messages all carry the sensor\'s own payload', async function () {
+    const userDir = await loadFlow(flow({}, { indexingRate: 20, indexingDelay: 0 }));
+    const firstProgress = nextMessage('progress');
+    const ready = nextMessage('ready');
+    helper.getNode('ingest').receive({ payload: docs(10), ticket: 'T-3' });
+    const p = await firstProgress;
+    const onDisk = await fs.readFile(waitStoreFile(userDir), 'utf8');
+    should(onDisk).containEql(p.waitId).and.containEql('T-3');
+    should(onDisk).not.containEql('"ingested"');
+    should(p.payload.status).equal('indexing');
+    should((await ready).payload.status).equal('success');
+  });
+
+  it('builds no progress messages when output 2 is wired to nothing (the wait still ends with its one final)', async function () {
+    const unwired = flow({ wires: [['ready'], []] }, { indexingRate: 20, indexingDelay: 0 });
+    await loadFlow(unwired);
+    const sensor = helper.getNode('sensor');
+    let sent = 0;
+    const send = sensor.send.bind(sensor);
+    // Output 2 messages only (the final goes out through node.send too).
+    sensor.send = (msg: unknown) => (Array.isArray(msg) && msg[1] ? (sent += 1) : 0, send(msg));
+    const ready = nextMessage('ready');
+    helper.getNode('ingest').receive({ payload: docs(10) });
+    should((await ready).payload).match({ status: 'success', deferred: true, polls: (n: number) => n > 1 });
+    should(sent).equal(0);
   });
 
   it('defers, sends progress on output 2, then one success on output 1, all with one waitId', async function () {

@@ -51,11 +51,11 @@ export function storeConfig(overrides: Record<string, unknown> = {}): FlowNode {
 export async function loadFlow(
   flow: FlowNode[],
   credentials: Record<string, unknown> = {},
-  options: { prepare?: (userDir: string) => Promise<void> } = {},
+  options: { prepare?: (userDir: string) => Promise<void>; settings?: Record<string, unknown> } = {},
 ): Promise<string> {
   userDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vp-node-test-'));
   await options.prepare?.(userDir);
-  helper.settings({ userDir });
+  helper.settings({ vectorPipeline: undefined, ...options.settings, userDir });
   await helper.load(nodeModules, flow, credentials);
   return userDir;
 }

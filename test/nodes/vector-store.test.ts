@@ -50,6 +50,20 @@ function flow(store: Record<string, unknown>): FlowNode[] {
 describe('vector-store config node', function () {
   afterEach(unloadFlow);
 
+  it('warns once, naming the store, when the embedded memory store is used while waits and jobs are shared through PostgreSQL', async function () {
+    // Nothing listens on port 1: the job store is never reached by this flow (a direct ingest).
+    const settings = { vectorPipeline: { jobStore: { type: 'postgres', url: 'postgres://nodered@127.0.0.1:1/flows' } } };
+    await loadFlow(flow({ name: 'local docs' }), {}, { settings });
+    for (const payload of [['one'], ['two']]) {
+      const out = nextMessage('out');
+      helper.getNode('ingest').receive({ payload });
+      await out;
+    }
+    const warnings = helper.log().args.map((a: unknown[]) => String((a[0] as { msg?: unknown })?.msg)).filter((m: string) => /memory store/.test(m));
+    should(warnings).have.length(1);
+    should(warnings[0]).match(/"local docs"/).and.match(/each Node-RED instance keeps its own/).and.match(/pgvector, Chroma or a LanceDB directory/);
+  });
+
   it('uses the embedApiKey credential for an OpenAI-compatible embedder, and never shows it', async function () {
     const server = await startEmbeddingServer();
     try {

@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports';
+import type { PostgresJobStoreOptions } from '../../lib/job-stores/postgres';
 
 const run = promisify(execFile);
 const BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -127,4 +128,9 @@ async function waitUntilReady(port: number, exited: Promise<void>, log: () => st
     }
   }
   throw new Error(`PostgreSQL did not start within 30 s: ${log()}`);
+}
+
+/** The job store's connection settings for `table` (and `schema`) on a test server. */
+export function jobStoreSettingsOn(server: Pick<PostgresServer, 'port'>, table: string, schema = 'public'): PostgresJobStoreOptions['settings'] {
+  return { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema, table, where: `127.0.0.1:${server.port}/postgres` };
 }

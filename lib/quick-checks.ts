@@ -1,0 +1,101 @@
+/**
+ * The sensor's quick check on arrival (does the collection exist, is it already
+ * ready?), each of its two store calls shared per store and collection the way the
+ * triggerer shares its polls.
+ *
+ * A message may only take the answer of a call started after it arrived: an
+ * older answer may predate the write the message is about (an ingest's output
+ * arrives once its write is acknowledged). So while one call is in flight, the
+ * messages that arrive meanwhile join the next one, started as soon as the first
+ * settles: a burst of 10,000 messages on one collection costs two or three calls of
+ * each kind, not 10,000. Order is by a sequence number, not the clock (two events in one
+ * millisecond keep their order).
+ */
+import type { Backend, CollectionRef, CollectionStatus, StatusHint } from './types';
+import { collectionKey } from './collection-ref';
+
+interface Check {
+  /** Sequence number when the check started (null: not started yet, queued behind the one in flight). */
+  startedAt: number | null;
+  answer: Promise<unknown>;
+  start: () => void;
+}
+
+interface KeyState {
+  current: Check | null;
+  next: Check | null;
+}
+
+export class QuickChecks {
+  /** Store calls made. */
+  started = 0;
+  /** Calls saved: answers another message's call gave. */
+  joined = 0;
+  private sequence = 0;
+  private readonly byKey = new Map<string, KeyState>();
+
+  /** The moment a message arrives, as a sequence number: pass it to `exists` and `status`. */
+  arrive(): number {
+    return ++this.sequence;
+  }
+
+  /** Does the collection exist? Shared as described above. */
+  exists(backend: Backend, storeKey: string, collection: CollectionRef, arrival: number): Promise<boolean> {
+    return this.shared(`exists\u0000${storeKey}\u0000${collectionKey(collection)}`, arrival, () => backend.collectionExists(collection));
+  }
+
+  /**
+   * The collection's status. `hint.expectedCount` only matters to stores that
+   * estimate counts, so calls with and without one are not shared.
+   */
+  status(backend: Backend, storeKey: string, collection: CollectionRef, arrival: number, hint?: StatusHint): Promise<CollectionStatus> {
+    const key = `status\u0000${storeKey}\u0000${collectionKey(collection)}\u0000${hint?.expectedCount ? 'counted' : 'plain'}`;
+    return this.shared(key, arrival, () => backend.status(collection, hint));
+  }
+
+  /** The answer of a call for `key` started after `arrival`: joined, or queued behind the one in flight. */
+  private shared<T>(key: string, arrival: number, call: () => Promise<T>): Promise<T> {
+    let state = this.byKey.get(key);
+    if (!state) this.byKey.set(key, (state = { current: null, next: null }));
+    for (const check of [state.current, state.next]) {
+      if (check && (check.startedAt === null || check.startedAt > arrival)) {
+        this.joined += 1;
+        return check.answer as Promise<T>;
+      }
+    }
+    const check = this.newCheck(key, state, call);
+    if (state.current) {
+      // The one in flight may predate this message: queue behind it.
+      state.next = check;
+    } else {
+      state.current = check;
+      check.start();
+    }
+    return check.answer as Promise<T>;
+  }
+
+  private newCheck(key: string, state: KeyState, call: () => Promise<unknown>): Check {
+    let resolve!: (answer: Promise<unknown>) => void;
+    const answer = new Promise<unknown>((r) => (resolve = r));
+    const check: Check = {
+      startedAt: null,
+      answer,
+      start: () => {
+        check.startedAt = ++this.sequence;
+        this.started += 1;
+        const settled = call();
+        resolve(settled);
+        settled.catch(() => undefined).then(() => this.settled(key, state, check));
+      },
+    };
+    return check;
+  }
+
+  private settled(key: string, state: KeyState, check: Check): void {
+    if (state.current !== check) return;
+    state.current = state.next;
+    state.next = null;
+    if (state.current) state.current.start();
+    else this.byKey.delete(key);
+  }
+}
