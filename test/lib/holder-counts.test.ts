@@ -10,7 +10,7 @@ import { createIngestJobSpec } from '../../lib/ingest-job/spec';
 import { createTriggerSpec } from '../../lib/trigger';
 import { Triggerer } from '../../lib/triggerer';
 import type { JobRecord, WaitRecord } from '../../lib/wait-store';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, jobStoreSettingsOn, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 import { until } from '../support/until';
 
 const LONG_LEASE_MS = 60_000;
@@ -154,7 +154,7 @@ describe('holder counts on PostgreSQL (real PostgreSQL 15)', function () {
 
   const storeOn = (table: string): PostgresJobStore => {
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, table),
       callTimeoutMs: 5_000,
     });
     closers.push(() => store.close());

@@ -19,7 +19,7 @@ import { sharedStatus, waitsElsewhere } from '../../nodes/shared/holder-status';
 import { PostgresJobStore } from '../../lib/job-stores/postgres';
 import { createTriggerSpec } from '../../lib/trigger';
 import type { WaitRecord } from '../../lib/wait-store';
-import { POSTGRES_MISSING, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
+import { POSTGRES_MISSING, jobStoreSettingsOn, postgresBinaries, startPostgresServer, type PostgresServer } from '../support/postgres-server';
 import { until } from '../support/until';
 
 // ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
   /** Another instance on the same table (its own pool, as another Node-RED process). */
   async function otherInstance(): Promise<PostgresJobStore> {
     const store = new PostgresJobStore({
-      settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table, where: `127.0.0.1:${server.port}/postgres` },
+      settings: jobStoreSettingsOn(server, table),
       callTimeoutMs: 5_000,
     });
     others.push(store);
