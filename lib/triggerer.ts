@@ -58,6 +58,7 @@ import { parseIngestJobSpec, type IngestJobSpec } from './ingest-job/spec';
 import { JobRun, type JobEvent, type JobFinalEvent, type JobHost } from './ingest-job/run';
 import type { InMemoryBatches } from './ingest-job/prepare';
 import { FileSpools, type JobSpools } from './ingest-job/spools';
+import { SharedWorkStore } from './job-stores/shared-work';
 
 export type { WaitRecord, JobRecord, DurableRecord } from './wait-store';
 
@@ -432,6 +433,11 @@ export class Triggerer {
   /** True when the work is shared with other runtimes (a SharedWorkStore). */
   get shared(): boolean {
     return this.store?.shared === true;
+  }
+
+  /** The store shared with other runtimes (its instance name, who holds which waits); null in file mode. */
+  get sharedWork(): SharedWorkStore | null {
+    return this.store instanceof SharedWorkStore ? this.store : null;
   }
 
   /** Load persisted waits. They stay dormant until their owner attaches. Idempotent. */

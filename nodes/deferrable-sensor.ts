@@ -34,6 +34,8 @@ import { runLocally, type LocalWait } from '../lib/local-wait';
 import { QuickChecks } from '../lib/quick-checks';
 import type { CollectionRef } from '../lib/types';
 import { NodeStatus, failureStatus, fits, shortDuration, withShortStatus, type FailureStep } from './shared/status';
+import { sharedStatus, waitsElsewhere, type WaitsElsewhere } from './shared/holder-status';
+import type { SharedWorkStore } from '../lib/job-stores/shared-work';
 import { labelledParser, migrateConfig } from '../lib/config-versions';
 import { catalogTexts } from './shared/texts';
 import { resolveStore } from './shared/store';
@@ -94,6 +96,8 @@ class LiveWaits extends Map<string, LiveWait> {
 
 /** How often the status may be redrawn while waits report progress. */
 const STATUS_REFRESH_MS = 500;
+/** Shared waits: how often the status reads which instances hold this node's waits (a cached, shared query). */
+const HOLDERS_REFRESH_MS = 3_000;
 
 export = function register(RED: NodeAPI): void {
   dropWaitsOfDeletedNodes(RED);
@@ -138,6 +142,11 @@ export = function register(RED: NodeAPI): void {
     /** The store failed the last status call of some wait (cleared by the next progress). */
     let retrying = false;
     let statusTimer: NodeJS.Timeout | null = null;
+    /** Shared waits: what other instances hold of this node's (null in file mode, or before the first read). */
+    let elsewhere: WaitsElsewhere | null = null;
+    let holdersTimer: NodeJS.Timeout | null = null;
+    /** The status names waits held elsewhere: cleared once there are none anywhere (it would go stale). */
+    let showingElsewhere = false;
     /** Waits already warned about a message that could not be copied (once per wait). */
     const copyWarned = new Set<string>();
     /** This runtime's in-node waits, for the Vector waits sidebar. */
@@ -155,6 +164,7 @@ export = function register(RED: NodeAPI): void {
         const resumed = t.pending(node.id);
         if (!owner.backend) status.fail(storeStatus);
         else if (resumed > 0) status.waiting(text('deferrable-sensor.status.resuming', { waits: resumed }));
+        if (t.sharedWork) readHolders(t.sharedWork);
         return t;
       },
       (err) => {
@@ -443,6 +453,7 @@ export = function register(RED: NodeAPI): void {
     function finish(entry: Pick<LiveWait, 'msg' | 'done'>, payload: SuccessPayload | FailurePayload, watched: CollectionRef): void {
       entry.msg.payload = payload;
       entry.msg.collection = watched;
+      showingElsewhere = false;
       if (payload.status === 'success') {
         status.ok(
           entry.msg.redelivered
@@ -455,7 +466,7 @@ export = function register(RED: NodeAPI): void {
         status.fail(failureStatus(payload));
         entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
-      if (pendingCount() > 0) scheduleStatus();
+      if (pendingCount() > 0 || hasWaitsElsewhere()) scheduleStatus();
     }
 
     async function reset(msg: SensorMessage, done: Done): Promise<void> {
@@ -533,27 +544,70 @@ export = function register(RED: NodeAPI): void {
         else status.waiting(text('deferrable-sensor.status.resetSome', { pending, cancelled }));
         return;
       }
+      const here = hereTexts(pending);
+      if (elsewhere) {
+        const shared = sharedStatus(text, pending, here.texts, elsewhere);
+        if (shared === null) {
+          if (showingElsewhere) status.clear();
+          showingElsewhere = false;
+          return;
+        }
+        showingElsewhere = hasWaitsElsewhere();
+        if (retrying && pending > 0 && !showingElsewhere) status.warn(shared);
+        else status.waiting(shared);
+        return;
+      }
       if (pending === 0) return; // keep the last final status (ready / failed)
+      // The store's own words say more than an estimate ("waiting for old snapshots"): cut to fit, not replaced.
+      const shown = here.cut ? here.texts[0] : (here.texts.find(fits) ?? here.texts[0]);
+      if (retrying) status.warn(shown);
+      else status.waiting(shown);
+    }
+
+    /**
+     * What the status says of the waits held here, most detailed first; the
+     * shorter ones are for when room runs out (thousands of waits leave no room
+     * for the estimate: the count and the percentage say more).
+     */
+    function hereTexts(pending: number): { texts: string[]; cut: boolean } {
+      const plain = text('deferrable-sensor.status.waitingPlain', { pending });
+      if (retrying) return { texts: [text('deferrable-sensor.status.retrying', { pending }), plain], cut: false };
       const progress = newest?.progress;
-      if (retrying) {
-        status.warn(text('deferrable-sensor.status.retrying', { pending }));
-        return;
-      }
-      if (!progress || progress.progress === null) {
-        status.waiting(text('deferrable-sensor.status.waitingPlain', { pending }));
-        return;
-      }
+      if (!progress || progress.progress === null) return { texts: [plain], cut: false };
       const percent = Math.floor(progress.progress * 100);
-      if (progress.phase) {
-        // The store's own words say more than an estimate ("waiting for old snapshots").
-        status.waiting(text('deferrable-sensor.status.waitingPhase', { pending, percent, phase: progress.phase }));
-      } else if (progress.etaSeconds === null) {
-        status.waiting(text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
-      } else {
-        const withEta = text('deferrable-sensor.status.waiting', { pending, percent, eta: shortDuration(Math.ceil(progress.etaSeconds) * 1000) });
-        // Thousands of waits leave no room for the estimate: the count and the percentage say more.
-        status.waiting(fits(withEta) ? withEta : text('deferrable-sensor.status.waitingNoEta', { pending, percent }));
-      }
+      const noEta = text('deferrable-sensor.status.waitingNoEta', { pending, percent });
+      if (progress.phase) return { texts: [text('deferrable-sensor.status.waitingPhase', { pending, percent, phase: progress.phase }), noEta, plain], cut: true };
+      if (progress.etaSeconds === null) return { texts: [noEta, plain], cut: false };
+      const eta = shortDuration(Math.ceil(progress.etaSeconds) * 1000);
+      return { texts: [text('deferrable-sensor.status.waiting', { pending, percent, eta }), noEta, plain], cut: false };
+    }
+
+    function hasWaitsElsewhere(): boolean {
+      return elsewhere !== null && (elsewhere.holders.length > 0 || elsewhere.unheld > 0);
+    }
+
+    /**
+     * Shared waits: which instances hold this node's waits, every few seconds,
+     * redrawn when that changed. A failed read keeps what was known (the shared
+     * store's heartbeat logs an outage of the database once).
+     */
+    function readHolders(shared: SharedWorkStore): void {
+      if (closed) return;
+      shared
+        .holderCounts([node.id])
+        .then(
+          (counts) => {
+            const seen = waitsElsewhere(counts, shared.instanceId);
+            const changed = JSON.stringify(seen) !== JSON.stringify(elsewhere);
+            elsewhere = seen;
+            if (changed) drawStatus();
+          },
+          () => undefined,
+        )
+        .catch((err: unknown) => node.warn(`Could not show which instances hold this node's waits: ${messageOf(err)}`))
+        .finally(() => {
+          if (!closed) holdersTimer = setTimeout(() => readHolders(shared), HOLDERS_REFRESH_MS);
+        });
     }
 
     /** Fields of the message that cannot be saved with the wait are named once, in the log. */
@@ -573,6 +627,8 @@ export = function register(RED: NodeAPI): void {
       closed = true;
       if (statusTimer) clearTimeout(statusTimer);
       statusTimer = null;
+      if (holdersTimer) clearTimeout(holdersTimer);
+      holdersTimer = null;
       // Messages in flight are done here (like the delay node's); a wait that
       // resumes later sends its final message afresh.
       for (const [waitId, entry] of live) {

@@ -33,6 +33,7 @@ import { reasonOf, sqlState, timeoutKind } from '../backends/pgvector/errors';
 import { adoptDurableSpec, isJobRecord, type DurableRecord, type DurableSpec } from '../wait-store';
 import type { PostgresJobStoreSettings } from '../settings';
 import { migrate, NewerTableError, MIGRATIONS } from './migrations';
+import type { HolderCount } from './holder-counts';
 
 export interface PostgresJobStoreOptions {
   settings: Pick<PostgresJobStoreSettings, 'host' | 'port' | 'user' | 'database' | 'password' | 'schema' | 'table' | 'where'>;
@@ -364,6 +365,26 @@ export class PostgresJobStore {
       'reading who holds waits',
     );
     return new Map(rows.map((row) => [row.id, row.lease_holder]));
+  }
+
+  /**
+   * How many waits of these owners (sensor nodes) each instance holds, per
+   * collection, in one grouped query: `holder` is the holder of a live lease,
+   * null for waits nobody holds now (a holder died or closed; the next claim
+   * takes them). For the sidebar and the node status (see ./holder-counts.ts).
+   */
+  async holderCounts(ownerIds: readonly string[]): Promise<HolderCount[]> {
+    if (ownerIds.length === 0) return [];
+    const rows = await this.run<{ owner_id: string; collection: string | null; holder: string | null; count: string }>(
+      `SELECT owner_id, spec->>'collection' AS collection,
+         CASE WHEN lease_until >= now() THEN lease_holder END AS holder, count(*) AS count
+       FROM ${this.table}
+       WHERE owner_id = ANY($1::text[]) AND kind = 'wait'
+       GROUP BY 1, 2, 3`,
+      [[...ownerIds]],
+      'counting who holds waits',
+    );
+    return rows.map((row) => ({ ownerId: row.owner_id, collection: row.collection ?? '', holder: row.holder, count: Number(row.count) }));
   }
 
   async stats(): Promise<PostgresJobStoreStats> {

@@ -17,6 +17,7 @@ import type { FinalPayload } from '../trigger';
 import type { JobFinalPayload } from '../ingest-job/spec';
 import type { DurableRecord, DurableStore, SharedRuntime, WaitStoreStats } from '../wait-store';
 import type { PostgresJobStore } from './postgres';
+import { HolderCounts, type HolderCount } from './holder-counts';
 
 export interface SharedWorkOptions {
   store: PostgresJobStore;
@@ -45,10 +46,25 @@ export class SharedWorkStore implements DurableStore {
   /** Set during an outage: one warning per outage, one on recovery. */
   private outage: string | null = null;
 
-  constructor(private readonly options: SharedWorkOptions) {}
+  /** Who holds which waits, for the sidebar and the node statuses: one query every few seconds at most. */
+  private readonly counts: HolderCounts;
+
+  constructor(private readonly options: SharedWorkOptions) {
+    this.counts = new HolderCounts({ read: (ownerIds) => options.store.holderCounts(ownerIds) });
+  }
 
   get instanceId(): string {
     return this.options.instanceId;
+  }
+
+  /** How many waits of these owners each instance holds, per collection (cached: see ./holder-counts.ts). */
+  holderCounts(ownerIds: readonly string[]): Promise<HolderCount[]> {
+    return this.counts.get(ownerIds);
+  }
+
+  /** The instance holding a live lease on this wait (this one, or another), or null. */
+  async holderOf(waitId: string): Promise<string | null> {
+    return (await this.options.store.holders([waitId])).get(waitId) ?? null;
   }
 
   get stats(): WaitStoreStats {

@@ -8,7 +8,8 @@
  *   GET  /vector-pipeline/waits                          vector-waits.read   the groups
  *   GET  /vector-pipeline/waits?store=&collection=       vector-waits.read   one page of a group's waits
  *        &offset=&limit=
- *   POST /vector-pipeline/waits/cancel {waitId}          vector-waits.write  cancel one wait
+ *   GET  /vector-pipeline/waits/holders                  vector-waits.read   shared waits: which instance holds how many, per group
+ *   POST /vector-pipeline/waits/cancel {waitId}          vector-waits.write  cancel one wait (409 when another instance holds it)
  *   POST /vector-pipeline/waits/cancel {store, collection}                   cancel all of a group
  *
  * Comms topic `vector-pipeline/waits`: WaitFeed messages (lib/wait-list.ts).
@@ -19,7 +20,9 @@
  */
 import type { NodeAPI } from 'node-red';
 import type { Request, RequestHandler, Response } from 'express';
-import { WaitList, DEFAULT_PAGE_SIZE, type OwnerInfo, type WaitFeed } from '../../lib/wait-list';
+import { WaitList, DEFAULT_PAGE_SIZE, groupKey, type OwnerInfo, type WaitFeed } from '../../lib/wait-list';
+import { shortHolder } from '../../lib/job-stores/holder-counts';
+import type { SharedWorkStore } from '../../lib/job-stores/shared-work';
 import type { Triggerer, WaitRecord } from '../../lib/triggerer';
 import { messageOf } from '../../lib/errors';
 import { localWaitsFor, triggererFor } from '../shared/runtime';
@@ -147,6 +150,18 @@ function serve(RED: NodeAPI, state: PluginState): void {
     });
   });
 
+  app.get(`${ROUTE}/holders`, read, (req: Request, res: Response) => {
+    handle(state, res, async () => {
+      const triggerer = await bind(state);
+      try {
+        return { status: 200, body: await holders(state, triggerer.sharedWork) };
+      } catch (err) {
+        // Asked every 5 s by each open sidebar: not logged (the shared store logs an outage once).
+        return { status: 503, body: { error: 'unavailable', message: text(state, 'errors.unavailable', { reason: messageOf(err) }) } };
+      }
+    });
+  });
+
   app.post(`${ROUTE}/cancel`, read, write, (req: Request, res: Response) => {
     handle(state, res, async () => {
       const body = (req.body ?? {}) as Record<string, unknown>;
@@ -171,7 +186,14 @@ function serve(RED: NodeAPI, state: PluginState): void {
       }
       // The triggerer's waits, and those sensors with "deferrable" off run in their node.
       const removed = [...triggerer.cancelAndNotify(matches, note), ...localWaitsFor(state.RED).cancelAndNotify(matches, note)];
-      if (removed.length === 0) return { status: 404, body: { error: 'not_found', message: text(state, 'errors.nothingToCancel', { what }) } };
+      if (removed.length === 0) {
+        const elsewhere =
+          typeof body.waitId === 'string' && body.waitId
+            ? await waitHeldElsewhere(state, triggerer.sharedWork, body.waitId)
+            : await groupHeldElsewhere(state, triggerer.sharedWork, groupKey(body.store as string, body.collection as string), what);
+        if (elsewhere) return { status: 409, body: elsewhere };
+        return { status: 404, body: { error: 'not_found', message: text(state, 'errors.nothingToCancel', { what }) } };
+      }
       const nodes = [...new Set(removed.map((w) => describeOwner(state, w.ownerId).nodeName))].slice(0, 5).join('", "');
       state.RED.log.info(
         text(state, 'log.cancelled', { who: by ?? text(state, 'log.someone'), count: removed.length, what, nodes }),
@@ -179,6 +201,66 @@ function serve(RED: NodeAPI, state: PluginState): void {
       return { status: 200, body: { cancelled: removed.length, waitIds: removed.slice(0, 1000).map((w) => w.spec.waitId) } };
     });
   });
+}
+
+/** One group's waits by holder, as GET /vector-pipeline/waits/holders answers. */
+interface HolderGroup {
+  key: string;
+  store: { id: string; name: string };
+  collection: string;
+  /** This instance first, then the others by count; waits nobody holds last (`instance` null). */
+  holders: Array<{ instance: string | null; name: string | null; here: boolean; count: number }>;
+}
+
+/**
+ * Which instance holds how many waits of each group (store and collection), for
+ * every deployed sensor: from the shared store's cached counts (one query every
+ * few seconds, whoever asks). File mode: `{shared: false}`.
+ */
+async function holders(
+  state: PluginState,
+  shared: SharedWorkStore | null,
+): Promise<{ shared: boolean; instance: { id: string; name: string } | null; groups: HolderGroup[] }> {
+  if (!shared) return { shared: false, instance: null, groups: [] };
+  const sensors = [...state.defs.values()].filter((def) => def.type === 'deferrable-sensor').map((def) => def.id);
+  const counts = await shared.holderCounts(sensors);
+  const here = shared.instanceId;
+  const names = [here, ...new Set(counts.map((row) => row.holder))];
+  const groups = new Map<string, HolderGroup>();
+  for (const row of counts) {
+    const owner = describeOwner(state, row.ownerId);
+    const key = groupKey(owner.storeId, row.collection);
+    let group = groups.get(key);
+    if (!group) {
+      group = { key, store: { id: owner.storeId, name: owner.storeName }, collection: row.collection, holders: [] };
+      groups.set(key, group);
+    }
+    const entry = group.holders.find((h) => h.instance === row.holder);
+    if (entry) entry.count += row.count;
+    else group.holders.push({ instance: row.holder, name: row.holder === null ? null : shortHolder(row.holder, names), here: row.holder === here, count: row.count });
+  }
+  const rank = (h: HolderGroup['holders'][number]) => (h.here ? 0 : h.instance === null ? 2 : 1);
+  for (const group of groups.values()) group.holders.sort((a, b) => rank(a) - rank(b) || b.count - a.count || String(a.name).localeCompare(String(b.name)));
+  const sorted = [...groups.values()].sort((a, b) => a.store.name.localeCompare(b.store.name) || a.collection.localeCompare(b.collection));
+  return { shared: true, instance: { id: here, name: shortHolder(here, names) }, groups: sorted };
+}
+
+/** A wait this instance does not run but another live instance holds: the 409 answer naming it, else null. */
+async function waitHeldElsewhere(state: PluginState, shared: SharedWorkStore | null, waitId: string): Promise<Record<string, string> | null> {
+  if (!shared) return null;
+  const holder = await shared.holderOf(waitId);
+  if (holder === null || holder === shared.instanceId) return null;
+  return { error: 'held_elsewhere', holder, message: text(state, 'errors.heldElsewhere', { waitId, holder }) };
+}
+
+/** A group none of whose waits is here, but other live instances hold some: the 409 answer naming them, else null. */
+async function groupHeldElsewhere(state: PluginState, shared: SharedWorkStore | null, key: string, what: string): Promise<Record<string, unknown> | null> {
+  if (!shared) return null;
+  const group = (await holders(state, shared)).groups.find((g) => g.key === key);
+  const others = group?.holders.filter((h) => h.instance !== null && !h.here) ?? [];
+  if (others.length === 0) return null;
+  const named = others.map((h) => `${h.instance}: ${h.count}`).join(', ');
+  return { error: 'held_elsewhere', holders: others.map((h) => h.instance), message: text(state, 'errors.groupHeldElsewhere', { what, holders: named }) };
 }
 
 function describeStore(state: PluginState, storeId: string): string {

@@ -136,6 +136,7 @@ describe('e2e: Vector waits endpoints with adminAuth (real node-red process)', f
   it('answers 401 without a token: no list, no cancel', async () => {
     should((await httpRequest('GET', `${url}/vector-pipeline/waits`)).status).equal(401);
     should((await httpRequest('GET', `${url}/vector-pipeline/waits?store=${STORE}&collection=lighthouses`)).status).equal(401);
+    should((await httpRequest('GET', `${url}/vector-pipeline/waits/holders`)).status).equal(401);
     should((await httpRequest('POST', `${url}/vector-pipeline/waits/cancel`, { store: STORE, collection: 'lighthouses' })).status).equal(401);
   });
 
@@ -145,6 +146,10 @@ describe('e2e: Vector waits endpoints with adminAuth (real node-red process)', f
     should(JSON.parse(groups.body).groups).match([{ store: { id: STORE, name: 'slow store' }, collection: 'lighthouses', count: 1 }]);
     const page = JSON.parse((await httpRequest('GET', `${url}/vector-pipeline/waits?store=${STORE}&collection=lighthouses`, undefined, auth('viewer'))).body);
     should(page.waits[0]).match({ nodeId: SENSOR, nodeName: 'wait for lighthouses', state: 'running', durable: true });
+    // Who holds the waits: not shared here (the file store).
+    const holders = await httpRequest('GET', `${url}/vector-pipeline/waits/holders`, undefined, auth('viewer'));
+    should(holders.status).equal(200);
+    should(JSON.parse(holders.body)).eql({ shared: false, instance: null, groups: [] });
 
     const refused = await httpRequest('POST', `${url}/vector-pipeline/waits/cancel`, { waitId: page.waits[0].waitId }, auth('viewer'));
     should(refused.status).equal(403);
