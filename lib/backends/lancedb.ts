@@ -63,7 +63,7 @@ import {
   metricOf,
   selectedColumns,
 } from './lancedb/foreign';
-import { type VectorIndexInfo, findVectorIndex } from './lancedb/maintenance';
+import { type CatchUpSchedule, type VectorIndexInfo, DEFAULT_CATCH_UP, findVectorIndex } from './lancedb/maintenance';
 import { type LanceDbLoader, requireLanceDb } from './lancedb/modules';
 import { BackendLifecycle } from './lifecycle';
 import { checkQuery, jsonFilter, matchesFilter } from './queries';
@@ -84,6 +84,11 @@ export interface LanceDbBackendOptions {
   now?: () => number;
   /** Loads @lancedb/lancedb and apache-arrow (default: require); injectable to test a missing package. */
   loadModules?: LanceDbLoader;
+  /**
+   * When background index work runs (default DEFAULT_CATCH_UP; see lancedb/maintenance.ts),
+   * for tests. Like indexThreshold, the first backend opened on a directory sets it.
+   */
+  catchUp?: Partial<CatchUpSchedule>;
 }
 
 /** Below this many rows a flat scan is fast and exact, and IVF training has too little data. */
@@ -138,7 +143,12 @@ export class LanceDbBackend implements Backend {
     }
     // null as well as undefined means "the default" here.
     const threshold = wholeNumberOption(options.indexThreshold ?? undefined, DEFAULT_INDEX_THRESHOLD, 'The LanceDB index threshold');
-    this.settings = { loader: options.loadModules ?? requireLanceDb, indexThreshold: threshold, now: options.now ?? Date.now };
+    this.settings = {
+      loader: options.loadModules ?? requireLanceDb,
+      indexThreshold: threshold,
+      now: options.now ?? Date.now,
+      catchUp: { ...DEFAULT_CATCH_UP, ...options.catchUp },
+    };
     this.database = acquireDatabase(options.path, this.settings);
   }
 
