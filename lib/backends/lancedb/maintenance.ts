@@ -119,6 +119,19 @@ export const DEFAULT_CATCH_UP: CatchUpSchedule = {
 /** After a run that took d ms, the next one starts no sooner than RUN_SPACING * d ms after it ended. */
 export const RUN_SPACING = 4;
 
+/**
+ * IVF partitions are trained on the rows present when the index is built (about
+ * sqrt(rows) of them). Folding many times that into it makes every later optimize()
+ * slow (measured: 10 s for 2,000 rows on a 70,000-row table whose index was built
+ * on 6,700, against 0.1 s for one built on all of them) and searches worse. So a
+ * catch-up on a table that has grown to REBUILD_GROWTH times the rows of the last
+ * build rebuilds the index over all rows first; doubling keeps the work of all
+ * rebuilds together under twice that of the last one.
+ */
+export const REBUILD_GROWTH = 2;
+/** Below this many rows optimize() is quick whatever the index was built on: no rebuild. */
+export const REBUILD_MIN_ROWS = 10_000;
+
 export interface IndexMaintenanceOptions {
   table: LanceDb.Table;
   lancedb: typeof LanceDb;
@@ -180,6 +193,8 @@ export class IndexMaintenance {
   /** performance.now() when the last run ended, and how long its work took (ms). */
   private lastRunEndedAt = 0;
   private lastRunMs = 0;
+  /** Rows the vector index was last built (trained) on by this process. */
+  private builtOnRows: number | undefined;
   private stopped = false;
   private current: Run | null = null;
   /** Ends the backoff before a conflict retry early (on stop). */
@@ -351,28 +366,44 @@ export class IndexMaintenance {
   }
 
   /**
-   * One run: create the vector index, or fold unindexed rows into it, or nothing if
-   * neither is due; and create the index on id beside it if it is missing (a table
+   * One run: create the vector index, or fold unindexed rows into it (rebuilding it
+   * first when the table has grown REBUILD_GROWTH times since it was built), or
+   * nothing if neither is due; and create the index on id if it is missing (a table
    * of an earlier version of this package).
    */
   private async catchUp(): Promise<void> {
     const { table, lancedb, metric, threshold } = this.options;
     const indices = await table.listIndices();
     const index = await findVectorIndex(table, indices);
+    const vectorIndex = () => ({ config: lancedb.Index.ivfFlat({ distanceType: metric }), replace: true });
+    let idIndexed = indices.some((i) => i.columns.includes(ID_COLUMN));
     if (!index) {
       const rows = await table.countRows();
       if (rows < threshold) return;
-      await this.timed({ kind: 'create', startedAt: this.options.now(), rows }, () =>
-        table.createIndex(VECTOR_COLUMN, { config: lancedb.Index.ivfFlat({ distanceType: metric }) }),
-      );
+      await this.timed({ kind: 'create', startedAt: this.options.now(), rows }, () => table.createIndex(VECTOR_COLUMN, vectorIndex()));
+      this.builtOnRows = rows;
     } else if (index.numUnindexedRows > 0) {
+      const rows = index.numIndexedRows + index.numUnindexedRows;
+      this.builtOnRows ??= index.numIndexedRows; // built before this process opened the table: what it covers now
+      const rebuild = rows >= REBUILD_MIN_ROWS && rows >= REBUILD_GROWTH * this.builtOnRows;
       const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
-      await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, () =>
-        table.optimize({ cleanupOlderThan }),
-      );
+      await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, async () => {
+        if (rebuild) {
+          // Over all rows: nothing is left unindexed (the id index is rebuilt too, being
+          // as cheap); compaction and the removal of old versions wait for the next optimize().
+          await table.createIndex(VECTOR_COLUMN, vectorIndex());
+          await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree(), replace: true });
+          idIndexed = true;
+          this.builtOnRows = rows;
+        } else {
+          // Compacts the fragments the writes added, folds their rows into the indexes
+          // (the id index too) and removes old versions.
+          await table.optimize({ cleanupOlderThan });
+        }
+      });
     }
-    // Cheap (a sorted copy of the ids); optimize() keeps it up to date from then on.
-    if (!indices.some((i) => i.columns.includes(ID_COLUMN))) {
+    // Cheap (a sorted copy of the ids: 30 ms for 100,000); optimize() keeps it up to date from then on.
+    if (!idIndexed) {
       await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree() });
     }
   }
