@@ -6,7 +6,9 @@
  * beside the index) until `optimize()` folds them in. So after writes, one
  * `IndexMaintenance` per table:
  * - creates the vector index once the table holds `threshold` rows, or
- * - runs `optimize()` when the index reports unindexed rows.
+ * - runs `optimize()` when the index reports unindexed rows, or rebuilds the
+ *   index over all rows once the table has grown REBUILD_GROWTH times since it
+ *   was built (see there).
  *
  * Runs are debounced and coalesced per table, never one per write: each
  * optimize() compacts the table's small fragments into one (rewriting the rows)
@@ -23,7 +25,8 @@
  * `keepVersionsMs` (LanceDB keeps them 7 days by default: the disk filled up
  * with a copy of the table per run). Next to the vector index, the run keeps a
  * btree index on `id`: mergeInsert finds the ids it replaces through it instead
- * of scanning the whole column, so a write's time does not grow with the table.
+ * of scanning the whole column (only the rows written since the last run are
+ * still scanned), so a write's time grows with those, not with the table.
  * A failed run is kept (`failure`) until a later requested run succeeds or the
  * table turns out fully indexed anyway. A run that loses a commit race with
  * another process on the same directory is retried with backoff (`conflict`),
