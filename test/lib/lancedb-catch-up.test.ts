@@ -45,6 +45,22 @@ async function until<T>(what: string, read: () => Promise<T>, done: (value: T) =
   }
 }
 
+/** The table's versions as LanceDB lists them, through a connection of the test's. */
+async function versionsOf(dir: string): Promise<number> {
+  const { lancedb } = requireLanceDb();
+  const connection = await lancedb.connect(dir);
+  try {
+    const table = await connection.openTable('docs');
+    try {
+      return (await table.listVersions()).length;
+    } finally {
+      table.close();
+    }
+  } finally {
+    connection.close();
+  }
+}
+
 describe('lancedb backend: index catch-up schedule', function () {
   this.timeout(60_000);
   const { tempDir, backend } = lancedbFixture('lancedb-catch-up');
@@ -161,16 +177,21 @@ describe('lancedb backend: index catch-up schedule', function () {
     for (let batch = 0; batch < 30; batch++) await b.upsert('docs', docsOf(3, 100 + batch * 3), { buildIndex: true });
     should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 190, indexedCount: 190 });
 
-    const { lancedb } = requireLanceDb();
-    const connection = await lancedb.connect(dir);
-    try {
-      const table = await connection.openTable('docs');
-      const versions = await table.listVersions();
-      table.close();
-      // 30 writes and the index work made over 30 versions; the catch-up kept only the latest.
-      should(versions.length).be.below(3);
-    } finally {
-      connection.close();
-    }
+    // 30 writes and the index work made over 30 versions; the catch-up kept only the latest.
+    should(await versionsOf(dir)).be.below(3);
+  });
+
+  it('removes the versions a rebuild left once they are older than keepVersionsMs, with no further write', async () => {
+    const dir = await tempDir();
+    const b = backend({ path: dir, indexThreshold: 50, catchUp: { quietMs: 200, maxWaitMs: 600_000, keepVersionsMs: 500 } });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(100), { buildIndex: true });
+    await untilSettled(b, 'docs');
+    for (let batch = 0; batch < 10; batch++) await b.upsert('docs', docsOf(990, 100 + batch * 990), { buildIndex: true });
+    // 10,000 rows: a rebuild (which removes nothing), then, half a second on, the removal.
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
+    await until('old versions removed', () => versionsOf(dir), (versions) => versions <= 2);
+    should(await b.status('docs')).match({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
+    should((await b.query('docs', { vector: docsOf(1, 7_777)[0].vector, topK: 1 }))[0]).match({ id: 'doc-7777' });
   });
 });

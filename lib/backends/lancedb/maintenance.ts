@@ -132,6 +132,9 @@ export const RUN_SPACING = 4;
  * rebuilds together under twice that of the last one.
  */
 export const REBUILD_GROWTH = 2;
+/** The removal of old versions after the last run waits keepVersionsMs and this much more (so that they are past it). */
+const PRUNE_SLACK_MS = 1_000;
+
 /** Below this many rows optimize() is quick whatever the index was built on: no rebuild. */
 export const REBUILD_MIN_ROWS = 10_000;
 
@@ -196,6 +199,13 @@ export class IndexMaintenance {
   /** performance.now() when the last run ended, and how long its work took (ms). */
   private lastRunEndedAt = 0;
   private lastRunMs = 0;
+  /**
+   * The last runs replaced files (rows folded into the index, fragments compacted, an index
+   * rebuilt) whose old versions were too recent to remove: once they are older than
+   * keepVersionsMs, a run removes them even if nothing else is due (`pruneTimer`).
+   */
+  private pruneDue = false;
+  private pruneTimer: NodeJS.Timeout | null = null;
   /** Rows the vector index was last built (trained) on by this process. */
   private builtOnRows: number | undefined;
   private stopped = false;
@@ -288,6 +298,8 @@ export class IndexMaintenance {
     this.wanted = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = null;
     this.wakeUp?.();
     await this.running;
   }
@@ -310,7 +322,18 @@ export class IndexMaintenance {
       this.running = null;
       this.lastRunEndedAt = performance.now();
       if (this.wanted) this.schedule(); // requests made during the run
+      else if (this.pruneDue) this.schedulePrune();
     });
+  }
+
+  /** A run once the versions the last runs left are older than keepVersionsMs (see `pruneDue`). */
+  private schedulePrune(): void {
+    if (this.stopped) return;
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = setTimeout(() => {
+      this.pruneTimer = null;
+      this.request(false);
+    }, this.options.schedule.keepVersionsMs + PRUNE_SLACK_MS);
   }
 
   /** One run; after a lost commit race, the same run again after a backoff. Never rejects. */
@@ -404,6 +427,13 @@ export class IndexMaintenance {
           await table.optimize({ cleanupOlderThan });
         }
       });
+      this.pruneDue = true;
+    } else if (this.pruneDue) {
+      // Nothing to index: only the files the last runs replaced, now old enough to go. When
+      // this compacted fragments too (left by a rebuild), the files it replaced go next time.
+      const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
+      const { compaction } = await table.optimize({ cleanupOlderThan });
+      this.pruneDue = compaction.filesRemoved > 0;
     }
     // Cheap (a sorted copy of the ids: 30 ms for 100,000); optimize() keeps it up to date from then on.
     if (!idIndexed) {
