@@ -8,13 +8,17 @@
  *   last 10% of the batches; their ratio is 1 when ingest stays linear;
  * - the ingest time (first batch to last), and the catch-up after it (the last
  *   write until the status says "ready": the store's index work left over);
- * - the bytes on disk once ready (data, index, versions kept).
+ * - the bytes on disk once ready (data, index, the versions of the last
+ *   keepVersionsMs kept), and once those are removed too (LanceDB: the run that
+ *   removes them comes keepVersionsMs after the last one; the disk is read until it
+ *   stops changing).
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LanceDbBackend } from '../lib/backends/lancedb';
+import { DEFAULT_CATCH_UP } from '../lib/backends/lancedb/maintenance';
 import { MemoryBackend } from '../lib/backends/memory';
 import { HashEmbedder } from '../lib/embedders/hash';
 import type { Backend, VectorDocument } from '../lib/types';
@@ -47,6 +51,8 @@ export interface IngestGrowthResult {
   catchUpMs: number;
   totalMs: number;
   diskBytes: number;
+  /** Once old versions are removed (LanceDB); the same as diskBytes for memory. */
+  diskSettledBytes: number;
 }
 
 const DIMENSIONS = 384;
@@ -55,6 +61,9 @@ const COLLECTION = 'growth';
 const POLL_MS = 50;
 /** The catch-up after the last write must end within this (a wait that hangs is a failure, not a figure). */
 const CATCH_UP_BUDGET_MS = 10 * 60_000;
+/** The disk is settled when it has not changed over this many reads, a second apart (at most DISK_SETTLE_BUDGET_MS). */
+const DISK_STABLE_READS = 3;
+const DISK_SETTLE_BUDGET_MS = 120_000;
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
 
@@ -64,13 +73,35 @@ function openBackend(store: GrowthStore, dir: string): Backend {
   return new LanceDbBackend({ path: dir });
 }
 
+/** Bytes of the files under dir; a file or folder removed while it is read (LanceDB removing old versions) counts 0. */
 async function diskBytes(dir: string): Promise<number> {
+  const gone = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  };
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch(gone);
   let total = 0;
-  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+  for (const entry of entries ?? []) {
     const full = path.join(dir, entry.name);
-    total += entry.isDirectory() ? await diskBytes(full) : (await fs.stat(full)).size;
+    total += entry.isDirectory() ? await diskBytes(full) : ((await fs.stat(full).catch(gone))?.size ?? 0);
   }
   return total;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** LanceDB: wait until the run that removes old versions is due, then until the disk stops changing. */
+async function settledDiskBytes(dir: string): Promise<number> {
+  await sleep(DEFAULT_CATCH_UP.keepVersionsMs);
+  const deadline = performance.now() + DISK_SETTLE_BUDGET_MS;
+  let last = await diskBytes(dir);
+  for (let same = 0; same < DISK_STABLE_READS && performance.now() < deadline; ) {
+    await sleep(1_000);
+    const now = await diskBytes(dir);
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
 }
 
 function mean(values: number[]): number {
@@ -104,6 +135,8 @@ export async function run(options: IngestGrowthOptions): Promise<IngestGrowthRes
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
     const ready = performance.now();
+    const diskAtReady = await diskBytes(dir);
+    const diskSettled = store === 'lancedb' ? await settledDiskBytes(dir) : diskAtReady;
     const tenth = Math.max(1, Math.floor(batchMs.length / 10));
     const firstBatchesMs = mean(batchMs.slice(0, tenth));
     const lastBatchesMs = mean(batchMs.slice(-tenth));
@@ -119,7 +152,8 @@ export async function run(options: IngestGrowthOptions): Promise<IngestGrowthRes
       ingestMs: Math.round(ingested - started),
       catchUpMs: Math.round(ready - ingested),
       totalMs: Math.round(ready - started),
-      diskBytes: await diskBytes(dir),
+      diskBytes: diskAtReady,
+      diskSettledBytes: diskSettled,
     };
   } finally {
     await backend.close();

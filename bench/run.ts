@@ -4,7 +4,7 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 16 minutes), writes BENCHMARKS.md
+ *   npm run bench                  full run (about 17 minutes), writes BENCHMARKS.md
  *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
