@@ -3,11 +3,13 @@
  * per collection (see lancedb/database.ts for the layout and the sharing).
  *
  * Indexing: a table is searched exactly (flat) until it holds `indexThreshold`
- * rows (256); the first write with `buildIndex` after that creates an IVF_FLAT
- * vector index in the background. Rows written later are "unindexed" (LanceDB
- * still finds them, by scanning them beside the index) until `optimize()` folds
- * them in: it runs in the background after writes with `buildIndex`, and when
- * `status` finds unindexed rows with nothing running (after a restart, say).
+ * rows (256); a write with `buildIndex` after that has an IVF_FLAT vector index
+ * created in the background. Rows written later are "unindexed" (LanceDB still
+ * finds them, by scanning them beside the index) until `optimize()` folds them
+ * in. Both are background catch-up runs, debounced per table (never one per
+ * write: see lancedb/maintenance.ts), asked for by writes with `buildIndex` and
+ * by a `status` that finds unindexed rows with nothing scheduled (after a
+ * restart, say).
  * IVF_FLAT keeps whole vectors, so scores are exact cosine similarities; it
  * builds and catches up quickly, where quantized indexes (IVF_PQ, HNSW_SQ)
  * trade recall and exact scores for memory.
