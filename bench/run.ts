@@ -4,13 +4,13 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 13 minutes), writes BENCHMARKS.md
+ *   npm run bench                  full run (about 17 minutes), writes BENCHMARKS.md
  *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
  *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
- *                                  ingest-jobs, embedding); their figures go into a block of
- *                                  their own in BENCHMARKS.md, the last full run's stay
+ *                                  ingest-jobs, ingest-growth, embedding); their figures go into
+ *                                  a block of their own in BENCHMARKS.md, the last full run's stay
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,8 +24,9 @@ import { assertBuilt } from './runtime';
 import type { SearchOptions, SearchResult } from './search';
 import type { StoreOptions, StoreOutcome } from './store';
 import type { EmbeddingOptions, EmbeddingResult } from './embedding';
+import { GROWTH_STORES, type IngestGrowthOptions, type IngestGrowthResult } from './ingest-growth';
 import type { IngestJobsOptions, JobStoreName, MemoryResult, ResumeResult as JobResumeResult, ThroughputResult } from './ingest-jobs';
-import { checkTargets, type BenchReport, type IngestJobsReport, type MachineInfo, type WaitsAtSize } from './targets';
+import { checkTargets, type BenchReport, type IngestGrowthOutcome, type IngestJobsReport, type MachineInfo, type WaitsAtSize } from './targets';
 import type { WaitsOptions, WaitsResult } from './waits';
 
 interface Plan {
@@ -42,11 +43,13 @@ interface Plan {
     memorySizes: number[];
     resumeDocuments: number;
   };
+  /** Documents of each ingest-growth run (one collection per run), and the batch size. */
+  ingestGrowth: { sizes: number[]; batchSize: number };
   embedding: EmbeddingOptions;
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'embedding'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 
 /** The stores ingest jobs run on (the discarding one is for memory readings only). */
@@ -64,6 +67,7 @@ const FULL: Plan = {
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
+  ingestGrowth: { sizes: [1_000, 10_000, 100_000], batchSize: 100 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
 
@@ -74,6 +78,7 @@ const QUICK: Plan = {
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
+  ingestGrowth: { sizes: [1_000, 10_000], batchSize: 100 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
 
@@ -147,6 +152,17 @@ async function main(): Promise<void> {
 
   const ingestJobs = runs('ingest-jobs') ? await runIngestJobs(plan.ingestJobs, backendsOption) : undefined;
 
+  const ingestGrowth: IngestGrowthOutcome[] = [];
+  for (const store of runs('ingest-growth') ? GROWTH_STORES.filter((s) => backends.includes(s)) : []) {
+    for (const documents of plan.ingestGrowth.sizes) {
+      log(`ingest growth: ${documents.toLocaleString('en-US')} documents into ${store}, batches of ${plan.ingestGrowth.batchSize}, buildIndex on`);
+      const options: IngestGrowthOptions = { store, documents, batchSize: plan.ingestGrowth.batchSize };
+      ingestGrowth.push(
+        await inChild<IngestGrowthResult>('ingest-growth', options, 20 * MINUTE).catch((err: unknown) => ({ store, documents, skipped: firstLine(err) })),
+      );
+    }
+  }
+
   let embedding: EmbeddingResult | { skipped: string } | undefined;
   if (runs('embedding')) {
     const e = plan.embedding;
@@ -166,6 +182,7 @@ async function main(): Promise<void> {
     ingestQuery,
     search,
     ingestJobs,
+    ...(ingestGrowth.length > 0 ? { ingestGrowth } : {}),
     embedding,
   };
   const report: BenchReport = { ...partial, targets: checkTargets(partial) };

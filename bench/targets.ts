@@ -2,6 +2,7 @@
  * The figures of one benchmark run, and the issue's targets checked against them.
  */
 import type { EmbeddingResult } from './embedding';
+import type { IngestGrowthResult } from './ingest-growth';
 import type { JobStoreName, MemoryResult, ResumeResult as JobResumeResult, ThroughputResult } from './ingest-jobs';
 import type { NodeRedResult } from './node-red';
 import type { ResumeResult } from './resume';
@@ -47,9 +48,13 @@ export interface BenchReport {
   ingestQuery: StoreOutcome[];
   search?: SearchResult;
   ingestJobs?: IngestJobsReport;
+  /** Per store and size; absent when not run. */
+  ingestGrowth?: IngestGrowthOutcome[];
   embedding?: EmbeddingResult | { skipped: string };
   targets: TargetCheck[];
 }
+
+export type IngestGrowthOutcome = IngestGrowthResult | { store: string; documents: number; skipped: string };
 
 export interface TargetCheck {
   name: string;
@@ -86,7 +91,61 @@ export function checkTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[
     });
   }
   if (report.ingestJobs) checks.push(...ingestJobTargets(report.ingestJobs));
+  if (report.ingestGrowth) checks.push(...ingestGrowthTargets(report.ingestGrowth));
   if (report.embedding) checks.push(embeddingTarget(report.embedding));
+  return checks;
+}
+
+/** Documents of the ingest-growth targets (the quick run stops at 10,000: not checked). */
+const TARGET_GROWTH_DOCUMENTS = 100_000;
+/** A batch at the end of the ingest costs at most this times one at its start. */
+const GROWTH_FLAT = 1.5;
+const TARGET_LANCEDB_100K_SECONDS = 100;
+
+/**
+ * Issue 12: per-batch time flat from the first to the last batch of a 100,000-document
+ * ingest, on every store measured; LanceDB's 100,000 documents, to ready, well under
+ * 100 s; its disk use proportional to the data (bytes per document at 100,000 at most
+ * 1.5 times those at 10,000).
+ */
+function ingestGrowthTargets(outcomes: IngestGrowthOutcome[]): TargetCheck[] {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const at = (store: string, documents: number) => outcomes.find((o) => o.store === store && o.documents === documents);
+  const checks: TargetCheck[] = [];
+  for (const store of [...new Set(outcomes.map((o) => o.store))]) {
+    const largest = at(store, TARGET_GROWTH_DOCUMENTS);
+    if (!largest) {
+      checks.push({ name: `Ingest growth, ${store}: last 10% / first 10% of the batches`, target: `<= ${GROWTH_FLAT} at 100,000`, measured: 'not run (quick run)', met: null });
+      continue;
+    }
+    if ('skipped' in largest) {
+      checks.push({ name: `Ingest growth, ${store}: last 10% / first 10% of the batches`, target: `<= ${GROWTH_FLAT} at 100,000`, measured: `not measured: ${largest.skipped}`, met: false });
+      continue;
+    }
+    checks.push({
+      name: `Ingest growth, ${store}: last 10% / first 10% of the batches`,
+      target: `<= ${GROWTH_FLAT} at 100,000`,
+      measured: `${largest.growth} (${largest.firstBatchesMs} ms -> ${largest.lastBatchesMs} ms per batch of ${largest.batchSize})`,
+      met: largest.growth <= GROWTH_FLAT,
+    });
+    if (store !== 'lancedb') continue;
+    checks.push({
+      name: 'LanceDB: 100,000 documents ingested, index caught up (ready)',
+      target: `< ${TARGET_LANCEDB_100K_SECONDS} s`,
+      measured: `${(largest.totalMs / 1000).toFixed(1)} s (${(largest.ingestMs / 1000).toFixed(1)} s ingest + ${(largest.catchUpMs / 1000).toFixed(1)} s catch-up)`,
+      met: largest.totalMs < TARGET_LANCEDB_100K_SECONDS * 1000,
+    });
+    const smaller = at(store, TARGET_GROWTH_DOCUMENTS / 10);
+    if (smaller && !('skipped' in smaller)) {
+      const per = (o: IngestGrowthResult) => o.diskSettledBytes / o.documents;
+      checks.push({
+        name: 'LanceDB: disk bytes per document once old versions are removed, 100,000 / 10,000',
+        target: `<= ${GROWTH_FLAT}`,
+        measured: `${(per(largest) / per(smaller)).toFixed(2)} (${n(Math.round(per(smaller)))} -> ${n(Math.round(per(largest)))} bytes per document)`,
+        met: per(largest) / per(smaller) <= GROWTH_FLAT,
+      });
+    }
+  }
   return checks;
 }
 

@@ -3,11 +3,13 @@
  * per collection (see lancedb/database.ts for the layout and the sharing).
  *
  * Indexing: a table is searched exactly (flat) until it holds `indexThreshold`
- * rows (256); the first write with `buildIndex` after that creates an IVF_FLAT
- * vector index in the background. Rows written later are "unindexed" (LanceDB
- * still finds them, by scanning them beside the index) until `optimize()` folds
- * them in: it runs in the background after writes with `buildIndex`, and when
- * `status` finds unindexed rows with nothing running (after a restart, say).
+ * rows (256); a write with `buildIndex` after that has an IVF_FLAT vector index
+ * created in the background. Rows written later are "unindexed" (LanceDB still
+ * finds them, by scanning them beside the index) until `optimize()` folds them
+ * in. Both are background catch-up runs, debounced per table (never one per
+ * write: see lancedb/maintenance.ts), asked for by writes with `buildIndex` and
+ * by a `status` that finds unindexed rows with nothing scheduled (after a
+ * restart, say).
  * IVF_FLAT keeps whole vectors, so scores are exact cosine similarities; it
  * builds and catches up quickly, where quantized indexes (IVF_PQ, HNSW_SQ)
  * trade recall and exact scores for memory.
@@ -63,7 +65,7 @@ import {
   metricOf,
   selectedColumns,
 } from './lancedb/foreign';
-import { type VectorIndexInfo, findVectorIndex } from './lancedb/maintenance';
+import { type CatchUpSchedule, type VectorIndexInfo, DEFAULT_CATCH_UP, findVectorIndex } from './lancedb/maintenance';
 import { type LanceDbLoader, requireLanceDb } from './lancedb/modules';
 import { BackendLifecycle } from './lifecycle';
 import { checkQuery, jsonFilter, matchesFilter } from './queries';
@@ -84,6 +86,11 @@ export interface LanceDbBackendOptions {
   now?: () => number;
   /** Loads @lancedb/lancedb and apache-arrow (default: require); injectable to test a missing package. */
   loadModules?: LanceDbLoader;
+  /**
+   * When background index work runs (default DEFAULT_CATCH_UP; see lancedb/maintenance.ts),
+   * for tests. Like indexThreshold, the first backend opened on a directory sets it.
+   */
+  catchUp?: Partial<CatchUpSchedule>;
 }
 
 /** Below this many rows a flat scan is fast and exact, and IVF training has too little data. */
@@ -138,7 +145,12 @@ export class LanceDbBackend implements Backend {
     }
     // null as well as undefined means "the default" here.
     const threshold = wholeNumberOption(options.indexThreshold ?? undefined, DEFAULT_INDEX_THRESHOLD, 'The LanceDB index threshold');
-    this.settings = { loader: options.loadModules ?? requireLanceDb, indexThreshold: threshold, now: options.now ?? Date.now };
+    this.settings = {
+      loader: options.loadModules ?? requireLanceDb,
+      indexThreshold: threshold,
+      now: options.now ?? Date.now,
+      catchUp: { ...DEFAULT_CATCH_UP, ...options.catchUp },
+    };
     this.database = acquireDatabase(options.path, this.settings);
   }
 

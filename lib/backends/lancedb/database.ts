@@ -22,7 +22,7 @@ import { VectorStoreError, messageOf } from '../../errors';
 import type { Metric } from '../../types';
 import { storeError } from './errors';
 import { ForeignBacklog, METRIC_KEY } from './foreign';
-import { IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
+import { type CatchUpSchedule, IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
 import { type LanceDbLoader, type LanceDbModules, loadLanceDb } from './modules';
 
 /** Seconds between checks for other writers' commits: 0 = before every read (strong consistency). */
@@ -45,6 +45,8 @@ export interface DatabaseSettings {
   /** Rows a table needs before its vector index is created. */
   indexThreshold: number;
   now: () => number;
+  /** When background index work runs. */
+  catchUp: CatchUpSchedule;
 }
 
 /** A table of another tool, opened to be read (see ./foreign.ts). */
@@ -279,6 +281,7 @@ export class SharedDatabase {
       queue,
       threshold: this.settings.indexThreshold,
       now: this.settings.now,
+      schedule: this.settings.catchUp,
     });
     return { name, table, dimensions: Number(vectorType[1]), metric, queue, maintenance };
   }

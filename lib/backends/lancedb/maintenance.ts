@@ -6,16 +6,33 @@
  * beside the index) until `optimize()` folds them in. So after writes, one
  * `IndexMaintenance` per table:
  * - creates the vector index once the table holds `threshold` rows, or
- * - runs `optimize()` when the index reports unindexed rows.
+ * - runs `optimize()` when the index reports unindexed rows, or rebuilds the
+ *   index over all rows once the table has grown REBUILD_GROWTH times since it
+ *   was built (see there).
  *
- * One run at a time per table; requests made while a run is going coalesce into
- * one more run. Runs and writes take turns on the table's `SerialQueue`, so an
- * optimize never races a merge (which could otherwise fail on a commit conflict).
+ * Runs are debounced and coalesced per table, never one per write: each
+ * optimize() compacts the table's small fragments into one (rewriting the rows)
+ * and updates the index, so its cost grows with the table; one per batch of an
+ * ingest made the ingest quadratic (issue 12). A run starts once writes have
+ * been quiet for `quietMs`, or once a request has waited `maxWaitMs` (a long
+ * ingest never pauses), and never sooner than RUN_SPACING times the last run's
+ * duration after it: runs get rarer as they get longer, so maintenance holds
+ * the table at most 1/(1 + RUN_SPACING) of the time and its total work stays
+ * about proportional to the rows written. One run at a time; requests made
+ * meanwhile coalesce into one more. Runs and writes take turns on the table's
+ * `SerialQueue`, so an optimize never races a merge (which could otherwise fail
+ * on a commit conflict). Each optimize() also removes table versions older than
+ * `keepVersionsMs` (LanceDB keeps them 7 days by default: the disk filled up
+ * with a copy of the table per run). Next to the vector index, the run keeps a
+ * btree index on `id`: mergeInsert finds the ids it replaces through it instead
+ * of scanning the whole column (only the rows written since the last run are
+ * still scanned), so a write's time grows with those, not with the table.
  * A failed run is kept (`failure`) until a later requested run succeeds or the
  * table turns out fully indexed anyway. A run that loses a commit race with
  * another process on the same directory is retried with backoff (`conflict`),
  * never kept as a failure.
  */
+import { performance } from 'node:perf_hooks';
 import type * as LanceDb from '@lancedb/lancedb';
 import { messageOf } from '../../errors';
 import type { Metric } from '../../types';
@@ -33,6 +50,8 @@ export class SerialQueue {
 }
 
 export const VECTOR_COLUMN = 'vector';
+/** The column writes merge on (mergeInsert('id')). */
+export const ID_COLUMN = 'id';
 
 export interface VectorIndexInfo {
   name: string;
@@ -42,9 +61,9 @@ export interface VectorIndexInfo {
   numUnindexedRows: number;
 }
 
-/** The table's vector index with its coverage, or null when it has none. */
-export async function findVectorIndex(table: LanceDb.Table): Promise<VectorIndexInfo | null> {
-  const index = (await table.listIndices()).find((i) => i.columns.includes(VECTOR_COLUMN));
+/** The table's vector index with its coverage, or null when it has none (`indices`: what listIndices said, if already read). */
+export async function findVectorIndex(table: LanceDb.Table, indices?: LanceDb.IndexConfig[]): Promise<VectorIndexInfo | null> {
+  const index = (indices ?? (await table.listIndices())).find((i) => i.columns.includes(VECTOR_COLUMN));
   if (!index) return null;
   let { numIndexedRows, numUnindexedRows } = index;
   // listIndices carries the same counters as indexStats on a local table (and
@@ -78,6 +97,47 @@ interface Run {
   rows: number;
 }
 
+/** When catch-up runs (see the top of this file). Milliseconds. */
+export interface CatchUpSchedule {
+  /** A run starts once no request came for this long. */
+  quietMs: number;
+  /** ...or once the oldest request not yet served has waited this long, however busy the writes. */
+  maxWaitMs: number;
+  /** optimize() removes table versions older than this. */
+  keepVersionsMs: number;
+}
+
+export const DEFAULT_CATCH_UP: CatchUpSchedule = {
+  // An ingest's batches come back to back (ms to a few hundred ms apart): half a second
+  // without a write means it stopped or paused, and then one run folds in all of it.
+  quietMs: 500,
+  // A long ingest never pauses; its rows still get indexed as it goes, so the id index keeps
+  // writes fast and a wait on the collection sees progress (RUN_SPACING makes runs rarer on big tables).
+  maxWaitMs: 2_000,
+  // A read in progress, here or in another process, may still be on a version a little older than
+  // the latest; a search takes well under a second, so half a minute is a wide margin.
+  keepVersionsMs: 30_000,
+};
+
+/** After a run that took d ms, the next one starts no sooner than RUN_SPACING * d ms after it ended. */
+export const RUN_SPACING = 4;
+
+/**
+ * IVF partitions are trained on the rows present when the index is built (about
+ * sqrt(rows) of them). Folding many times that into it makes every later optimize()
+ * slow (measured: 10 s for 2,000 rows on a 70,000-row table whose index was built
+ * on 6,700, against 0.1 s for one built on all of them) and searches worse. So a
+ * catch-up on a table that has grown to REBUILD_GROWTH times the rows of the last
+ * build rebuilds the index over all rows first; doubling keeps the work of all
+ * rebuilds together under twice that of the last one.
+ */
+export const REBUILD_GROWTH = 2;
+/** The removal of old versions after the last run waits keepVersionsMs and this much more (so that they are past it). */
+const PRUNE_SLACK_MS = 1_000;
+
+/** Below this many rows optimize() is quick whatever the index was built on: no rebuild. */
+export const REBUILD_MIN_ROWS = 10_000;
+
 export interface IndexMaintenanceOptions {
   table: LanceDb.Table;
   lancedb: typeof LanceDb;
@@ -85,7 +145,9 @@ export interface IndexMaintenanceOptions {
   queue: SerialQueue;
   /** Rows a table needs before its vector index is created. */
   threshold: number;
+  /** Epoch ms, for the ETA (the schedule runs on the real monotonic clock). */
   now: () => number;
+  schedule: CatchUpSchedule;
 }
 
 /**
@@ -125,8 +187,27 @@ export class SmoothedRate {
 }
 
 export class IndexMaintenance {
+  /** A request not yet served by a run that started after it. */
   private wanted = false;
-  private loop: Promise<void> | null = null;
+  /** performance.now() of the oldest and the latest request not yet served. */
+  private firstWantedAt = 0;
+  private lastWantedAt = 0;
+  /** The scheduled start of the next run. */
+  private timer: NodeJS.Timeout | null = null;
+  /** The run going (with its conflict retries). */
+  private running: Promise<void> | null = null;
+  /** performance.now() when the last run ended, and how long its work took (ms). */
+  private lastRunEndedAt = 0;
+  private lastRunMs = 0;
+  /**
+   * The last runs replaced files (rows folded into the index, fragments compacted, an index
+   * rebuilt) whose old versions were too recent to remove: once they are older than
+   * keepVersionsMs, a run removes them even if nothing else is due (`pruneTimer`).
+   */
+  private pruneDue = false;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  /** Rows the vector index was last built (trained) on by this process. */
+  private builtOnRows: number | undefined;
   private stopped = false;
   private current: Run | null = null;
   /** Ends the backoff before a conflict retry early (on stop). */
@@ -145,24 +226,24 @@ export class IndexMaintenance {
 
   constructor(private readonly options: IndexMaintenanceOptions) {}
 
-  /** True from a request until the work it asked for is done (retries included). */
+  /** True from a request until the work it asked for is done (scheduled, running, or retrying). */
   get busy(): boolean {
-    return this.loop !== null;
+    return this.wanted || this.running !== null;
   }
 
   /**
-   * Ask for a run (after a write, or when status finds unindexed rows).
+   * Ask for a run (after a write, or when status finds unindexed rows); it starts
+   * when the schedule says (see the top of this file), never at once.
    * `retry` clears a kept failure, so status says "indexing" again meanwhile.
    */
   request(retry: boolean): void {
     if (this.stopped) return;
     if (retry) this.failure = null;
+    const t = performance.now();
+    if (!this.wanted) this.firstWantedAt = t;
     this.wanted = true;
-    if (!this.loop) {
-      this.loop = this.drain().finally(() => {
-        this.loop = null;
-      });
-    }
+    this.lastWantedAt = t;
+    this.schedule();
   }
 
   /** The table is fully indexed (by us or by another process): a kept failure or conflict no longer applies. */
@@ -207,21 +288,70 @@ export class IndexMaintenance {
     return Math.max(MIN_ETA_SECONDS, rows / rate - elapsed);
   }
 
-  /** Accept no more requests; resolves once the work already asked for is done (no more conflict retries). Never rejects. */
+  /**
+   * Accept no more requests and drop a scheduled run (its rows stay unindexed: the
+   * next status that finds them, in this process or the next, asks again); resolves
+   * once a run in progress is done (no more conflict retries). Never rejects.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wanted = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = null;
     this.wakeUp?.();
-    await this.loop;
+    await this.running;
   }
 
-  private async drain(): Promise<void> {
-    while (this.wanted) {
-      this.wanted = false;
+  /** (Re)arm the timer of the next run; while a run is going, its end does that. */
+  private schedule(): void {
+    if (this.running || this.stopped) return;
+    const { quietMs, maxWaitMs } = this.options.schedule;
+    const due = Math.min(this.lastWantedAt + quietMs, this.firstWantedAt + maxWaitMs);
+    const earliest = this.lastRunEndedAt + RUN_SPACING * this.lastRunMs;
+    const delay = Math.max(0, Math.max(due, earliest) - performance.now());
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.start(), delay);
+  }
+
+  private start(): void {
+    this.timer = null;
+    this.wanted = false;
+    this.running = this.runWithRetries().finally(() => {
+      this.running = null;
+      this.lastRunEndedAt = performance.now();
+      if (this.wanted) this.schedule(); // requests made during the run
+      else if (this.pruneDue) this.schedulePrune();
+    });
+  }
+
+  /** A run once the versions the last runs left are older than keepVersionsMs (see `pruneDue`). */
+  private schedulePrune(): void {
+    if (this.stopped) return;
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = setTimeout(() => {
+      this.pruneTimer = null;
+      this.request(false);
+    }, this.options.schedule.keepVersionsMs + PRUNE_SLACK_MS);
+  }
+
+  /** One run; after a lost commit race, the same run again after a backoff. Never rejects. */
+  private async runWithRetries(): Promise<void> {
+    for (;;) {
       try {
-        await this.options.queue.run(() => this.catchUp());
+        await this.options.queue.run(async () => {
+          const started = performance.now();
+          try {
+            await this.catchUp();
+          } finally {
+            this.lastRunMs = performance.now() - started;
+          }
+        });
         this.failure = null;
         this.conflict = null;
         this.conflictRetries = 0;
+        return;
       } catch (err) {
         const kind = this.current?.kind ?? 'optimize';
         const reason = lanceReason(err) || messageOf(err);
@@ -229,7 +359,7 @@ export class IndexMaintenance {
           this.failure = { kind, reason };
           this.conflict = null;
           this.conflictRetries = 0;
-          continue;
+          return;
         }
         // Lost a commit race with another process: not a failure. Back off and try again
         // (the next run sees the table as the other process left it), a bounded number of
@@ -238,10 +368,10 @@ export class IndexMaintenance {
         this.conflictRetries += 1;
         if (this.conflictRetries > MAX_CONFLICT_RETRIES || this.stopped) {
           this.conflictRetries = 0;
-          continue;
+          return;
         }
         await this.pause(conflictBackoffMs(this.conflictRetries));
-        if (!this.stopped) this.wanted = true;
+        if (this.stopped) return;
       } finally {
         this.current = null;
       }
@@ -261,20 +391,53 @@ export class IndexMaintenance {
     });
   }
 
-  /** One run: create the index, or fold unindexed rows into it, or nothing if neither is due. */
+  /**
+   * One run: create the vector index, or fold unindexed rows into it (rebuilding it
+   * first when the table has grown REBUILD_GROWTH times since it was built), or
+   * nothing if neither is due; and create the index on id if it is missing (a table
+   * of an earlier version of this package).
+   */
   private async catchUp(): Promise<void> {
     const { table, lancedb, metric, threshold } = this.options;
-    const index = await findVectorIndex(table);
+    const indices = await table.listIndices();
+    const index = await findVectorIndex(table, indices);
+    const vectorIndex = () => ({ config: lancedb.Index.ivfFlat({ distanceType: metric }), replace: true });
+    let idIndexed = indices.some((i) => i.columns.includes(ID_COLUMN));
     if (!index) {
       const rows = await table.countRows();
       if (rows < threshold) return;
-      await this.timed({ kind: 'create', startedAt: this.options.now(), rows }, () =>
-        table.createIndex(VECTOR_COLUMN, { config: lancedb.Index.ivfFlat({ distanceType: metric }) }),
-      );
+      await this.timed({ kind: 'create', startedAt: this.options.now(), rows }, () => table.createIndex(VECTOR_COLUMN, vectorIndex()));
+      this.builtOnRows = rows;
     } else if (index.numUnindexedRows > 0) {
-      await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, () =>
-        table.optimize(),
-      );
+      const rows = index.numIndexedRows + index.numUnindexedRows;
+      this.builtOnRows ??= index.numIndexedRows; // built before this process opened the table: what it covers now
+      const rebuild = rows >= REBUILD_MIN_ROWS && rows >= REBUILD_GROWTH * this.builtOnRows;
+      const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
+      await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, async () => {
+        if (rebuild) {
+          // Over all rows: nothing is left unindexed (the id index is rebuilt too, being
+          // as cheap); compaction and the removal of old versions wait for the next optimize().
+          await table.createIndex(VECTOR_COLUMN, vectorIndex());
+          await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree(), replace: true });
+          idIndexed = true;
+          this.builtOnRows = rows;
+        } else {
+          // Compacts the fragments the writes added, folds their rows into the indexes
+          // (the id index too) and removes old versions.
+          await table.optimize({ cleanupOlderThan });
+        }
+      });
+      this.pruneDue = true;
+    } else if (this.pruneDue) {
+      // Nothing to index: only the files the last runs replaced, now old enough to go. When
+      // this compacted fragments too (left by a rebuild), the files it replaced go next time.
+      const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
+      const { compaction } = await table.optimize({ cleanupOlderThan });
+      this.pruneDue = compaction.filesRemoved > 0;
+    }
+    // Cheap (a sorted copy of the ids: 30 ms for 100,000); optimize() keeps it up to date from then on.
+    if (!idIndexed) {
+      await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree() });
     }
   }
 
