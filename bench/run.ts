@@ -9,8 +9,11 @@
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
  *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
- *                                  ingest-jobs, embedding); their figures go into a block of
- *                                  their own in BENCHMARKS.md, the last full run's stay
+ *                                  ingest-jobs, embedding, shared-waits); their figures go into a
+ *                                  block of their own in BENCHMARKS.md, the last full run's stay
+ *   --only=shared-waits            100,000 waits over three node-red processes and PostgreSQL 15
+ *                                  (about 4 minutes; --quick: 10,000 waits, under a minute). Not
+ *                                  part of the default run, which would last over 17 minutes with it.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,6 +25,7 @@ import { writeBenchmarksFile } from './report';
 import type { ResumeResult } from './resume';
 import { assertBuilt } from './runtime';
 import type { SearchOptions, SearchResult } from './search';
+import type { SharedWaitsOptions, SharedWaitsResult } from './shared-waits';
 import type { StoreOptions, StoreOutcome } from './store';
 import type { EmbeddingOptions, EmbeddingResult } from './embedding';
 import type { IngestJobsOptions, JobStoreName, MemoryResult, ResumeResult as JobResumeResult, ThroughputResult } from './ingest-jobs';
@@ -43,11 +47,14 @@ interface Plan {
     resumeDocuments: number;
   };
   embedding: EmbeddingOptions;
+  sharedWaits: SharedWaitsOptions;
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'embedding'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'embedding', 'shared-waits'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
+/** What a run without --only runs: shared-waits (three node-red processes and a database) only when named. */
+const DEFAULT_BENCHMARKS: readonly Benchmark[] = BENCHMARKS.filter((name) => name !== 'shared-waits');
 
 /** The stores ingest jobs run on (the discarding one is for memory readings only). */
 type JobRunStore = Exclude<JobStoreName, 'discard'>;
@@ -65,6 +72,7 @@ const FULL: Plan = {
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
+  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 10, heartbeatSeconds: 3, pollSeconds: 5, windowSeconds: 30, documents: 3_000, indexingRate: 10 },
 };
 
 const QUICK: Plan = {
@@ -75,6 +83,7 @@ const QUICK: Plan = {
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
+  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 600, indexingRate: 10 },
 };
 
 const MINUTE = 60_000;
@@ -110,7 +119,7 @@ async function main(): Promise<void> {
   const only = option(args, 'only')?.split(',');
   const unknown = only?.filter((name) => !(BENCHMARKS as readonly string[]).includes(name)) ?? [];
   if (unknown.length > 0) throw new Error(`--only names unknown benchmarks: ${unknown.join(', ')}; known: ${BENCHMARKS.join(', ')}.`);
-  const runs = (name: Benchmark) => !only || only.includes(name);
+  const runs = (name: Benchmark) => (only ? only.includes(name) : DEFAULT_BENCHMARKS.includes(name));
   assertBuilt();
 
   const loadAverageBefore = Math.round(os.loadavg()[0] * 100) / 100;
@@ -154,6 +163,13 @@ async function main(): Promise<void> {
     embedding = await inChild<EmbeddingResult>('embedding', e, 3 * MINUTE).catch((err: unknown) => ({ skipped: firstLine(err) }));
   }
 
+  let sharedWaits: SharedWaitsResult | { skipped: string } | undefined;
+  if (runs('shared-waits')) {
+    const s = plan.sharedWaits;
+    log(`shared-waits: ${s.waits.toLocaleString('en-US')} waits over ${s.instances} node-red instances and PostgreSQL 15, then kill -9 of the one holding most`);
+    sharedWaits = await inChild<SharedWaitsResult>('shared-waits', s, 15 * MINUTE).catch((err: unknown) => ({ skipped: firstLine(err) }));
+  }
+
   const partial: Omit<BenchReport, 'targets'> = {
     mode: quick ? 'quick' : 'full',
     ...(only ? { only } : {}),
@@ -167,11 +183,12 @@ async function main(): Promise<void> {
     search,
     ingestJobs,
     embedding,
+    sharedWaits,
   };
   const report: BenchReport = { ...partial, targets: checkTargets(partial) };
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   if (write) {
-    const file = await writeBenchmarksFile(path.join(__dirname, '..', 'BENCHMARKS.md'), report);
+    const file = await writeBenchmarksFile(path.join(__dirname, '..', 'BENCHMARKS.md'), report, only ?? DEFAULT_BENCHMARKS);
     log(`wrote ${path.relative(process.cwd(), file) || file}`);
   }
   const missed = report.targets.filter((t) => t.met === false);
