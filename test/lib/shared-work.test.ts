@@ -4,6 +4,7 @@
 // owning node; a closed runtime hands its waits over at once. Real memory backend
 // (shared in this process by its volatile key), short leases, polled conditions.
 import should from 'should';
+import pg from 'pg';
 import { MemoryBackend } from '../../lib/backends/memory';
 import { PostgresJobStore } from '../../lib/job-stores/postgres';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
@@ -102,6 +103,27 @@ describe('triggerers sharing waits through PostgreSQL (real PostgreSQL 15)', fun
     await new Promise((r) => setTimeout(r, 3 * LEASE_MS)); // room for a duplicate
     should(finals.map((f) => f.waitId).sort()).eql([...ids].sort());
     should(finals.every((f) => f.by === 'b')).be.true();
+  });
+
+  it('the progress of the waits held reaches the table with the heartbeat (written in batches)', async () => {
+    const name = `shared_${++table}`;
+    const a = runtime('instance-a', name);
+    a.triggerer.attach('sensor-1', owner([], 'a'));
+    await a.triggerer.start();
+    await emptyCollection(backends[0]);
+    const ids = Array.from({ length: 30 }, (_, i) => `p${i}`);
+    for (const id of ids) await a.triggerer.defer(waitRecord(id, 100));
+    await writeDocs(backends[0], 5);
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    try {
+      await until('the progress of every wait to be saved', async () => {
+        const { rows } = await client.query(`SELECT count(*)::int AS n FROM public.${name} WHERE (spec->'lastProgress'->>'indexedCount')::int = 5`);
+        return rows[0].n === ids.length ? true : null;
+      });
+    } finally {
+      await client.end();
+    }
   });
 
   it('two live runtimes on the same waits: each wait ends once, on one of them', async () => {
