@@ -72,7 +72,7 @@ const FULL: Plan = {
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
-  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 10, heartbeatSeconds: 3, pollSeconds: 5, windowSeconds: 30, documents: 3_000, indexingRate: 10 },
+  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 10, heartbeatSeconds: 3, pollSeconds: 5, windowSeconds: 30, documents: 400, indexingRate: 1, feedChunk: 1_000 },
 };
 
 const QUICK: Plan = {
@@ -83,7 +83,7 @@ const QUICK: Plan = {
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
-  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 600, indexingRate: 10 },
+  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 100, indexingRate: 2, feedChunk: 1_000 },
 };
 
 const MINUTE = 60_000;

@@ -40,6 +40,8 @@ export interface SharedWaitsOptions {
   /** Documents of the watched collection, indexed at `indexingRate` per second. */
   documents: number;
   indexingRate: number;
+  /** Each instance starts its waits `feedChunk` at a time, the next chunk once at most one chunk per instance is unsaved. */
+  feedChunk: number;
 }
 
 export interface StatementCounts {
@@ -128,7 +130,15 @@ function flows(options: SharedWaitsOptions, instance: number, waits: number): Fl
       id: 'bench-fan',
       type: 'function',
       z: TAB,
-      func: `for (let i = 0; i < ${waits}; i++) node.send({ ticket: 'I${instance}-' + i, payload: i }); return null;`,
+      // One chunk per start message: the benchmark sends the next once most of the last is saved
+      // (a burst of tens of thousands of waits at once outruns the job store's pool: see BENCHMARKS.md).
+      func: [
+        `const from = context.get('sent') || 0;`,
+        `const end = Math.min(${waits}, from + ${options.feedChunk});`,
+        `for (let i = from; i < end; i++) node.send({ ticket: 'I${instance}-' + i, payload: i });`,
+        `context.set('sent', end);`,
+        `return null;`,
+      ].join('\n'),
       outputs: 1,
       x: 260,
       y: 120,
@@ -291,11 +301,16 @@ export async function run(options: SharedWaitsOptions): Promise<SharedWaitsResul
   if (!postgresBinaries()) throw new Error(POSTGRES_MISSING);
   let server: PostgresServer | null = null;
   let db: Database | null = null;
+  const instances: NodeRed[] = [];
   try {
     server = await startPostgresServer({ settings: { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track_utility': 'on' } });
     db = await Database.connect(server.url);
     await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    return await measure(options, server, db);
+    return await measure(options, server, db, instances);
+  } catch (err) {
+    // What the instances said last: the figures cannot tell why a run failed.
+    for (const [i, instance] of instances.entries()) log(`instance ${i + 1} (pid ${instance.pid}), last lines:\n${instance.log.lines.slice(-15).join('\n')}`);
+    throw err;
   } finally {
     await cleanupAll().catch((err: unknown) => log(`cleanup: ${String(err)}`));
     await db?.end().catch(() => undefined);
@@ -303,7 +318,7 @@ export async function run(options: SharedWaitsOptions): Promise<SharedWaitsResul
   }
 }
 
-async function measure(options: SharedWaitsOptions, server: PostgresServer, db: Database): Promise<SharedWaitsResult> {
+async function measure(options: SharedWaitsOptions, server: PostgresServer, db: Database, instances: NodeRed[]): Promise<SharedWaitsResult> {
   const { waits, leaseSeconds, heartbeatSeconds } = options;
   const preload = path.join(__dirname, 'loop-delay-preload.js');
   const defines = {
@@ -312,9 +327,10 @@ async function measure(options: SharedWaitsOptions, server: PostgresServer, db: 
     'vectorPipeline.jobStore.table': TABLE,
     'vectorPipeline.jobStore.leaseSeconds': String(leaseSeconds),
     'vectorPipeline.jobStore.heartbeatSeconds': String(heartbeatSeconds),
+    // The default (10,000 per sensor) would refuse most of an instance's share.
+    'vectorPipeline.maxPendingWaitsPerSensor': String(waits),
   };
   const collector = await Collector.start();
-  const instances: NodeRed[] = [];
   const share = (i: number) => Math.floor(waits / options.instances) + (i < waits % options.instances ? 1 : 0);
   for (let i = 0; i < options.instances; i++) {
     const tapped = collector.tap(flows(options, i + 1, share(i)), [{ label: 'seeded', from: 'bench-ingest' }]);
@@ -324,15 +340,26 @@ async function measure(options: SharedWaitsOptions, server: PostgresServer, db: 
   await collector.waitFor((all) => all.filter((m) => m.label === 'seeded').length >= options.instances || null, 60_000, 'the instances to write their collection');
   log(`${options.instances} node-red instances up; starting ${waits.toLocaleString('en-US')} waits`);
 
-  // Defer: every instance starts its share at once; saved = in the table.
+  // Defer: each instance starts its share a chunk at a time, closed loop on what is saved.
   let resetAt = await db.resetStatements();
   const deferStarted = performance.now();
-  await Promise.all(instances.map((i) => i.inject('bench-start')));
-  for (const deadline = Date.now() + 5 * 60_000; ; ) {
-    const saved = await db.count();
-    if (saved >= waits) break;
-    if (Date.now() > deadline) throw new Error(`Only ${saved} of ${waits} waits were saved within 5 minutes.`);
-    await sleep(250);
+  const marks = instances.map((i) => i.log.mark());
+  let sent = 0;
+  for (let saved = 0, last = 0, movedAt = Date.now(), told = Date.now(); saved < waits; ) {
+    if (sent < waits && sent - saved <= options.instances * options.feedChunk) {
+      await Promise.all(instances.map((i) => i.inject('bench-start')));
+      sent = Math.min(waits, sent + options.instances * options.feedChunk);
+    }
+    await sleep(100);
+    saved = await db.count();
+    const refused = instances.flatMap((i, n) => i.log.errors(marks[n]));
+    if (refused.length > 0) throw new Error(`${refused.length} waits were refused after ${saved} were saved; the first: ${refused[0]}`);
+    if (saved > last) [last, movedAt] = [saved, Date.now()];
+    if (Date.now() - movedAt > 30_000) throw new Error(`No wait saved for 30 s: ${saved} of ${waits} (${sent} sent).`);
+    if (Date.now() - told >= 10_000) {
+      told = Date.now();
+      log(`${saved.toLocaleString('en-US')} saved after ${Math.round((performance.now() - deferStarted) / 1000)} s`);
+    }
   }
   const deferSeconds = (performance.now() - deferStarted) / 1000;
   const defer = await db.statementsSince(resetAt);
