@@ -12,7 +12,7 @@
  *                                  ingest-jobs, embedding, shared-waits); their figures go into a
  *                                  block of their own in BENCHMARKS.md, the last full run's stay
  *   --only=shared-waits            100,000 waits over three node-red processes and PostgreSQL 15
- *                                  (about 4 minutes; --quick: 10,000 waits, under a minute). Not
+ *                                  (about 5 minutes; --quick: 10,000 waits, under a minute). Not
  *                                  part of the default run, which would last over 17 minutes with it.
  */
 import * as os from 'node:os';
@@ -72,7 +72,7 @@ const FULL: Plan = {
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
-  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 10, heartbeatSeconds: 3, pollSeconds: 5, windowSeconds: 30, documents: 400, indexingRate: 1, feedChunk: 1_000 },
+  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 30, heartbeatSeconds: 10, pollSeconds: 10, windowSeconds: 30, documents: 400, indexingRate: 1, feedChunk: 100 },
 };
 
 const QUICK: Plan = {
@@ -83,7 +83,7 @@ const QUICK: Plan = {
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
-  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 100, indexingRate: 2, feedChunk: 1_000 },
+  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 100, indexingRate: 2, feedChunk: 100 },
 };
 
 const MINUTE = 60_000;
