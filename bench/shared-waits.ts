@@ -302,6 +302,14 @@ export async function run(options: SharedWaitsOptions): Promise<SharedWaitsResul
   let server: PostgresServer | null = null;
   let db: Database | null = null;
   const instances: NodeRed[] = [];
+  const cleanup = async () => {
+    await cleanupAll().catch((err: unknown) => log(`cleanup: ${String(err)}`));
+    await db?.end().catch(() => undefined);
+    await server?.stop();
+  };
+  // Stopped on its timeout (bench/child.ts): stop the node-red processes and the server first.
+  const onTerm = () => void cleanup().finally(() => process.exit(1));
+  process.once('SIGTERM', onTerm);
   try {
     server = await startPostgresServer({ settings: { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track_utility': 'on' } });
     db = await Database.connect(server.url);
@@ -312,9 +320,8 @@ export async function run(options: SharedWaitsOptions): Promise<SharedWaitsResul
     for (const [i, instance] of instances.entries()) log(`instance ${i + 1} (pid ${instance.pid}), last lines:\n${instance.log.lines.slice(-15).join('\n')}`);
     throw err;
   } finally {
-    await cleanupAll().catch((err: unknown) => log(`cleanup: ${String(err)}`));
-    await db?.end().catch(() => undefined);
-    await server?.stop();
+    process.removeListener('SIGTERM', onTerm);
+    await cleanup();
   }
 }
 
