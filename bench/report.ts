@@ -149,6 +149,8 @@ function sharedWaitsSection(s: SharedWaitsResult | { skipped: string }): string[
   if ('skipped' in s) return [title, '', `Not measured: ${s.skipped}`];
   const t = s.takeover;
   const p99 = (readings: SharedWaitsResult['waitingLoopDelay']) => readings.map((r) => `#${r.instance}: ${r.p99Ms}`).join(', ');
+  const rows = (counts: StatementCounts) => Object.values(counts.byKind).reduce((sum, k) => sum + k.rows, 0);
+  const perSecond = (counts: StatementCounts) => `${int(counts.perSecond)} (${int(rows(counts) / counts.seconds)})`;
   const kinds = (counts: StatementCounts) =>
     Object.entries(counts.byKind)
       .sort((a, b) => b[1].calls - a[1].calls)
@@ -159,8 +161,8 @@ function sharedWaitsSection(s: SharedWaitsResult | { skipped: string }): string[
     `Lease ${s.leaseSeconds} s, heartbeat ${s.heartbeatSeconds} s, every wait polled every ${s.pollSeconds} s, its indexed count moving at each poll (progress to write each time). Statements: ${s.statementsSource}.`,
     '',
     table(
-      ['waits', 'instances', 'saved (waits/s)', 'statements/s while waiting', 'statements/s at takeover', 'takeover (s) / lease + heartbeat (s)', 'event-loop p99 per instance while waiting (ms)', 'p99 of the two others during the takeover (ms)'],
-      [[int(s.waits), s.instances, int(s.savedPerSecond), int(s.waiting.perSecond), int(t.statements.perSecond), `**${t.seconds}** / ${t.boundSeconds}`, p99(s.waitingLoopDelay), p99(t.survivorsLoopDelay)]],
+      ['waits', 'instances', 'saved (waits/s)', 'statements/s (rows/s) while waiting', 'statements/s (rows/s) at takeover', 'takeover (s) / lease + heartbeat (s)', 'event-loop p99 per instance while waiting (ms)', 'p99 of the two others during the takeover (ms)'],
+      [[int(s.waits), s.instances, int(s.savedPerSecond), perSecond(s.waiting), perSecond(t.statements), `**${t.seconds}** / ${t.boundSeconds}`, p99(s.waitingLoopDelay), p99(t.survivorsLoopDelay)]],
     ),
     '',
     `While waiting (${s.waiting.seconds} s), by kind:`,
