@@ -14,7 +14,10 @@ import { fork } from 'node:child_process';
 import * as path from 'node:path';
 
 /** Benchmarks that can run in a child: each module exports `run(options)`. */
-export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'store' | 'search' | 'ingest-jobs' | 'ingest-growth' | 'embedding';
+export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'store' | 'search' | 'ingest-jobs' | 'ingest-growth' | 'embedding' | 'shared-waits';
+
+/** How long a benchmark stopped on its timeout has to stop what it started. */
+const STOP_GRACE_MS = 20_000;
 
 type Reply = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -25,8 +28,11 @@ export function inChild<T>(name: BenchmarkName, options: unknown, timeoutMs: num
       stdio: ['ignore', process.stderr, process.stderr, 'ipc'],
     });
     let reply: Reply | null = null;
+    let killTimer: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      // SIGTERM first: a benchmark that started processes (shared-waits) stops them; then SIGKILL.
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       reject(new Error(`The ${name} benchmark did not finish within ${Math.round(timeoutMs / 1000)} s; it was stopped.`));
     }, timeoutMs);
     child.on('message', (message: Reply) => {
@@ -38,6 +44,7 @@ export function inChild<T>(name: BenchmarkName, options: unknown, timeoutMs: num
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(killTimer);
       if (reply?.ok) resolve(reply.result as T);
       else if (reply) reject(new Error(`The ${name} benchmark failed: ${reply.error}`));
       else reject(new Error(`The ${name} benchmark exited (code ${code}, signal ${signal}) without a result.`));

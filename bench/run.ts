@@ -9,8 +9,11 @@
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
  *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
- *                                  ingest-jobs, ingest-growth, embedding); their figures go into
- *                                  a block of their own in BENCHMARKS.md, the last full run's stay
+ *                                  ingest-jobs, ingest-growth, embedding, shared-waits); their figures go into a
+ *                                  block of their own in BENCHMARKS.md, the last full run's stay
+ *   --only=shared-waits            100,000 waits over three node-red processes and PostgreSQL 15
+ *                                  (about 5 minutes; --quick: 10,000 waits, under a minute). Not
+ *                                  part of the default run, which would last over 17 minutes with it.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,6 +25,7 @@ import { writeBenchmarksFile } from './report';
 import type { ResumeResult } from './resume';
 import { assertBuilt } from './runtime';
 import type { SearchOptions, SearchResult } from './search';
+import type { SharedWaitsOptions, SharedWaitsResult } from './shared-waits';
 import type { StoreOptions, StoreOutcome } from './store';
 import type { EmbeddingOptions, EmbeddingResult } from './embedding';
 import { GROWTH_STORES, type IngestGrowthOptions, type IngestGrowthResult } from './ingest-growth';
@@ -46,11 +50,14 @@ interface Plan {
   /** Documents of each ingest-growth run (one collection per run), and the batch size. */
   ingestGrowth: { sizes: number[]; batchSize: number };
   embedding: EmbeddingOptions;
+  sharedWaits: SharedWaitsOptions;
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding', 'shared-waits'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
+/** What a run without --only runs: shared-waits (three node-red processes and a database) only when named. */
+const DEFAULT_BENCHMARKS: readonly Benchmark[] = BENCHMARKS.filter((name) => name !== 'shared-waits');
 
 /** The stores ingest jobs run on (the discarding one is for memory readings only). */
 type JobRunStore = Exclude<JobStoreName, 'discard'>;
@@ -69,6 +76,7 @@ const FULL: Plan = {
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   ingestGrowth: { sizes: [1_000, 10_000, 100_000], batchSize: 100 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
+  sharedWaits: { waits: 100_000, instances: 3, leaseSeconds: 30, heartbeatSeconds: 10, pollSeconds: 10, windowSeconds: 30, documents: 400, indexingRate: 1, feedChunk: 100 },
 };
 
 const QUICK: Plan = {
@@ -80,6 +88,7 @@ const QUICK: Plan = {
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   ingestGrowth: { sizes: [1_000, 10_000], batchSize: 100 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
+  sharedWaits: { waits: 10_000, instances: 3, leaseSeconds: 6, heartbeatSeconds: 2, pollSeconds: 2, windowSeconds: 10, documents: 100, indexingRate: 2, feedChunk: 100 },
 };
 
 const MINUTE = 60_000;
@@ -115,7 +124,7 @@ async function main(): Promise<void> {
   const only = option(args, 'only')?.split(',');
   const unknown = only?.filter((name) => !(BENCHMARKS as readonly string[]).includes(name)) ?? [];
   if (unknown.length > 0) throw new Error(`--only names unknown benchmarks: ${unknown.join(', ')}; known: ${BENCHMARKS.join(', ')}.`);
-  const runs = (name: Benchmark) => !only || only.includes(name);
+  const runs = (name: Benchmark) => (only ? only.includes(name) : DEFAULT_BENCHMARKS.includes(name));
   assertBuilt();
 
   const loadAverageBefore = Math.round(os.loadavg()[0] * 100) / 100;
@@ -170,6 +179,13 @@ async function main(): Promise<void> {
     embedding = await inChild<EmbeddingResult>('embedding', e, 3 * MINUTE).catch((err: unknown) => ({ skipped: firstLine(err) }));
   }
 
+  let sharedWaits: SharedWaitsResult | { skipped: string } | undefined;
+  if (runs('shared-waits')) {
+    const s = plan.sharedWaits;
+    log(`shared-waits: ${s.waits.toLocaleString('en-US')} waits over ${s.instances} node-red instances and PostgreSQL 15, then kill -9 of the one holding most`);
+    sharedWaits = await inChild<SharedWaitsResult>('shared-waits', s, 15 * MINUTE).catch((err: unknown) => ({ skipped: firstLine(err) }));
+  }
+
   const partial: Omit<BenchReport, 'targets'> = {
     mode: quick ? 'quick' : 'full',
     ...(only ? { only } : {}),
@@ -184,11 +200,12 @@ async function main(): Promise<void> {
     ingestJobs,
     ...(ingestGrowth.length > 0 ? { ingestGrowth } : {}),
     embedding,
+    sharedWaits,
   };
   const report: BenchReport = { ...partial, targets: checkTargets(partial) };
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   if (write) {
-    const file = await writeBenchmarksFile(path.join(__dirname, '..', 'BENCHMARKS.md'), report);
+    const file = await writeBenchmarksFile(path.join(__dirname, '..', 'BENCHMARKS.md'), report, only ?? DEFAULT_BENCHMARKS);
     log(`wrote ${path.relative(process.cwd(), file) || file}`);
   }
   const missed = report.targets.filter((t) => t.met === false);

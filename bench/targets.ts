@@ -7,6 +7,7 @@ import type { JobStoreName, MemoryResult, ResumeResult as JobResumeResult, Throu
 import type { NodeRedResult } from './node-red';
 import type { ResumeResult } from './resume';
 import type { SearchResult } from './search';
+import type { SharedWaitsResult } from './shared-waits';
 import type { StoreOutcome, StoreResult } from './store';
 import type { WaitsResult } from './waits';
 
@@ -51,6 +52,7 @@ export interface BenchReport {
   /** Per store and size; absent when not run. */
   ingestGrowth?: IngestGrowthOutcome[];
   embedding?: EmbeddingResult | { skipped: string };
+  sharedWaits?: SharedWaitsResult | { skipped: string };
   targets: TargetCheck[];
 }
 
@@ -93,6 +95,7 @@ export function checkTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[
   if (report.ingestJobs) checks.push(...ingestJobTargets(report.ingestJobs));
   if (report.ingestGrowth) checks.push(...ingestGrowthTargets(report.ingestGrowth));
   if (report.embedding) checks.push(embeddingTarget(report.embedding));
+  if (report.sharedWaits) checks.push(...sharedWaitsTargets(report.sharedWaits));
   return checks;
 }
 
@@ -273,4 +276,18 @@ function embeddingTarget(e: EmbeddingResult | { skipped: string }): TargetCheck 
     // The defaults are what users get: a call that fails does not meet the target.
     met: atSize ? !defaults.failed && Math.abs(defaults.ofLimit - 1) <= EMBEDDING_WITHIN : null,
   };
+}
+
+/**
+ * Shared waits (issue 11): a dead instance's waits are taken over within lease +
+ * heartbeat, and none is lost on the way. The quick run's smaller table is checked too:
+ * the bound does not depend on the number of waits.
+ */
+function sharedWaitsTargets(s: SharedWaitsResult | { skipped: string }): TargetCheck[] {
+  const name = 'Shared waits: takeover after kill -9 of the instance holding most waits';
+  const target = 'within lease + heartbeat, every wait leased again';
+  if ('skipped' in s) return [{ name, target, measured: `not measured: ${s.skipped}`, met: false }];
+  const t = s.takeover;
+  const measured = `${t.seconds} s (lease + heartbeat ${t.boundSeconds} s) for ${int(t.waitsOfKilled)} of ${int(s.waits)} waits; ${int(t.leasedAfter)} of ${int(t.rowsAfter)} leased after`;
+  return [{ name, target, measured, met: t.seconds <= t.boundSeconds && t.leasedAfter === s.waits && t.rowsAfter === s.waits }];
 }

@@ -63,6 +63,12 @@ export interface PostgresJobStoreStats {
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 4;
 const IDLE_TIMEOUT_MS = 30_000;
+/**
+ * Most specs written by one progress statement. At 100,000 waits one statement per
+ * wait made a heartbeat's progress take longer than the lease; batches of this size
+ * stay far from the call deadline.
+ */
+export const PROGRESS_BATCH = 1_000;
 const APPLICATION_NAME = 'node-red-vector-pipeline job store';
 
 interface WorkRow {
@@ -320,6 +326,29 @@ export class PostgresJobStore {
       `saving the progress of wait ${id}`,
     );
     return changed === 1;
+  }
+
+  /**
+   * Save later states of many specs (the progress of a heartbeat), one statement per
+   * PROGRESS_BATCH specs. Returns the ids saved; the others are not leased live by
+   * `instanceId` any more (or are gone). A failed batch rejects: the batches before
+   * it are saved.
+   */
+  async saveSpecs(specs: readonly DurableSpec[], instanceId: string): Promise<Set<string>> {
+    const saved = new Set<string>();
+    for (let from = 0; from < specs.length; from += PROGRESS_BATCH) {
+      const batch = specs.slice(from, from + PROGRESS_BATCH);
+      const rows = await this.run<{ id: string }>(
+        `UPDATE ${this.table} AS w SET spec = v.spec, updated_at = now()
+         FROM jsonb_to_recordset($2::jsonb) AS v(id text, spec jsonb)
+         WHERE w.id = v.id AND w.lease_holder = $1 AND w.lease_until >= now()
+         RETURNING w.id`,
+        [instanceId, JSON.stringify(batch.map((spec) => ({ id: spec.waitId, spec })))],
+        `saving the progress of ${batch.length} waits`,
+      );
+      for (const row of rows) saved.add(row.id);
+    }
+    return saved;
   }
 
   /**

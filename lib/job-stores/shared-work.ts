@@ -220,14 +220,24 @@ export class SharedWorkStore implements DurableStore {
     }
   }
 
+  /** The progress of what moved since the last heartbeat, in a few multi-row statements. */
   private async writeProgress(): Promise<void> {
+    if (this.dirty.size === 0) return;
     const dirty = [...this.dirty.values()];
     this.dirty.clear();
-    const lost: string[] = [];
-    for (const record of dirty) {
-      if (!(await this.options.store.saveSpec(record.spec.waitId, this.instanceId, record.spec))) lost.push(record.spec.waitId);
+    let saved: Set<string>;
+    try {
+      saved = await this.options.store.saveSpecs(dirty.map((record) => record.spec), this.instanceId);
+    } catch (err) {
+      // Not written (or not all): again at the next heartbeat, unless it moved again meanwhile.
+      for (const record of dirty) {
+        const id = record.spec.waitId;
+        if (this.held.has(id) && !this.dirty.has(id)) this.dirty.set(id, record);
+      }
+      throw err;
     }
-    this.lose(lost);
+    // Not saved and still held here: the lease ran out (another instance may hold it now).
+    this.lose(dirty.map((record) => record.spec.waitId).filter((id) => !saved.has(id) && this.held.has(id)));
   }
 
   private giveUp(id: string): void {

@@ -3,7 +3,7 @@
 // leases. Leases are short (300 ms) and checked by polling, never by timing.
 import should from 'should';
 import pg from 'pg';
-import { PostgresJobStore, toJobStoreError, type ClaimedRecord } from '../../lib/job-stores/postgres';
+import { PostgresJobStore, PROGRESS_BATCH, toJobStoreError, type ClaimedRecord } from '../../lib/job-stores/postgres';
 import { VERSION_TABLE } from '../../lib/job-stores/migrations';
 import { createTriggerSpec, type FinalPayload } from '../../lib/trigger';
 import type { JobRecord, WaitRecord } from '../../lib/wait-store';
@@ -178,6 +178,32 @@ describe('PostgreSQL job store (real PostgreSQL 15)', function () {
     (await a.saveSpec(id, 'a', wait(id).spec)).should.be.false();
     (await b.saveSpec(id, 'b', wait(id).spec)).should.be.true();
     (await b.stats()).should.containEql({ pending: 0, delivering: 1 });
+  });
+
+  it('progress of many waits in a few statements: only those the instance holds live are saved, the others named', async () => {
+    const table = newTable();
+    const fed = await feed(table, 2 * PROGRESS_BATCH + 1);
+    const [a, b] = [storeOn(table), storeOn(table)];
+    await Promise.all([a.start(), b.start()]);
+    (await a.claim('a', ['sensor-1'], fed.length - 1, LONG_LEASE_MS)).should.have.length(fed.length - 1);
+    const [bHolds] = ids(await b.claim('b', ['sensor-1'], 1, LONG_LEASE_MS));
+    should(fed).containEql(bHolds);
+    const moved = (id: string) => ({ ...wait(id).spec, polls: 7 });
+
+    const before = (await a.stats()).statements;
+    const saved = await a.saveSpecs([...fed, 'not-there'].map(moved), 'a');
+    (await a.stats()).statements.should.equal(before + 3 + 1); // three batches, then stats() itself
+    [...saved].sort().should.eql(fed.filter((id) => id !== bHolds).sort());
+    const polls = await admin.query(`SELECT (spec->>'polls')::int AS polls, count(*)::int AS n FROM public.${table} GROUP BY 1 ORDER BY 1`);
+    polls.rows.should.eql([{ polls: 0, n: 1 }, { polls: 7, n: fed.length - 1 }]);
+    (await b.saveSpecs([moved(fed[0])], 'b')).size.should.equal(0); // held by A
+    (await b.saveSpecs([], 'b')).size.should.equal(0);
+
+    // A's leases run out: nothing of its progress is saved any more.
+    (await a.heartbeat('a', SHORT_LEASE_MS)).should.equal(fed.length - 1);
+    const live = async () => (await admin.query(`SELECT count(*)::int AS n FROM public.${table} WHERE lease_holder = 'a' AND lease_until >= now()`)).rows[0].n;
+    await until('A\'s leases to run out', async () => (await live()) === 0);
+    (await a.saveSpecs(fed.slice(0, 5).map(moved), 'a')).size.should.equal(0);
   });
 
   it('a record whose holder died between committing the final and removing it is claimed back with its final (a redelivery)', async () => {

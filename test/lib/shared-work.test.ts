@@ -4,6 +4,7 @@
 // owning node; a closed runtime hands its waits over at once. Real memory backend
 // (shared in this process by its volatile key), short leases, polled conditions.
 import should from 'should';
+import pg from 'pg';
 import { MemoryBackend } from '../../lib/backends/memory';
 import { PostgresJobStore } from '../../lib/job-stores/postgres';
 import { SharedWorkStore } from '../../lib/job-stores/shared-work';
@@ -37,12 +38,12 @@ describe('triggerers sharing waits through PostgreSQL (real PostgreSQL 15)', fun
     await Promise.all(backends.splice(0).map((b) => b.close()));
   });
 
-  function runtime(name: string, tableName: string): { triggerer: Triggerer; shared: SharedWorkStore } {
+  function runtime(name: string, tableName: string, leaseMs = LEASE_MS): { triggerer: Triggerer; shared: SharedWorkStore } {
     const store = new PostgresJobStore({
       settings: { host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', password: undefined, schema: 'public', table: tableName, where: `127.0.0.1:${server.port}/postgres` },
       callTimeoutMs: 5_000,
     });
-    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });
+    const shared = new SharedWorkStore({ store, instanceId: name, leaseMs, heartbeatMs: HEARTBEAT_MS, capacity: 1000 });
     const triggerer = new Triggerer({ waitStore: shared, removalGraceMs: 50 });
     triggerers.push(triggerer);
     return { triggerer, shared };
@@ -102,6 +103,76 @@ describe('triggerers sharing waits through PostgreSQL (real PostgreSQL 15)', fun
     await new Promise((r) => setTimeout(r, 3 * LEASE_MS)); // room for a duplicate
     should(finals.map((f) => f.waitId).sort()).eql([...ids].sort());
     should(finals.every((f) => f.by === 'b')).be.true();
+  });
+
+  it('the progress of the waits held reaches the table with the heartbeat (written in batches)', async () => {
+    const name = `shared_${++table}`;
+    const a = runtime('instance-a', name);
+    a.triggerer.attach('sensor-1', owner([], 'a'));
+    await a.triggerer.start();
+    await emptyCollection(backends[0]);
+    const ids = Array.from({ length: 30 }, (_, i) => `p${i}`);
+    for (const id of ids) await a.triggerer.defer(waitRecord(id, 100));
+    await writeDocs(backends[0], 5);
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    try {
+      await until('the progress of every wait to be saved', async () => {
+        const { rows } = await client.query(`SELECT count(*)::int AS n FROM public.${name} WHERE (spec->'lastProgress'->>'indexedCount')::int = 5`);
+        return rows[0].n === ids.length ? true : null;
+      });
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('progress made while the database was away is written once it answers, though the waits did not move again', async () => {
+    const name = `shared_${++table}`;
+    // A lease longer than the outage: the waits stay held here, nothing is claimed again.
+    const a = runtime('instance-a', name, 60_000);
+    const seen = new Map<string, number>();
+    a.triggerer.attach('sensor-1', {
+      ...owner([], 'a'),
+      onEvent(record, event) {
+        const e = event as TriggerEvent;
+        if (e.type === 'progress') seen.set(record.spec.waitId, e.payload.indexedCount);
+      },
+    });
+    await a.triggerer.start();
+    await emptyCollection(backends[0]);
+    const ids = Array.from({ length: 30 }, (_, i) => `o${i}`);
+    for (const id of ids) await a.triggerer.defer(waitRecord(id, 100));
+    const client = new pg.Client({ connectionString: server.url });
+    const savedAt = async (count: number) => {
+      const { rows } = await client.query(`SELECT count(*)::int AS n FROM public.${name} WHERE (spec->'lastProgress'->>'indexedCount')::int = $1`, [count]);
+      return rows[0].n === ids.length ? true : null;
+    };
+    await client.connect();
+    let connected = true;
+    try {
+      await until('the first progress of every wait to be saved', () => savedAt(0));
+      connected = false;
+      await client.end(); // before the server goes: its connection would break
+      await server.halt();
+      await writeDocs(backends[0], 5);
+      await until('every wait to see 5 documents', async () => (ids.every((id) => seen.get(id) === 5) ? true : null));
+      await new Promise((r) => setTimeout(r, 5 * HEARTBEAT_MS)); // heartbeats that fail to write it
+      await server.resume();
+    } finally {
+      if (connected) await client.end();
+    }
+    const after = new pg.Client({ connectionString: server.url });
+    await after.connect();
+    try {
+      const { rows } = await after.query(`SELECT count(*)::int AS n FROM public.${name}`);
+      should(rows[0].n).equal(ids.length);
+      await until('the progress written during the outage to be saved', async () => {
+        const { rows: moved } = await after.query(`SELECT count(*)::int AS n FROM public.${name} WHERE (spec->'lastProgress'->>'indexedCount')::int = 5`);
+        return moved[0].n === ids.length ? true : null;
+      });
+    } finally {
+      await after.end();
+    }
   });
 
   it('two live runtimes on the same waits: each wait ends once, on one of them', async () => {

@@ -48,7 +48,12 @@ function command(binary: string, args: string[]): [string, string[]] {
   return asRoot ? ['runuser', ['-u', 'postgres', '--', file, ...args]] : [file, args];
 }
 
-export async function startPostgresServer(): Promise<PostgresServer> {
+export interface PostgresServerOptions {
+  /** Extra server settings (`-c name=value`), e.g. shared_preload_libraries for the benchmark's pg_stat_statements. */
+  settings?: Record<string, string>;
+}
+
+export async function startPostgresServer(options: PostgresServerOptions = {}): Promise<PostgresServer> {
   if (!postgresBinaries()) throw new Error(POSTGRES_MISSING);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vp-postgres-'));
   if (asRoot) await run('chown', ['postgres:postgres', dir]);
@@ -57,7 +62,8 @@ export async function startPostgresServer(): Promise<PostgresServer> {
   await run(initFile, initArgs);
 
   const port = await freePort();
-  let server = await launch(dataDir, dir, port).catch(async (err) => {
+  const settings = options.settings ?? {};
+  let server = await launch(dataDir, dir, port, settings).catch(async (err) => {
     await fs.rm(dir, { recursive: true, force: true });
     throw err;
   });
@@ -69,7 +75,7 @@ export async function startPostgresServer(): Promise<PostgresServer> {
       await server.stop();
     },
     async resume() {
-      server = await launch(dataDir, dir, port);
+      server = await launch(dataDir, dir, port, settings);
     },
     async stop() {
       if (stopped) return;
@@ -81,10 +87,11 @@ export async function startPostgresServer(): Promise<PostgresServer> {
 }
 
 /** Start the postmaster on the data directory and port; stop() ends it and keeps the data. */
-async function launch(dataDir: string, dir: string, port: number): Promise<{ stop(): Promise<void> }> {
+async function launch(dataDir: string, dir: string, port: number, settings: Record<string, string>): Promise<{ stop(): Promise<void> }> {
   const [file, args] = command('postgres', [
     '-D', dataDir, '-p', String(port), '-k', dir,
     '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=30',
+    ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
   ]);
   const child: ChildProcess = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
