@@ -3,10 +3,15 @@
  * with other Node-RED instances through PostgreSQL (./postgres.ts): what the
  * triggerer calls on the file store, on leases instead.
  *
- * Every `heartbeatMs`: renew this runtime's leases (a lease it could not renew in
- * time is lost: its work is dropped here, another runtime takes it), write the
- * progress of the work that moved (only while the lease holds), then claim work
- * of the owners attached here that nobody holds, up to `capacity`. A new wait or
+ * Every `heartbeatMs`, counted from the start of the last renewal: renew this
+ * runtime's leases (a lease it could not renew in time is lost: its work is dropped
+ * here, another runtime takes it), write the progress of the work that moved (only
+ * while the lease holds), then claim work of the owners attached here that nobody
+ * holds, up to `capacity`. Progress and claims go in bounded steps
+ * (PROGRESS_PER_TICK, CLAIM_PER_TICK; the rest at the next turns, more claims at once)
+ * so that a runtime holding 100,000 records still renews its leases on time:
+ * otherwise renewals late behind long writes let leases lapse, and the work moves
+ * back and forth between live runtimes. A new wait or
  * job is leased to the runtime that accepted it. The final is committed by the
  * database (`markFinal`: only the lease holder, only once) before it is delivered.
  * Closing releases the leases, so other runtimes take the work at once; a runtime
@@ -19,6 +24,17 @@ import type { DurableRecord, DurableStore, SharedRuntime, WaitStoreStats } from 
 import type { PostgresJobStore } from './postgres';
 import { HolderCounts, type HolderCount } from './holder-counts';
 
+/**
+ * Progress written per turn (about 5 multi-row statements), oldest first; what is left
+ * stays marked for the next turns. The table's progress only serves a takeover (the
+ * deadline is in the spec from the start): at 100,000 moving waits it lags by minutes.
+ */
+export const PROGRESS_PER_TICK = 5_000;
+/** Records claimed per turn; a full batch asks for another turn at once (leases renewed only when due). */
+export const CLAIM_PER_TICK = 5_000;
+/** A timer may fire a little before the heartbeat is due by Date.now(): still a heartbeat. */
+const RENEW_TOLERANCE_MS = 20;
+
 export interface SharedWorkOptions {
   store: PostgresJobStore;
   /** This runtime's name in the table (`lease_holder`): unique per running instance. */
@@ -27,6 +43,10 @@ export interface SharedWorkOptions {
   heartbeatMs: number;
   /** Most records this runtime holds at once. */
   capacity: number;
+  /** Progress written per turn (default PROGRESS_PER_TICK). */
+  progressPerTick?: number;
+  /** Records claimed per turn (default CLAIM_PER_TICK). */
+  claimPerTick?: number;
   log?: { warn(message: string): void };
 }
 
@@ -42,6 +62,8 @@ export class SharedWorkStore implements DurableStore {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private again = false;
+  /** When the last renewal started (ms): the next is due `heartbeatMs` later. */
+  private renewedAt = Number.NEGATIVE_INFINITY;
   private closed = false;
   /** Set during an outage: one warning per outage, one on recovery. */
   private outage: string | null = null;
@@ -167,7 +189,8 @@ export class SharedWorkStore implements DurableStore {
         this.ticking = null;
         const again = this.again;
         this.again = false;
-        this.schedule(again ? 0 : this.options.heartbeatMs);
+        // From the start of the renewal, not the end of the turn: a long turn must not push renewals late.
+        this.schedule(again ? 0 : Math.max(0, this.renewedAt + this.options.heartbeatMs - Date.now()));
       });
     }, ms);
   }
@@ -176,21 +199,30 @@ export class SharedWorkStore implements DurableStore {
     const { store, leaseMs, capacity } = this.options;
     try {
       await this.settle();
-      if (this.held.size > 0) {
+      const now = Date.now();
+      // A turn asked for early (new work, a full claim batch) renews only when the heartbeat is due.
+      const due = now - this.renewedAt >= this.options.heartbeatMs - RENEW_TOLERANCE_MS;
+      if (due) this.renewedAt = now;
+      if (due && this.held.size > 0) {
+        // Only what was held before the renewal: a wait saved meanwhile has a fresh lease, and
+        // one saved while `holders` reads would be missing from its answer, and dropped by mistake.
+        const asked = [...this.held];
         const renewed = await store.heartbeat(this.instanceId, leaseMs);
-        if (renewed < this.held.size) {
+        if (renewed < asked.length) {
           // Some leases ran out (a pause longer than the lease, the database away): find which.
-          const holders = await store.holders([...this.held]);
-          this.lose([...this.held].filter((id) => holders.get(id) !== this.instanceId));
+          const holders = await store.holders(asked);
+          this.lose(asked.filter((id) => this.held.has(id) && holders.get(id) !== this.instanceId));
         }
       }
-      await this.writeProgress();
+      // What is left is written at the next turns: the database holds progress for a takeover only.
+      await this.writeProgress(this.options.progressPerTick ?? PROGRESS_PER_TICK);
       const owners = this.runtime?.owners() ?? [];
-      const room = capacity - this.held.size;
+      const room = Math.min(capacity - this.held.size, this.options.claimPerTick ?? CLAIM_PER_TICK);
       if (owners.length > 0 && room > 0) {
         const claimed = await store.claim(this.instanceId, owners, room, leaseMs);
         for (const record of claimed) this.held.add(record.spec.waitId);
         if (claimed.length > 0) this.runtime?.adopt(claimed);
+        if (claimed.length >= room && capacity > this.held.size) this.again = true;
       }
       if (this.outage) {
         this.options.log?.warn(`The shared job store answers again (${this.outage} before).`);
@@ -221,10 +253,15 @@ export class SharedWorkStore implements DurableStore {
   }
 
   /** The progress of what moved since the last heartbeat, in a few multi-row statements. */
-  private async writeProgress(): Promise<void> {
+  private async writeProgress(limit = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.dirty.size === 0) return;
-    const dirty = [...this.dirty.values()];
-    this.dirty.clear();
+    const dirty: DurableRecord[] = [];
+    // Oldest marked first (a Map keeps insertion order); deleting the visited entry is safe while iterating.
+    for (const [id, record] of this.dirty) {
+      if (dirty.length >= limit) break;
+      dirty.push(record);
+      this.dirty.delete(id);
+    }
     let saved: Set<string>;
     try {
       saved = await this.options.store.saveSpecs(dirty.map((record) => record.spec), this.instanceId);

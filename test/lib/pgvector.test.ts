@@ -503,7 +503,8 @@ describe('pgvector backend on Postgres + pgvector (PGlite)', function () {
     await b.close();
     const deadline = Date.now() + 5000;
     while (server.activeConnections() > before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    should(server.activeConnections()).equal(before);
+    // At most as many as before: an earlier test's connection may close meanwhile (CI saw 17 of 18).
+    should(server.activeConnections()).be.belowOrEqual(before);
     await rejectsWith(b.status(name), 'UNAVAILABLE');
   });
 

@@ -172,6 +172,9 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
     until(`the status of ${nodeId} to say ${String(wanted)}`, async () => {
       const shown = lastStatus(nodeId).text ?? '';
       return (typeof wanted === 'string' ? shown === wanted : wanted.test(shown)) ? shown : null;
+    }).catch((err: Error) => {
+      // What it said instead (CI once timed out here on a loaded machine).
+      throw new Error(`${err.message}; it says "${lastStatus(nodeId).text ?? ''}"`);
     });
 
   it('waits another instance holds: "0 here · 5 on host-b"; released by it, claimed here: "5 waiting · here"', async () => {
