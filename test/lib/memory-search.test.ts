@@ -233,6 +233,29 @@ describe('memory backend search', () => {
       should(turns).be.aboveOrEqual(slices - 1);
     });
 
+    it('concurrent searches take turns: one slice per event-loop turn in all', async () => {
+      const b = backend();
+      const docs = randomVectors(rowsForSlices(3), 384, 41).map((vector, i) => ({ id: `d${i}`, vector }));
+      await collectionOf(b, 'docs', 'dot', docs);
+      const slicesEach = 3;
+
+      let turns = 0;
+      let searching = true;
+      const countTurns = () => {
+        turns += 1;
+        if (searching) setImmediate(countTurns);
+      };
+      setImmediate(countTurns);
+      const searches = [0, 1, 2].map((i) => b.query('docs', { vector: docs[i].vector, topK: 1 }));
+      const results = await Promise.all(searches);
+      searching = false;
+
+      should(results.map((hits) => hits[0].id)).eql(['d0', 'd1', 'd2']);
+      // Each search's first slice runs at once; every other slice takes a turn of its own.
+      const queuedSlices = searches.length * (slicesEach - 1);
+      should(turns).be.aboveOrEqual(queuedSlices - 1);
+    });
+
     it('searches a collection that fits in one slice at once, without yielding', async () => {
       const b = backend();
       const docs = randomVectors(rowsForSlices(1), 384, 31).map((vector, i) => ({ id: `d${i}`, vector }));

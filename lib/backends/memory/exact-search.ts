@@ -3,6 +3,8 @@
  * at most SLICE_BYTES of vectors (about a millisecond of scanning) and lets the
  * event loop run between slices, so a large collection never holds it for long;
  * a collection that fits in one slice is searched at once, without yielding.
+ * Searches in flight take turns: one slice per event-loop turn in all (after
+ * its first), so ten concurrent searches do not hold the loop ten times longer.
  *
  * The rows must not change while a search is in flight: the collection's gate
  * (./rows-gate.ts) makes writes wait for it.
@@ -23,7 +25,30 @@ export interface ExactSearchRequest {
   checkContinue?: () => void;
 }
 
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Searches waiting for their next slice, in turn order; one is resumed per event-loop turn. */
+const waitingForSlice: Array<() => void> = [];
+let turnScheduled = false;
+
+function resumeOne(): void {
+  turnScheduled = false;
+  const resume = waitingForSlice.shift();
+  if (waitingForSlice.length > 0) scheduleTurn();
+  resume?.();
+}
+
+function scheduleTurn(): void {
+  if (turnScheduled) return;
+  turnScheduled = true;
+  setImmediate(resumeOne);
+}
+
+/** Resolves on a later event-loop turn, when this search's turn comes. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    waitingForSlice.push(resolve);
+    scheduleTurn();
+  });
+}
 
 /** Best first; on equal scores the earlier row first (see TopK). */
 export async function exactSearch(rows: VectorRows, request: ExactSearchRequest): Promise<Array<{ score: number; row: number }>> {
