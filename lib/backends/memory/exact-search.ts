@@ -3,8 +3,9 @@
  * at most SLICE_BYTES of vectors (about a millisecond of scanning) and lets the
  * event loop run between slices, so a large collection never holds it for long;
  * a collection that fits in one slice is searched at once, without yielding.
- * Searches in flight take turns: one slice per event-loop turn in all (after
- * its first), so ten concurrent searches do not hold the loop ten times longer.
+ * The searches of larger collections take turns: one slice per event-loop turn
+ * in all, first slices included, so ten concurrent searches do not hold the loop
+ * ten times longer.
  *
  * The rows must not change while a search is in flight: the collection's gate
  * (./rows-gate.ts) makes writes wait for it.
@@ -54,8 +55,9 @@ function nextTurn(): Promise<void> {
 export async function exactSearch(rows: VectorRows, request: ExactSearchRequest): Promise<Array<{ score: number; row: number }>> {
   const { query, metric, rowCount, accept } = request;
   const best = new TopK(request.topK);
+  const sliced = rowCount > rows.sliceRows;
   for (let start = 0; start < rowCount; start += rows.sliceRows) {
-    if (start > 0) {
+    if (sliced) {
       await nextTurn();
       request.checkContinue?.();
     }
