@@ -156,8 +156,13 @@ function searchSection(s: SearchResult): string[] {
     ),
     '',
     table(
-      ['queries in flight', 'queries', 'event-loop delay p50 / p99 / max (ms)'],
-      s.loopDelay.map((l) => [l.concurrency, int(l.queries), `${l.p50Ms} / **${l.p99Ms}** / ${l.maxMs}`]),
+      ['queries in flight', 'queries', 'time (s)', 'event-loop delay p50 / p99 / max (ms)'],
+      s.loopDelay.map((l) => [
+        l.concurrency === 0 ? 'none (the idle loop, as long as one at a time: the machine\'s own delay)' : l.concurrency,
+        int(l.queries),
+        Math.round(l.durationMs / 100) / 10,
+        `${l.p50Ms} / **${l.p99Ms}** / ${l.maxMs}`,
+      ]),
     ),
   ];
 }
@@ -192,7 +197,7 @@ export function generatedSection(report: BenchReport): string {
   const partial = report.only !== undefined;
   return section([
     partial ? BEGIN_PART : BEGIN,
-    partial ? `## Latest run of ${report.only?.join(', ')} alone (the sections above are from the full run)` : `## Latest ${report.mode} run`,
+    partial ? `${partHeading(report.only ?? [])} (the sections above are from the full run)` : `## Latest ${report.mode} run`,
     '',
     `- Command: \`${report.command}\` (${report.durationSeconds} s), ${report.startedAt}`,
     `- Machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node.js ${m.node}`,
@@ -209,11 +214,15 @@ export function generatedSection(report: BenchReport): string {
   ]).join('\n');
 }
 
+/** Where the block of a run of some benchmarks starts (the --only list, as its heading names them). */
+const partHeading = (only: readonly string[]) => `## Latest run of ${only.join(', ')} alone`;
+
 /**
  * Replace the generated section of the file (or create the file around it).
- * A full or quick run of everything replaces the main block and drops a
- * partial one; a run of some benchmarks (--only) replaces or adds its own
- * block after the main one, leaving the main one as it was. Returns the path.
+ * A full or quick run of everything replaces the main block and drops the
+ * partial ones; a run of some benchmarks (--only) replaces its own block (the
+ * same list of benchmarks) or adds one after the others, leaving the main one
+ * and the blocks of other lists as they were. Returns the path.
  */
 export async function writeBenchmarksFile(file: string, report: BenchReport): Promise<string> {
   const generated = generatedSection(report);
@@ -223,21 +232,28 @@ export async function writeBenchmarksFile(file: string, report: BenchReport): Pr
   } catch {
     text = `# Benchmarks\n\n${BEGIN}\n${END}\n`;
   }
-  const cut = (from: string, to: string, replacement: string): string | null => {
-    const begin = text.indexOf(from);
-    const end = text.indexOf(to);
-    return begin !== -1 && end > begin ? text.slice(0, begin) + replacement + text.slice(end + to.length) : null;
+  /** The partial blocks, in file order: [begin, end) including their end marker. */
+  const parts = (): Array<{ begin: number; end: number }> => {
+    const found: Array<{ begin: number; end: number }> = [];
+    for (let begin = text.indexOf(BEGIN_PART); begin !== -1; begin = text.indexOf(BEGIN_PART, begin + 1)) {
+      const end = text.indexOf(END_PART, begin);
+      if (end !== -1) found.push({ begin, end: end + END_PART.length });
+    }
+    return found;
   };
   if (report.only === undefined) {
-    text = cut(BEGIN_PART, END_PART + '\n', '') ?? text;
-    text = cut(BEGIN, END, generated) ?? `${text.trimEnd()}\n\n${generated}\n`;
+    for (const { begin, end } of parts().reverse()) text = text.slice(0, begin) + text.slice(text[end] === '\n' ? end + 1 : end);
+    const begin = text.indexOf(BEGIN);
+    const end = text.indexOf(END);
+    text = begin !== -1 && end > begin ? text.slice(0, begin) + generated + text.slice(end + END.length) : `${text.trimEnd()}\n\n${generated}\n`;
   } else {
-    const replaced = cut(BEGIN_PART, END_PART, generated);
-    if (replaced !== null) text = replaced;
-    else {
-      const end = text.indexOf(END);
-      text = end !== -1 ? `${text.slice(0, end + END.length)}\n${generated}${text.slice(end + END.length)}` : `${text.trimEnd()}\n\n${generated}\n`;
-    }
+    const heading = `${BEGIN_PART}\n${partHeading(report.only)} `;
+    const all = parts();
+    const own = all.find(({ begin }) => text.startsWith(heading, begin));
+    const after = all.length > 0 ? all[all.length - 1].end : text.indexOf(END) === -1 ? -1 : text.indexOf(END) + END.length;
+    if (own) text = text.slice(0, own.begin) + generated + text.slice(own.end);
+    else if (after !== -1) text = `${text.slice(0, after)}\n${generated}${text.slice(after)}`;
+    else text = `${text.trimEnd()}\n\n${generated}\n`;
   }
   await fs.writeFile(file, text);
   return file;

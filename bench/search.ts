@@ -14,7 +14,7 @@
  */
 import { MemoryBackend } from '../lib/backends/memory';
 import { SLICE_BYTES } from '../lib/backends/memory/vector-rows';
-import { LoopDelayMonitor, compareInterleaved, ms, type LoopDelay } from './measure';
+import { LoopDelayMonitor, compareInterleaved, ms, sleep, type LoopDelay } from './measure';
 
 export interface SearchOptions {
   vectors: number;
@@ -43,8 +43,9 @@ export interface DatasetResult {
 
 export interface LoopDelayResult extends LoopDelay {
   queries: number;
-  /** Queries in flight at once. */
+  /** Queries in flight at once; 0: the idle loop, for as long as the run of one at a time (the machine's own noise). */
   concurrency: number;
+  durationMs: number;
 }
 
 export interface SearchResult {
@@ -56,7 +57,7 @@ export interface SearchResult {
   /** A search lets the event loop run after each slice of this many bytes. */
   sliceBytes: number;
   datasets: DatasetResult[];
-  /** On the uniform data. */
+  /** On the uniform data; the first is the idle loop. */
   loopDelay: LoopDelayResult[];
 }
 
@@ -164,9 +165,18 @@ async function loopDelayWhileQuerying(backend: MemoryBackend, queries: Float32Ar
       await backend.query('search', { vector, topK: options.topK });
     }
   };
+  const started = performance.now();
   const monitor = new LoopDelayMonitor().start();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { queries: options.loopDelayQueries, concurrency, ...monitor.stop() };
+  const delay = monitor.stop();
+  return { queries: options.loopDelayQueries, concurrency, durationMs: ms(performance.now() - started), ...delay };
+}
+
+/** The same reading with nothing to do: on a busy machine, the delay the process gets anyway. */
+async function idleLoopDelay(durationMs: number): Promise<LoopDelayResult> {
+  const monitor = new LoopDelayMonitor().start();
+  await sleep(durationMs);
+  return { queries: 0, concurrency: 0, durationMs, ...monitor.stop() };
 }
 
 export async function run(options: SearchOptions): Promise<SearchResult> {
@@ -178,9 +188,10 @@ export async function run(options: SearchOptions): Promise<SearchResult> {
     await measureDataset(options, 'uniform', uniform(random(42), dimensions), readBuffer),
     await measureDataset(options, 'clustered', clustered(random(43), dimensions), readBuffer),
   ];
-  const loopDelay = await withCollection(options, uniform(random(44), dimensions), async (backend, queries) => [
-    await loopDelayWhileQuerying(backend, queries, options, 1),
-    await loopDelayWhileQuerying(backend, queries, options, 4),
-  ]);
+  const loopDelay = await withCollection(options, uniform(random(44), dimensions), async (backend, queries) => {
+    const oneAtATime = await loopDelayWhileQuerying(backend, queries, options, 1);
+    const fourAtATime = await loopDelayWhileQuerying(backend, queries, options, 4);
+    return [await idleLoopDelay(oneAtATime.durationMs), oneAtATime, fourAtATime];
+  });
   return { vectors: n, dimensions, topK: options.topK, bytesPerQuery, sliceBytes: SLICE_BYTES, datasets, loopDelay };
 }
