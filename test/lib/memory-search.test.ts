@@ -135,6 +135,9 @@ describe('memory backend search', () => {
           const filtered = await b.query('rand', { vector: query, topK: 10, filter: { group: 2 } });
           expectSameHits(filtered, bruteForce(metric, docs, query, 10, (d) => d.metadata?.group === 2));
         }
+        // A tie at the last place kept: the earlier row keeps it.
+        for (const topK of [1, 2]) expectSameHits(await b.query('rand', { vector: vectors[5], topK }), bruteForce(metric, docs, vectors[5], topK));
+        if (metric !== 'dot') should((await b.query('rand', { vector: vectors[5], topK: 2 })).map((h) => h.id)).eql(['d5', 'd100']);
       });
     }
 

@@ -56,6 +56,8 @@ export async function exactSearch(rows: VectorRows, request: ExactSearchRequest)
   const { query, metric, rowCount, accept } = request;
   const best = new TopK(request.topK);
   const sliced = rowCount > rows.sliceRows;
+  let full = best.full;
+  let worst = best.worstScore;
   for (let start = 0; start < rowCount; start += rows.sliceRows) {
     if (sliced) {
       await nextTurn();
@@ -64,7 +66,13 @@ export async function exactSearch(rows: VectorRows, request: ExactSearchRequest)
     const count = Math.min(rows.sliceRows, rowCount - start);
     const scores = rows.scoreSlice(query, metric, start, count);
     for (let i = 0; i < count; i++) {
-      if (accept === null || accept(start + i)) best.offer(scores[i], start + i);
+      const score = scores[i];
+      // Most rows cannot get in: rows come in order, so an equal score loses too (the later row).
+      if (full && score <= worst) continue;
+      if (accept !== null && !accept(start + i)) continue;
+      best.offer(score, start + i);
+      full = best.full;
+      worst = best.worstScore;
     }
   }
   return best.sorted();
