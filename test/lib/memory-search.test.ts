@@ -2,7 +2,8 @@ import should from 'should';
 import { MemoryBackend } from '../../lib/backends/memory';
 import { scanKernel } from '../../lib/backends/memory/scan-kernel';
 import { normalise } from '../../lib/backends/memory/search';
-import { SLICE_BYTES } from '../../lib/backends/memory/vector-rows';
+import { SLICE_BYTES, VectorRows } from '../../lib/backends/memory/vector-rows';
+import type { VectorStoreError } from '../../lib/errors';
 import type { Metric, QueryHit } from '../../lib/types';
 import { rejectsWith } from '../support/errors';
 
@@ -117,6 +118,25 @@ describe('memory backend search', () => {
         kernel.squaredDistance(0, rowsAt, rows.length, dimensions, queryBytes);
         rows.forEach((row, r) => should(out[r]).be.approximately(referenceScore('l2', row, query) ** 2, 1e-12));
       }
+    });
+  });
+
+  describe('vector rows', () => {
+    it('refuses more than 4 GiB of vectors in one collection, saying how many fit, before allocating any', () => {
+      const rows = new VectorRows(100_000); // 400 KB per vector: about 10,700 fit
+      const err = (() => {
+        try {
+          rows.ensureCapacity(20_000);
+        } catch (e) {
+          return e as VectorStoreError;
+        }
+        throw new Error('expected a refusal');
+      })();
+      should(err.code).equal('INVALID_INPUT');
+      should(err.message).match(/at most 4 GiB of vectors per collection \(10,735 vectors of 100000 dimensions\)/);
+      rows.ensureCapacity(100); // still usable
+      rows.set(99, new Float32Array(100_000).fill(1));
+      should(rows.vector(99)[99_999]).equal(1);
     });
   });
 

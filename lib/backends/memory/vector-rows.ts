@@ -47,21 +47,22 @@ export class VectorRows {
     this.refreshViews();
   }
 
-  /** Make room for `rows` rows (doubling the capacity); the rows already stored stay. */
+  /** Make room for `rows` rows (doubling the capacity, up to the most memory holds); the rows already stored stay. */
   ensureCapacity(rows: number): void {
     if (rows <= this.capacity) return;
+    const maxRows = Math.floor((MAX_PAGES * PAGE_BYTES - this.rowsAt) / this.rowBytes);
+    if (rows > maxRows) {
+      throw new VectorStoreError(
+        'INVALID_INPUT',
+        `The memory store keeps at most 4 GiB of vectors per collection (${maxRows.toLocaleString('en-US')} ` +
+          `vectors of ${this.dimensions} dimensions): use a database backend for a collection this size.`,
+      );
+    }
     let capacity = this.capacity;
     while (capacity < rows) capacity *= 2;
-    const pages = Math.ceil(this.bytesFor(capacity) / PAGE_BYTES);
-    const missing = pages - this.memory.buffer.byteLength / PAGE_BYTES;
+    capacity = Math.min(capacity, maxRows);
+    const missing = Math.ceil(this.bytesFor(capacity) / PAGE_BYTES) - this.memory.buffer.byteLength / PAGE_BYTES;
     if (missing > 0) {
-      if (pages > MAX_PAGES) {
-        throw new VectorStoreError(
-          'INVALID_INPUT',
-          `The memory store keeps at most 4 GiB of vectors per collection (${Math.floor((MAX_PAGES * PAGE_BYTES - this.rowsAt) / this.rowBytes).toLocaleString('en-US')} ` +
-            `vectors of ${this.dimensions} dimensions): use a database backend for a collection this size.`,
-        );
-      }
       this.memory.grow(missing);
       this.refreshViews();
     }
