@@ -147,6 +147,7 @@ export class MemoryBackend implements Backend {
     const target = await this.require(name);
     // Everything is checked before anything is written: a bad document writes nothing.
     const prepared = prepareDocuments(docs, target);
+    target.checkRoomFor(prepared);
     const fail = options?.simulateFailure;
     if (fail !== undefined && (typeof fail !== 'string' || fail.length === 0)) {
       throw new VectorStoreError('INVALID_INPUT', 'The simulated failure reason (msg.simulate.fail) must be a non-empty string.');

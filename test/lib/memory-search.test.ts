@@ -4,6 +4,7 @@ import { scanKernel } from '../../lib/backends/memory/scan-kernel';
 import { normalise } from '../../lib/backends/memory/search';
 import { SLICE_BYTES, VectorRows } from '../../lib/backends/memory/vector-rows';
 import type { VectorStoreError } from '../../lib/errors';
+import { MemoryCollection } from '../../lib/backends/memory/collection';
 import type { Metric, QueryHit } from '../../lib/types';
 import { rejectsWith } from '../support/errors';
 
@@ -138,6 +139,16 @@ describe('memory backend search', () => {
       rows.set(99, new Float32Array(100_000).fill(1));
       should(rows.vector(99)[99_999]).equal(1);
     });
+  });
+
+  it('a write that would not fit is refused before it is saved (counting only new ids, once each)', () => {
+    const collection = new MemoryCollection('big', 100_000, 'dot', 0, null);
+    const vector = new Float32Array(100_000);
+    const doc = (id: string) => ({ id, vector, text: null, metadata: null });
+    collection.apply([doc('a'), doc('b')], { at: 0, count: 2, rate: 1, delay: 0 });
+    const fits = Array.from({ length: 10_733 }, (_, i) => doc(`new-${i}`));
+    collection.checkRoomFor([...fits, doc('a'), doc('b'), doc('new-0')]);
+    should(() => collection.checkRoomFor([...fits, doc('one-more')])).throw(/at most 4 GiB/);
   });
 
   describe('results', () => {

@@ -104,6 +104,12 @@ export class MemoryCollection {
     );
   }
 
+  /** Throws INVALID_INPUT if the documents would not fit: checked before a write is saved, so a saved write always loads. */
+  checkRoomFor(docs: StoredDocument[]): void {
+    const added = new Set(docs.map((doc) => doc.id).filter((id) => !this.rowById.has(id))).size;
+    this.vectors.checkRoom(this.rowCount + added);
+  }
+
   /**
    * Run `apply` (a write or delete: `apply`/`remove`) once no search is in flight.
    * Loading a collection applies its log directly: nothing searches it yet.

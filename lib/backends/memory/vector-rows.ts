@@ -50,14 +50,8 @@ export class VectorRows {
   /** Make room for `rows` rows (doubling the capacity, up to the most memory holds); the rows already stored stay. */
   ensureCapacity(rows: number): void {
     if (rows <= this.capacity) return;
-    const maxRows = Math.floor((MAX_PAGES * PAGE_BYTES - this.rowsAt) / this.rowBytes);
-    if (rows > maxRows) {
-      throw new VectorStoreError(
-        'INVALID_INPUT',
-        `The memory store keeps at most 4 GiB of vectors per collection (${maxRows.toLocaleString('en-US')} ` +
-          `vectors of ${this.dimensions} dimensions): use a database backend for a collection this size.`,
-      );
-    }
+    this.checkRoom(rows);
+    const maxRows = this.maxRows();
     let capacity = this.capacity;
     while (capacity < rows) capacity *= 2;
     capacity = Math.min(capacity, maxRows);
@@ -67,6 +61,17 @@ export class VectorRows {
       this.refreshViews();
     }
     this.capacity = capacity;
+  }
+
+  /** Throws INVALID_INPUT if `rows` rows would not fit (nothing is allocated). */
+  checkRoom(rows: number): void {
+    const maxRows = this.maxRows();
+    if (rows <= maxRows) return;
+    throw new VectorStoreError(
+      'INVALID_INPUT',
+      `The memory store keeps at most 4 GiB of vectors per collection (${maxRows.toLocaleString('en-US')} ` +
+        `vectors of ${this.dimensions} dimensions): use a database backend for a collection this size.`,
+    );
   }
 
   set(row: number, vector: Float32Array): void {
@@ -104,6 +109,10 @@ export class VectorRows {
       for (let i = 0; i < count; i++) scores[i] = Math.min(1, Math.max(-1, scores[i]));
     }
     return scores;
+  }
+
+  private maxRows(): number {
+    return Math.floor((MAX_PAGES * PAGE_BYTES - this.rowsAt) / this.rowBytes);
   }
 
   private bytesFor(rows: number): number {
