@@ -1,8 +1,8 @@
 import should from 'should';
 import { MemoryBackend } from '../../lib/backends/memory';
-import { scanKernel } from '../../lib/backends/memory/scan-kernel';
+import { scanKernel, scoresInJavaScript } from '../../lib/backends/memory/scan-kernel';
 import { normalise } from '../../lib/backends/memory/search';
-import { SLICE_BYTES, VectorRows } from '../../lib/backends/memory/vector-rows';
+import { SLICE_BYTES, VectorRows, WASM_FROM_BYTES } from '../../lib/backends/memory/vector-rows';
 import type { VectorStoreError } from '../../lib/errors';
 import { MemoryCollection } from '../../lib/backends/memory/collection';
 import type { Metric, QueryHit } from '../../lib/types';
@@ -102,7 +102,7 @@ describe('memory backend search', () => {
   }
 
   describe('the SIMD kernel', () => {
-    it('gives the float64 dot product and squared distance for any number of dimensions', () => {
+    it('gives the float64 dot product and squared distance for any number of dimensions, as its JavaScript twin does to the bit', () => {
       for (const dimensions of [1, 2, 3, 7, 8, 9, 15, 16, 17, 384, 385]) {
         const rows = randomVectors(5, dimensions, dimensions);
         const [query] = randomVectors(1, dimensions, 1000 + dimensions);
@@ -114,15 +114,54 @@ describe('memory backend search', () => {
         rows.forEach((row, r) => new Float32Array(memory.buffer, rowsAt, rows.length * dimensions).set(row, r * dimensions));
         const out = new Float64Array(memory.buffer, queryBytes, rows.length);
 
+        const packed = new Float32Array(rows.length * dimensions);
+        rows.forEach((row, r) => packed.set(row, r * dimensions));
+        const inJavaScript = new Float64Array(rows.length);
+        const query64 = Float64Array.from(query);
+
         kernel.dot(0, rowsAt, rows.length, dimensions, queryBytes);
         rows.forEach((row, r) => should(out[r]).be.approximately(referenceScore('dot', row, query), 1e-12));
+        scoresInJavaScript('dot', query64, packed, 0, rows.length, inJavaScript);
+        should(Array.from(inJavaScript)).eql(Array.from(out)); // to the bit
         kernel.squaredDistance(0, rowsAt, rows.length, dimensions, queryBytes);
         rows.forEach((row, r) => should(out[r]).be.approximately(referenceScore('l2', row, query) ** 2, 1e-12));
+        scoresInJavaScript('squaredDistance', query64, packed, 0, rows.length, inJavaScript);
+        should(Array.from(inJavaScript)).eql(Array.from(out));
       }
+    });
+
+    it('the JavaScript twin scores a row range of a packed array', () => {
+      const rows = randomVectors(10, 9, 5);
+      const packed = new Float32Array(90);
+      rows.forEach((row, r) => packed.set(row, r * 9));
+      const [query] = randomVectors(1, 9, 6);
+      const out = new Float64Array(3);
+      scoresInJavaScript('dot', Float64Array.from(query), packed, 4, 3, out);
+      out.forEach((score, i) => should(score).be.approximately(referenceScore('dot', rows[4 + i], query), 1e-12));
     });
   });
 
   describe('vector rows', () => {
+    it('small collections stay in a plain array; past 1 MiB they move to WebAssembly memory, scoring the same to the bit', () => {
+      const dimensions = 384;
+      const vectors = randomVectors(Math.ceil((2 * WASM_FROM_BYTES) / (dimensions * 4)), dimensions, 51);
+      const [query] = randomVectors(1, dimensions, 52);
+      const rows = new VectorRows(dimensions);
+      let before: { dot: number[]; l2: number[] } | null = null;
+      vectors.forEach((vector, row) => {
+        rows.ensureCapacity(row + 1);
+        rows.set(row, vector);
+        if (row === 99) {
+          should(rows.inWebAssembly).be.false();
+          before = { dot: Array.from(rows.scoreSlice(query, 'dot', 0, 100)), l2: Array.from(rows.scoreSlice(query, 'l2', 0, 100)) };
+        }
+      });
+      should(rows.inWebAssembly).be.true();
+      should(Array.from(rows.scoreSlice(query, 'dot', 0, 100))).eql(before!.dot);
+      should(Array.from(rows.scoreSlice(query, 'l2', 0, 100))).eql(before!.l2);
+      should(Array.from(rows.vector(vectors.length - 1))).eql(Array.from(vectors[vectors.length - 1]));
+    });
+
     it('refuses more than 4 GiB of vectors in one collection, saying how many fit, before allocating any', () => {
       const rows = new VectorRows(100_000); // 400 KB per vector: about 10,700 fit
       const err = (() => {
@@ -149,6 +188,17 @@ describe('memory backend search', () => {
     const fits = Array.from({ length: 10_733 }, (_, i) => doc(`new-${i}`));
     collection.checkRoomFor([...fits, doc('a'), doc('b'), doc('new-0')]);
     should(() => collection.checkRoomFor([...fits, doc('one-more')])).throw(/at most 4 GiB/);
+  });
+
+  it('holds 15,000 small collections in one process (each WebAssembly memory reserves address space: a process ran out at about 13,000)', async () => {
+    const b = backend();
+    const count = 15_000;
+    for (let i = 0; i < count; i++) {
+      await b.ensureCollection(`c${i}`, { dimensions: 8, metric: 'dot' });
+      await b.upsert(`c${i}`, [{ id: 'only', vector: [i, 0, 0, 0, 0, 0, 0, 1] }]);
+    }
+    const [hit] = await b.query(`c${count - 1}`, { vector: [1, 0, 0, 0, 0, 0, 0, 0], topK: 1 });
+    should(hit).containEql({ id: 'only', score: count - 1 });
   });
 
   describe('results', () => {

@@ -1,15 +1,21 @@
 /**
- * The vectors of one collection: float32 rows packed in one block of
- * WebAssembly memory, so the SIMD kernel (./scan-kernel.ts) scans them in place.
+ * The vectors of one collection: float32 rows, `dimensions` each, packed.
  *
- * Layout: the query (float64), the scores of one slice (float64), then the rows,
- * `dimensions` float32 each. Capacity doubles as rows are added; the memory then
- * grows in place, and any view taken on it before is no longer valid (so none is
- * handed out: `vector()` returns a copy).
+ * A small collection keeps them in a plain Float32Array, scored in JavaScript.
+ * Past WASM_FROM_BYTES they move (once) into a WebAssembly memory of their own,
+ * scored in place by the SIMD kernel: V8 reserves address space for each such
+ * memory, and a process runs out of it after some thousands, so small
+ * collections do without. Both compute the same scores, to the bit
+ * (./scan-kernel.ts).
+ *
+ * WebAssembly layout: the query (float64), the scores of one slice (float64),
+ * then the rows. Capacity doubles as rows are added; the memory then grows in
+ * place, and any view taken on it before is no longer valid (so none is handed
+ * out: `vector()` returns a copy).
  */
 import { VectorStoreError } from '../../errors';
 import type { Metric } from '../../types';
-import { scanKernel, type ScanKernel } from './scan-kernel';
+import { scanKernel, scoresInJavaScript, type ScanKernel } from './scan-kernel';
 
 const PAGE_BYTES = 65536;
 /** WebAssembly memory (32-bit addresses) holds at most 4 GiB. */
@@ -19,46 +25,62 @@ const INITIAL_CAPACITY_ROWS = 16;
 export const SLICE_BYTES = 16 * 1024 * 1024;
 /** ...and at most this many rows (the scores buffer). */
 const MAX_SLICE_ROWS = 16384;
+/** Vectors move to WebAssembly memory once their capacity passes this (JavaScript scans 1 MiB in well under a millisecond). */
+export const WASM_FROM_BYTES = 1024 * 1024;
 
 const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
+
+/** The WebAssembly side: the memory, the kernel on it and views on its current buffer. */
+interface WasmRows {
+  memory: WebAssembly.Memory;
+  kernel: ScanKernel;
+  query: Float64Array;
+  scores: Float64Array;
+}
 
 export class VectorRows {
   /** Rows scored per slice: as many as fit in SLICE_BYTES (at least one). */
   readonly sliceRows: number;
-  private readonly memory: WebAssembly.Memory;
-  private readonly kernel: ScanKernel;
+  private readonly rowBytes: number;
+  // Byte addresses in the WebAssembly memory.
   private readonly queryAt = 0;
   private readonly scoresAt: number;
   private readonly rowsAt: number;
-  private readonly rowBytes: number;
   private capacity = INITIAL_CAPACITY_ROWS;
-  /** Views on the memory's current buffer (replaced when the memory grows). */
-  private floats!: Float32Array;
-  private query!: Float64Array;
-  private scores!: Float64Array;
+  /** The rows: a plain array, or a view on the WebAssembly memory (replaced when it grows). */
+  private floats: Float32Array;
+  private wasm: WasmRows | null = null;
+  /** Scratch for the JavaScript side. */
+  private query: Float64Array;
+  private scores: Float64Array | null = null;
 
   constructor(readonly dimensions: number) {
     this.rowBytes = dimensions * 4;
     this.sliceRows = Math.max(1, Math.min(MAX_SLICE_ROWS, Math.floor(SLICE_BYTES / this.rowBytes)));
     this.scoresAt = align16(this.queryAt + dimensions * 8);
     this.rowsAt = align16(this.scoresAt + this.sliceRows * 8);
-    this.memory = new WebAssembly.Memory({ initial: Math.ceil(this.bytesFor(this.capacity) / PAGE_BYTES) });
-    this.kernel = scanKernel(this.memory);
-    this.refreshViews();
+    this.floats = new Float32Array(this.capacity * dimensions);
+    this.query = new Float64Array(dimensions);
+  }
+
+  /** Whether the rows are in WebAssembly memory (scored with SIMD). */
+  get inWebAssembly(): boolean {
+    return this.wasm !== null;
   }
 
   /** Make room for `rows` rows (doubling the capacity, up to the most memory holds); the rows already stored stay. */
   ensureCapacity(rows: number): void {
     if (rows <= this.capacity) return;
     this.checkRoom(rows);
-    const maxRows = this.maxRows();
     let capacity = this.capacity;
     while (capacity < rows) capacity *= 2;
-    capacity = Math.min(capacity, maxRows);
-    const missing = Math.ceil(this.bytesFor(capacity) / PAGE_BYTES) - this.memory.buffer.byteLength / PAGE_BYTES;
-    if (missing > 0) {
-      this.memory.grow(missing);
-      this.refreshViews();
+    capacity = Math.min(capacity, this.maxRows());
+    if (this.wasm) this.growMemory(capacity);
+    else if (capacity * this.rowBytes > WASM_FROM_BYTES) this.moveToWebAssembly(capacity);
+    else {
+      const grown = new Float32Array(capacity * this.dimensions);
+      grown.set(this.floats);
+      this.floats = grown;
     }
     this.capacity = capacity;
   }
@@ -97,11 +119,18 @@ export class VectorRows {
    */
   scoreSlice(query: Float32Array, metric: Metric, start: number, count: number): Float64Array {
     if (count > this.sliceRows) throw new RangeError(`at most ${this.sliceRows} rows per slice`);
-    // The query is written again for every slice: searches interleave between slices.
-    for (let i = 0; i < query.length; i++) this.query[i] = query[i];
-    const score = metric === 'l2' ? this.kernel.squaredDistance : this.kernel.dot;
-    score(this.queryAt, this.rowsAt + start * this.rowBytes, count, this.dimensions, this.scoresAt);
-    const scores = this.scores;
+    const combine = metric === 'l2' ? 'squaredDistance' : 'dot';
+    let scores: Float64Array;
+    if (this.wasm) {
+      // The query is written again for every slice: searches interleave between slices.
+      this.wasm.query.set(query);
+      this.wasm.kernel[combine](this.queryAt, this.rowsAt + start * this.rowBytes, count, this.dimensions, this.scoresAt);
+      scores = this.wasm.scores;
+    } else {
+      this.query.set(query);
+      scores = this.scores ??= new Float64Array(this.sliceRows);
+      scoresInJavaScript(combine, this.query, this.floats, start, count, scores);
+    }
     if (metric === 'l2') {
       for (let i = 0; i < count; i++) scores[i] = -Math.sqrt(scores[i]);
     } else if (metric === 'cosine') {
@@ -111,18 +140,35 @@ export class VectorRows {
     return scores;
   }
 
+  private moveToWebAssembly(capacity: number): void {
+    const memory = new WebAssembly.Memory({ initial: this.pagesFor(capacity) });
+    const rows = this.floats;
+    this.wasm = this.viewsOn(memory, scanKernel(memory));
+    this.floats.set(rows);
+    this.scores = null; // the JavaScript side's
+  }
+
+  private growMemory(capacity: number): void {
+    const wasm = this.wasm as WasmRows;
+    const missing = this.pagesFor(capacity) - wasm.memory.buffer.byteLength / PAGE_BYTES;
+    if (missing > 0) {
+      wasm.memory.grow(missing);
+      this.wasm = this.viewsOn(wasm.memory, wasm.kernel);
+    }
+  }
+
   private maxRows(): number {
     return Math.floor((MAX_PAGES * PAGE_BYTES - this.rowsAt) / this.rowBytes);
   }
 
-  private bytesFor(rows: number): number {
-    return this.rowsAt + rows * this.rowBytes;
+  private pagesFor(rows: number): number {
+    return Math.ceil((this.rowsAt + rows * this.rowBytes) / PAGE_BYTES);
   }
 
-  private refreshViews(): void {
-    const buffer = this.memory.buffer;
-    this.query = new Float64Array(buffer, this.queryAt, this.dimensions);
-    this.scores = new Float64Array(buffer, this.scoresAt, this.sliceRows);
+  /** Views on the memory's current buffer (a grown memory has a new one); `floats` becomes the rows' view. */
+  private viewsOn(memory: WebAssembly.Memory, kernel: ScanKernel): WasmRows {
+    const buffer = memory.buffer;
     this.floats = new Float32Array(buffer, this.rowsAt, (buffer.byteLength - this.rowsAt) >> 2);
+    return { memory, kernel, query: new Float64Array(buffer, this.queryAt, this.dimensions), scores: new Float64Array(buffer, this.scoresAt, this.sliceRows) };
   }
 }
