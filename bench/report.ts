@@ -158,7 +158,11 @@ function searchSection(s: SearchResult): string[] {
     table(
       ['queries in flight', 'queries', 'time (s)', 'event-loop delay p50 / p99 / max (ms)'],
       s.loopDelay.map((l) => [
-        l.concurrency === 0 ? 'none (the idle loop, as long as one at a time: the machine\'s own delay)' : l.concurrency,
+        l.concurrency > 0
+          ? l.concurrency
+          : l.busyTurnMs === undefined
+            ? 'none, the loop idle (as long as one at a time)'
+            : `none, the loop busy in turns of one slice (${l.busyTurnMs} ms), as long: what any CPU-bound work gets here`,
         int(l.queries),
         Math.round(l.durationMs / 100) / 10,
         `${l.p50Ms} / **${l.p99Ms}** / ${l.maxMs}`,

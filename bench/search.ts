@@ -43,9 +43,14 @@ export interface DatasetResult {
 
 export interface LoopDelayResult extends LoopDelay {
   queries: number;
-  /** Queries in flight at once; 0: the idle loop, for as long as the run of one at a time (the machine's own noise). */
+  /**
+   * Queries in flight at once; 0: no query, for as long as the run of one at a
+   * time, the loop either idle or busy in turns as long as one slice (`busyTurnMs`):
+   * on a busy machine, the delay the process gets anyway.
+   */
   concurrency: number;
   durationMs: number;
+  busyTurnMs?: number;
 }
 
 export interface SearchResult {
@@ -57,7 +62,7 @@ export interface SearchResult {
   /** A search lets the event loop run after each slice of this many bytes. */
   sliceBytes: number;
   datasets: DatasetResult[];
-  /** On the uniform data; the first is the idle loop. */
+  /** On the uniform data; the first two without queries (idle, then busy turns). */
   loopDelay: LoopDelayResult[];
 }
 
@@ -179,6 +184,22 @@ async function idleLoopDelay(durationMs: number): Promise<LoopDelayResult> {
   return { queries: 0, concurrency: 0, durationMs, ...monitor.stop() };
 }
 
+/**
+ * The same reading with the loop kept busy in turns of `turnMs` (spinning), as a
+ * search keeps it: a process that uses its CPU share is scheduled later than an idle
+ * one on a busy machine, and this is what any such work gets.
+ */
+async function busyLoopDelay(durationMs: number, turnMs: number): Promise<LoopDelayResult> {
+  const monitor = new LoopDelayMonitor().start();
+  const end = performance.now() + durationMs;
+  while (performance.now() < end) {
+    const turnEnd = performance.now() + turnMs;
+    while (performance.now() < turnEnd);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { queries: 0, concurrency: 0, durationMs, busyTurnMs: ms(turnMs, 2), ...monitor.stop() };
+}
+
 export async function run(options: SearchOptions): Promise<SearchResult> {
   const { vectors: n, dimensions } = options;
   const bytesPerQuery = n * dimensions * 4;
@@ -191,7 +212,8 @@ export async function run(options: SearchOptions): Promise<SearchResult> {
   const loopDelay = await withCollection(options, uniform(random(44), dimensions), async (backend, queries) => {
     const oneAtATime = await loopDelayWhileQuerying(backend, queries, options, 1);
     const fourAtATime = await loopDelayWhileQuerying(backend, queries, options, 4);
-    return [await idleLoopDelay(oneAtATime.durationMs), oneAtATime, fourAtATime];
+    const sliceMs = (oneAtATime.durationMs / options.loopDelayQueries) * Math.min(1, SLICE_BYTES / bytesPerQuery);
+    return [await idleLoopDelay(oneAtATime.durationMs), await busyLoopDelay(oneAtATime.durationMs, sliceMs), oneAtATime, fourAtATime];
   });
   return { vectors: n, dimensions, topK: options.topK, bytesPerQuery, sliceBytes: SLICE_BYTES, datasets, loopDelay };
 }
