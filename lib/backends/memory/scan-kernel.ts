@@ -218,24 +218,24 @@ export function scoresInJavaScript(
   const squared = combine === 'squaredDistance';
   for (let r = 0, offset = start * dimensions; r < count; r++, offset += dimensions) {
     // p[2k + lane]: the lanes of the kernel's four v128 sums.
-    let p0 = 0, p1 = 0, p2 = 0, p3 = 0, p4 = 0, p5 = 0, p6 = 0, p7 = 0; // prettier-ignore
+    let p0 = 0, p1 = 0, p2 = 0, p3 = 0, p4 = 0, p5 = 0, p6 = 0, p7 = 0;
     let i = 0;
     if (squared) {
       for (; i < unrolled; i += 8) {
         const o = offset + i;
-        const d0 = rows[o] - query[i], d1 = rows[o + 1] - query[i + 1], d2 = rows[o + 2] - query[i + 2], d3 = rows[o + 3] - query[i + 3]; // prettier-ignore
-        const d4 = rows[o + 4] - query[i + 4], d5 = rows[o + 5] - query[i + 5], d6 = rows[o + 6] - query[i + 6], d7 = rows[o + 7] - query[i + 7]; // prettier-ignore
-        p0 += d0 * d0; p1 += d1 * d1; p2 += d2 * d2; p3 += d3 * d3; p4 += d4 * d4; p5 += d5 * d5; p6 += d6 * d6; p7 += d7 * d7; // prettier-ignore
+        const d0 = rows[o] - query[i], d1 = rows[o + 1] - query[i + 1], d2 = rows[o + 2] - query[i + 2], d3 = rows[o + 3] - query[i + 3];
+        const d4 = rows[o + 4] - query[i + 4], d5 = rows[o + 5] - query[i + 5], d6 = rows[o + 6] - query[i + 6], d7 = rows[o + 7] - query[i + 7];
+        p0 += d0 * d0; p1 += d1 * d1; p2 += d2 * d2; p3 += d3 * d3; p4 += d4 * d4; p5 += d5 * d5; p6 += d6 * d6; p7 += d7 * d7;
       }
     } else {
       for (; i < unrolled; i += 8) {
         const o = offset + i;
-        p0 += rows[o] * query[i]; p1 += rows[o + 1] * query[i + 1]; p2 += rows[o + 2] * query[i + 2]; p3 += rows[o + 3] * query[i + 3]; // prettier-ignore
-        p4 += rows[o + 4] * query[i + 4]; p5 += rows[o + 5] * query[i + 5]; p6 += rows[o + 6] * query[i + 6]; p7 += rows[o + 7] * query[i + 7]; // prettier-ignore
+        p0 += rows[o] * query[i]; p1 += rows[o + 1] * query[i + 1]; p2 += rows[o + 2] * query[i + 2]; p3 += rows[o + 3] * query[i + 3];
+        p4 += rows[o + 4] * query[i + 4]; p5 += rows[o + 5] * query[i + 5]; p6 += rows[o + 6] * query[i + 6]; p7 += rows[o + 7] * query[i + 7];
       }
     }
     // (acc0 + acc1) + (acc2 + acc3), lane by lane, then lane 0 + lane 1.
-    let sum = ((p0 + p2) + (p4 + p6)) + ((p1 + p3) + (p5 + p7)); // prettier-ignore
+    let sum = ((p0 + p2) + (p4 + p6)) + ((p1 + p3) + (p5 + p7));
     for (; i < dimensions; i++) {
       const d = squared ? rows[offset + i] - query[i] : 0;
       sum += squared ? d * d : rows[offset + i] * query[i];
