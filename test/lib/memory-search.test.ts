@@ -1,4 +1,6 @@
 import should from 'should';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { MemoryBackend } from '../../lib/backends/memory';
 import { scanKernel, scoresInJavaScript } from '../../lib/backends/memory/scan-kernel';
 import { normalise } from '../../lib/backends/memory/search';
@@ -30,6 +32,8 @@ function randomVectors(count: number, dimensions: number, seed: number): Float32
   }
   return vectors;
 }
+
+const execFileAsync = promisify(execFile);
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -199,6 +203,29 @@ describe('memory backend search', () => {
     }
     const [hit] = await b.query(`c${count - 1}`, { vector: [1, 0, 0, 0, 0, 0, 0, 0], topK: 1 });
     should(hit).containEql({ id: 'only', score: count - 1 });
+  });
+
+  it('works without WebAssembly (node --jitless): the vectors stay in a plain array, with the same results', async () => {
+    const script = `
+      const { MemoryBackend } = require(${JSON.stringify(require.resolve('../../lib/backends/memory'))});
+      (async () => {
+        const b = new MemoryBackend({ dataDir: null, indexingRate: 1e9, indexingDelay: 0 });
+        await b.ensureCollection('s', { dimensions: 384, metric: 'l2' });
+        const docs = Array.from({ length: 3000 }, (_, i) => ({ id: 'v' + i, vector: Array.from({ length: 384 }, (_, j) => Math.sin(i * 7 + j)) }));
+        await b.upsert('s', docs);
+        const hits = await b.query('s', { vector: docs[1234].vector, topK: 3 });
+        console.log(JSON.stringify({ webAssembly: typeof WebAssembly, hits: hits.map((h) => [h.id, h.score]) }));
+        await b.close();
+      })();`;
+    const run = async (flags: string[]) => {
+      const { stdout } = await execFileAsync(process.execPath, [...flags, '--import', 'tsx', '-e', script], { timeout: 60_000 });
+      return JSON.parse(stdout.trim().split('\n').pop() as string) as { webAssembly: string; hits: Array<[string, number]> };
+    };
+    const [without, withIt] = await Promise.all([run(['--jitless']), run([])]);
+    should(without.webAssembly).equal('undefined');
+    should(withIt.webAssembly).equal('object');
+    should(without.hits).eql(withIt.hits); // 3,000 x 384 is past 1 MiB: WebAssembly with it, JavaScript without, the same scores
+    should(without.hits[0]).eql(['v1234', 0]);
   });
 
   describe('results', () => {

@@ -30,6 +30,9 @@ export const WASM_FROM_BYTES = 1024 * 1024;
 
 const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
 
+/** Node without WebAssembly (`--jitless`): every collection stays in a plain array, scored in JavaScript. */
+const HAS_WEBASSEMBLY = typeof WebAssembly === 'object';
+
 /** The WebAssembly side: the memory, the kernel on it and views on its current buffer. */
 interface WasmRows {
   memory: WebAssembly.Memory;
@@ -76,7 +79,7 @@ export class VectorRows {
     while (capacity < rows) capacity *= 2;
     capacity = Math.min(capacity, this.maxRows());
     if (this.wasm) this.growMemory(capacity);
-    else if (capacity * this.rowBytes > WASM_FROM_BYTES) this.moveToWebAssembly(capacity);
+    else if (HAS_WEBASSEMBLY && capacity * this.rowBytes > WASM_FROM_BYTES) this.moveToWebAssembly(capacity);
     else {
       const grown = new Float32Array(capacity * this.dimensions);
       grown.set(this.floats);
