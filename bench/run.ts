@@ -72,7 +72,7 @@ const FULL: Plan = {
   waits: { ...WAITS_COMMON, readyFromMs: 10_000, readySpanMs: 20_000, indexingMs: 8_000 },
   nodeRed: { messages: 10_000, collections: 10, indexingDelaySeconds: 8, documentsStep: 200, quietMs: 2_000 },
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
-  search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10 },
+  search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10, loopDelayQueries: 200 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   ingestGrowth: { sizes: [1_000, 10_000, 100_000], batchSize: 100 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
@@ -84,7 +84,7 @@ const QUICK: Plan = {
   waits: { ...WAITS_COMMON, readyFromMs: 2_500, readySpanMs: 3_000, indexingMs: 1_500 },
   nodeRed: { messages: 2_000, collections: 10, indexingDelaySeconds: 2, documentsStep: 40, quietMs: 500 },
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
-  search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10 },
+  search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10, loopDelayQueries: 100 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   ingestGrowth: { sizes: [1_000, 10_000], batchSize: 100 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
 
   let search: SearchResult | undefined;
   if (runs('search')) {
-    log(`search: memory backend over ${plan.search.vectors.toLocaleString('en-US')} vectors against the dot-product floor`);
+    log(`search: memory backend over ${plan.search.vectors.toLocaleString('en-US')} vectors against the memory bandwidth`);
     search = await inChild<SearchResult>('search', plan.search, 5 * MINUTE);
   }
 

@@ -9,7 +9,10 @@
  * it would have been without the restart. Only `status`/`stats` see the simulation:
  * queries always search every stored document, as an exact flat index would.
  *
- * Parts: ./memory/collection.ts (rows, status, search), ./memory/search.ts
+ * Parts: ./memory/collection.ts (rows, status, search), ./memory/exact-search.ts
+ * (the scan, in slices that let the event loop run), ./memory/vector-rows.ts and
+ * ./memory/scan-kernel.ts (the vectors in WebAssembly memory, scored with SIMD),
+ * ./memory/rows-gate.ts (writes wait for searches in flight), ./memory/search.ts
  * (top-k), ./memory/timeline.ts (simulated indexing), ./memory/storage.ts (the
  * files, their damage), ./memory/store.ts (collections shared per directory or
  * volatile key). A write is applied in memory only once its record is durable.
@@ -144,6 +147,7 @@ export class MemoryBackend implements Backend {
     const target = await this.require(name);
     // Everything is checked before anything is written: a bad document writes nothing.
     const prepared = prepareDocuments(docs, target);
+    target.checkRoomFor(prepared);
     const fail = options?.simulateFailure;
     if (fail !== undefined && (typeof fail !== 'string' || fail.length === 0)) {
       throw new VectorStoreError('INVALID_INPUT', 'The simulated failure reason (msg.simulate.fail) must be a non-empty string.');
@@ -159,8 +163,8 @@ export class MemoryBackend implements Backend {
         throw storageError(err, `save ${prepared.length} document(s) to collection "${name}" in ${target.log.file} (the write was not acknowledged: retry it)`);
       }
     }
-    // Applied only once durable; appends resolve in order, so memory follows the file.
-    target.apply(prepared, write);
+    // Applied only once durable; appends resolve in order and changes wait in order, so memory follows the file.
+    await target.change(() => target.apply(prepared, write));
     target.loggedDocuments += prepared.length;
     return { written: prepared.length, totalCount: target.documentCount };
   }
@@ -185,7 +189,7 @@ export class MemoryBackend implements Backend {
       }
     }
     // Appends resolve in order, so memory follows the file; an id written again meanwhile is removed, as in the file.
-    const deleted = target.remove(ids);
+    const deleted = await target.change(() => target.remove(ids));
     return { deleted, totalCount: target.documentCount };
   }
 
@@ -208,7 +212,8 @@ export class MemoryBackend implements Backend {
     const filter = checkFilter(request.filter, named);
     const vector = toFloat32Vector(request.vector, target.dimensions, 'The query vector', named);
     if (target.metric === 'cosine') normalise(vector);
-    return target.search(vector, request.topK, jsonFilter(filter, named));
+    // A search of a large collection yields between slices: it stops there if this backend was closed meanwhile.
+    return target.search(vector, request.topK, jsonFilter(filter, named), () => this.lifecycle.checkOpen());
   }
 
   /**

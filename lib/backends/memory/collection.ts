@@ -2,11 +2,11 @@
 import type { CollectionStatus, Metric, QueryHit } from '../../types';
 import type { AppendLog } from '../../storage/append-log';
 import { matchesFilter } from '../queries';
-import { TopK } from './search';
+import { exactSearch } from './exact-search';
+import { RowsGate } from './rows-gate';
 import { IndexingTimeline, type IndexingWrite } from './timeline';
 import type { LogRecord } from './storage';
-
-const INITIAL_CAPACITY_ROWS = 16;
+import { VectorRows } from './vector-rows';
 
 /** A validated document, ready to store (vector normalised for the cosine metric). */
 export interface StoredDocument {
@@ -27,8 +27,10 @@ export interface CollectionDamage {
 }
 
 export class MemoryCollection {
-  /** Row r occupies vectors[r * dimensions, (r + 1) * dimensions). Capacity doubles as needed. */
-  private vectors: Float32Array;
+  /** The vector of row r; the other arrays hold the rest of the row. */
+  private readonly vectors: VectorRows;
+  /** Searches in flight keep the rows still: writes and deletes wait for them (see `change`). */
+  private readonly gate = new RowsGate();
   private rowCount = 0;
   private readonly ids: string[] = [];
   private readonly texts: Array<string | null> = [];
@@ -51,7 +53,7 @@ export class MemoryCollection {
     /** The collection's file; null when not persisted. */
     readonly log: AppendLog<LogRecord> | null,
   ) {
-    this.vectors = new Float32Array(dimensions * INITIAL_CAPACITY_ROWS);
+    this.vectors = new VectorRows(dimensions);
   }
 
   get documentCount(): number {
@@ -102,19 +104,36 @@ export class MemoryCollection {
     );
   }
 
-  /** Exact search over every stored document (the flat index sees writes at once). */
-  search(query: Float32Array, topK: number, filter: Record<string, unknown> | null): QueryHit[] {
-    const best = new TopK(topK);
-    for (let row = 0; row < this.rowCount; row++) {
-      if (filter && !matchesFilter(this.metadata[row], filter)) continue;
-      best.offer(this.score(query, row), row);
-    }
-    return best.sorted().map(({ score, row }) => ({
-      id: this.ids[row],
-      score,
-      text: this.texts[row],
-      metadata: structuredClone(this.metadata[row] ?? {}),
-    }));
+  /** Throws INVALID_INPUT if the documents would not fit: checked before a write is saved, so a saved write always loads. */
+  checkRoomFor(docs: StoredDocument[]): void {
+    const added = new Set(docs.map((doc) => doc.id).filter((id) => !this.rowById.has(id))).size;
+    this.vectors.checkRoom(this.rowCount + added);
+  }
+
+  /**
+   * Run `apply` (a write or delete: `apply`/`remove`) once no search is in flight.
+   * Loading a collection applies its log directly: nothing searches it yet.
+   */
+  change<T>(apply: () => T): Promise<T> {
+    return this.gate.change(apply);
+  }
+
+  /**
+   * Exact search over every stored document (the flat index sees writes at once).
+   * A large collection is scanned in slices, letting the event loop run between
+   * them (see ./exact-search.ts); `checkContinue` may stop it between slices.
+   */
+  search(query: Float32Array, topK: number, filter: Record<string, unknown> | null, checkContinue?: () => void): Promise<QueryHit[]> {
+    return this.gate.search(async () => {
+      const accept = filter ? (row: number) => matchesFilter(this.metadata[row], filter) : null;
+      const best = await exactSearch(this.vectors, { query, metric: this.metric, topK, rowCount: this.rowCount, accept, checkContinue });
+      return best.map(({ score, row }) => ({
+        id: this.ids[row],
+        score,
+        text: this.texts[row],
+        metadata: structuredClone(this.metadata[row] ?? {}),
+      }));
+    });
   }
 
   /** The ids of every live document, in row order (to match a delete's selector). */
@@ -135,7 +154,7 @@ export class MemoryCollection {
       const last = this.rowCount - 1;
       if (row !== last) {
         const lastId = this.ids[last];
-        this.vectors.copyWithin(row * this.dimensions, last * this.dimensions, (last + 1) * this.dimensions);
+        this.vectors.move(last, row);
         this.ids[row] = lastId;
         this.texts[row] = this.texts[last];
         this.metadata[row] = this.metadata[last];
@@ -154,10 +173,9 @@ export class MemoryCollection {
   /** Every live document, in row order (for log compaction). */
   *documents(): Generator<StoredDocument> {
     for (let row = 0; row < this.rowCount; row++) {
-      const offset = row * this.dimensions;
       yield {
         id: this.ids[row],
-        vector: this.vectors.subarray(offset, offset + this.dimensions),
+        vector: this.vectors.vector(row),
         text: this.texts[row],
         metadata: this.metadata[row],
       };
@@ -167,39 +185,13 @@ export class MemoryCollection {
   private put(doc: StoredDocument): void {
     let row = this.rowById.get(doc.id);
     if (row === undefined) {
+      this.vectors.ensureCapacity(this.rowCount + 1);
       row = this.rowCount++;
-      this.ensureCapacity(this.rowCount);
       this.rowById.set(doc.id, row);
       this.ids.push(doc.id);
     }
-    this.vectors.set(doc.vector, row * this.dimensions);
+    this.vectors.set(row, doc.vector);
     this.texts[row] = doc.text;
     this.metadata[row] = doc.metadata;
-  }
-
-  private ensureCapacity(rows: number): void {
-    if (rows * this.dimensions <= this.vectors.length) return;
-    let capacity = this.vectors.length / this.dimensions;
-    while (capacity < rows) capacity *= 2;
-    const grown = new Float32Array(capacity * this.dimensions);
-    grown.set(this.vectors);
-    this.vectors = grown;
-  }
-
-  /** Higher is better: cosine (vectors are unit length) or dot product, or minus the L2 distance. */
-  private score(query: Float32Array, row: number): number {
-    const v = this.vectors;
-    const offset = row * this.dimensions;
-    let sum = 0;
-    if (this.metric === 'l2') {
-      for (let i = 0; i < query.length; i++) {
-        const d = query[i] - v[offset + i];
-        sum += d * d;
-      }
-      return -Math.sqrt(sum);
-    }
-    for (let i = 0; i < query.length; i++) sum += query[i] * v[offset + i];
-    // Rounding can push a unit-vector dot product a hair past 1.
-    return this.metric === 'cosine' ? Math.min(1, Math.max(-1, sum)) : sum;
   }
 }

@@ -33,6 +33,16 @@ export class TopK {
     }
   }
 
+  /** Whether k pairs are kept: a pair must then beat the worst of them to get in. */
+  get full(): boolean {
+    return this.rows.length >= this.k;
+  }
+
+  /** The worst kept score (meaningful once full). */
+  get worstScore(): number {
+    return this.scores[0];
+  }
+
   /** Best first. */
   sorted(): Array<{ score: number; row: number }> {
     const pairs = this.rows.map((row, i) => ({ score: this.scores[i], row }));
