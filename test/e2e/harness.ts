@@ -180,6 +180,8 @@ export interface StartOptions {
   packageDir?: string | null;
   /** Extra `-D key=value` settings. */
   defines?: Record<string, string>;
+  /** Options for node itself, before red.js (e.g. `--expose-gc`, `-r <preload>`). */
+  nodeArgs?: string[];
   startTimeoutMs?: number;
 }
 
@@ -212,7 +214,7 @@ export async function startNodeRed(options: StartOptions = {}): Promise<NodeRed>
   if (options.flows) await fsp.writeFile(path.join(userDir, 'flows.json'), JSON.stringify(options.flows, null, 2));
 
   const log = new LogBuffer();
-  const child: ChildProcess = spawn(process.execPath, userdir.nodeRedArgs({ userDir, port, defines: options.defines }), {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), ...userdir.nodeRedArgs({ userDir, port, defines: options.defines })], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
