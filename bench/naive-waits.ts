@@ -15,7 +15,9 @@
  *   (functionGlobalContext) maps to the backend of the flow's vector-store node.
  * - `delay`: a delay-node loop: delay 1 s -> index-health -> final; index-health's
  *   "not healthy yet" goes to a catch node (scoped to it) -> switch (payload.healthy
- *   false) -> back to the delay node; anything else to `errors`.
+ *   false) -> change (delete msg.error) -> back to the delay node; anything else to
+ *   `errors`. Without the change node Node-RED drops a message caught more than 10
+ *   times: the loop would lose every wait longer than about 10 s.
  * - `control`: no wait at all (`wait` is a debug node): what the ingest alone costs,
  *   subtracted from the other runs.
  *
@@ -54,6 +56,8 @@ export interface NaiveWaitsOptions {
   readySpanS: number;
   /** Also run the sensor with a kill -9 and a restart. */
   killRestart: boolean;
+  /** Run only these (default: all three); for looking into one, as the targets need the sensor and the function node. */
+  variants?: Variant[];
 }
 
 export interface StoreCalls {
@@ -145,7 +149,7 @@ export interface NaiveWaitsResult {
    * Per repetition, sensor against function node: heap (sensor / function),
    * CPU and store calls (function / sensor), as medians with their spread.
    */
-  ratios: { heapSensorOverFunction: Spread; cpuFunctionOverSensor: Spread; callsFunctionOverSensor: Spread; statusCallsFunctionOverSensor: Spread };
+  ratios: { heapSensorOverFunction: Spread; cpuFunctionOverSensor: Spread; callsFunctionOverSensor: Spread; statusCallsFunctionOverSensor: Spread } | null;
   killRestart: KillRestart | null;
   durationS: number;
 }
@@ -288,8 +292,11 @@ function waitNodes(kind: RunKind): FlowNode[] {
           checkall: 'false',
           repair: false,
           outputs: 2,
-          wires: [['wait'], ['errors']],
+          wires: [['forget-error'], ['errors']],
         },
+        // Node-RED drops a message caught more than 10 times ("Message exceeded maximum number
+        // of catches"): a loop that waits longer than 10 s has to clear msg.error each turn.
+        { id: 'forget-error', type: 'change', name: 'delete msg.error', rules: [{ t: 'delete', p: 'error', pt: 'msg' }], action: '', property: '', from: '', to: '', reg: false, wires: [['wait']] },
       ];
   }
 }
@@ -442,6 +449,9 @@ async function runOnce(kind: RunKind, counts: number[], options: NaiveWaitsOptio
     const errors = nodeRed.log.errors();
     if (errors.length > 0) log(`${kind}: ${errors.length} error lines in the Node-RED log, first: ${errors[0]}`);
     return { burstMs: pending.at - a.at, runMs: end.at - a.at, a, b, end };
+  } catch (err) {
+    const tail = nodeRed.log.lines.slice(-15).join('\n');
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\nLast lines of the ${kind} run's Node-RED log:\n${tail}`);
   } finally {
     await nodeRed.stop(30_000);
     await fs.rm(userDir, { recursive: true, force: true });
@@ -587,7 +597,7 @@ export async function run(options: NaiveWaitsOptions): Promise<NaiveWaitsResult>
       log(`${n.toLocaleString('en-US')} waits, repetition ${rep + 1} of ${options.repetitions}: control (ingest only)`);
       const base = control(await runOnce('control', counts, options, indexingRate), rep);
       controls.push(base);
-      for (const variant of runOrder(rep)) {
+      for (const variant of runOrder(rep).filter((v) => !options.variants || options.variants.includes(v))) {
         log(`${n.toLocaleString('en-US')} waits, repetition ${rep + 1} of ${options.repetitions}: ${variant}`);
         runs.push(netRun(variant, await runOnce(variant, counts, options, indexingRate), base, rep, n));
       }
@@ -606,8 +616,8 @@ export async function run(options: NaiveWaitsOptions): Promise<NaiveWaitsResult>
       indexingRate: Math.round(indexingRate * 1000) / 1000,
       runs,
       controls,
-      summary: VARIANTS.map((v) => summarise(v, runs, n)),
-      ratios: ratios(runs, options.repetitions),
+      summary: VARIANTS.filter((v) => runs.some((r) => r.variant === v)).map((v) => summarise(v, runs, n)),
+      ratios: runs.some((r) => r.variant === 'sensor') && runs.some((r) => r.variant === 'function') ? ratios(runs, options.repetitions) : null,
       killRestart,
       durationS: Math.round((Date.now() - started) / 1000),
     };

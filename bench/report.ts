@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { EmbeddingResult } from './embedding';
-import type { NaiveWaitsResult, Spread } from './naive-waits';
+import type { NaiveWaitsResult, Spread, VariantSummary } from './naive-waits';
 import type { StoreOutcome } from './store';
 import type { BenchReport, IngestJobsReport } from './targets';
 
@@ -159,7 +159,7 @@ function naiveWaitsSection(results: BenchReport['naiveWaits']): string[] {
   if (first) {
     lines.push(
       `Medians of ${first.repetitions} interleaved repetition${first.repetitions === 1 ? '' : 's'}, (min–max) over them; each run a fresh node-red process, memory store, ${first.collections} collections ready ${first.readyFromS}–${first.readyFromS + first.readySpanS} s after their writes. ` +
-        'CPU, heap, RSS and store calls are net of a control run of the ingest alone (below); the event-loop delay is the waiting\'s, from all waits pending to the last final. The flows are described under "Naive waits" above.',
+        'CPU, heap, RSS and store calls are net of a control run of the ingest alone (below); the event-loop delay is the waiting\'s, from all waits pending to the last final. The flows are described under "7. Naive waits" above.',
       '',
     );
   }
@@ -170,9 +170,13 @@ function naiveWaitsSection(results: BenchReport['naiveWaits']): string[] {
       lines.push(`**${int(result.waits)} waits: not measured**: ${result.skipped}`, '');
       continue;
     }
-    const [sensor, fn, delay] = (['sensor', 'function', 'delay'] as const).map((v) => result.summary.find((x) => x.variant === v)!);
+    const [sensor, fn, delay] = (['sensor', 'function', 'delay'] as const).map((v) => result.summary.find((x) => x.variant === v));
+    if (!sensor || !fn || !delay) {
+      lines.push(`**${int(result.waits)} waits**: not every variant was run (the variants option).`, '');
+      continue;
+    }
     const runsOf = (v: string) => result.runs.filter((r) => r.variant === v);
-    const cells = (cell: (x: typeof sensor, v: string) => string) => [cell(sensor, 'sensor'), cell(fn, 'function'), cell(delay, 'delay')];
+    const cells = (cell: (x: VariantSummary, v: string) => string) => [cell(sensor, 'sensor'), cell(fn, 'function'), cell(delay, 'delay')];
     const other = (v: string) => {
       const r = runsOf(v)[0];
       return r.storeCalls.collectionExists + r.storeCalls.statsAndQuery === 0 ? '' : ` (+ ${int(r.storeCalls.collectionExists)} collectionExists${r.storeCalls.statsAndQuery ? `, ${int(r.storeCalls.statsAndQuery)} stats and query` : ''})`;
@@ -210,7 +214,7 @@ function naiveWaitsSection(results: BenchReport['naiveWaits']): string[] {
     lines.push(
       `Control at ${int(result.waits)} (the ingest alone, subtracted above): CPU ${s2(med(c.map((x) => x.cpuMs)))} s, heap ${s1(med(c.map((x) => x.heapBytes)) / 2 ** 20)} MB, RSS ${s1(med(c.map((x) => x.rssBytes)) / 2 ** 20)} MB, ` +
         `${int(med(c.map((x) => x.storeCalls.total)))} store reads, event-loop delay p99 ${s1(med(c.map((x) => x.burstLoopDelay.p99Ms)))} ms. ` +
-        `Sensor / function node per repetition: heap ${withSpread(result.ratios.heapSensorOverFunction, (n) => n.toFixed(2))}; function node / sensor: CPU ${withSpread(result.ratios.cpuFunctionOverSensor, (n) => n.toFixed(2))}, store reads ${withSpread(result.ratios.callsFunctionOverSensor, (n) => n.toFixed(1))}, status calls ${withSpread(result.ratios.statusCallsFunctionOverSensor, (n) => n.toFixed(1))}.`,
+        `Sensor / function node per repetition: heap ${withSpread(result.ratios!.heapSensorOverFunction, (n) => n.toFixed(2))}; function node / sensor: CPU ${withSpread(result.ratios!.cpuFunctionOverSensor, (n) => n.toFixed(2))}, store reads ${withSpread(result.ratios!.callsFunctionOverSensor, (n) => n.toFixed(1))}, status calls ${withSpread(result.ratios!.statusCallsFunctionOverSensor, (n) => n.toFixed(1))}.`,
       '',
     );
   }

@@ -153,7 +153,12 @@ async function main(): Promise<void> {
     log(`naive-waits: ${size.toLocaleString('en-US')} waits through Node-RED, sensor / function node / delay loop, ${o.repetitions} repetition(s)`);
     // A cap, not an estimate: four node-red runs per repetition, each waiting out the indexing.
     const capMs = ((o.repetitions * 4 + 2) * (o.readyFromS + o.readySpanS + 180) * 1000 + size * 20);
-    naiveWaits.push(await inChild<NaiveWaitsResult>('naive-waits', { ...o, waits: size }, capMs).catch((err: unknown) => ({ waits: size, skipped: firstLine(err) })));
+    naiveWaits.push(
+      await inChild<NaiveWaitsResult>('naive-waits', { ...o, waits: size }, capMs).catch((err: unknown) => {
+        log(`naive-waits: ${size.toLocaleString('en-US')} waits failed: ${err instanceof Error ? err.message : String(err)}`);
+        return { waits: size, skipped: firstLine(err) };
+      }),
+    );
   }
 
   const ingestQuery: StoreOutcome[] = [];

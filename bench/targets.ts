@@ -181,8 +181,10 @@ function naiveWaitsTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[] 
       loop: `<= ${NAIVE_LOOP_P99_MS} ms`,
       kill: `all end once; every wait running again within ${NAIVE_RESUME_MS / 1000} s of the flows starting`,
     };
-    if ('skipped' in result) {
-      for (const key of Object.keys(names) as Array<keyof typeof names>) checks.push({ name: names[key], target: goals[key], measured: `not measured: ${result.skipped}`, met: false });
+    const ran = (v: string) => 'runs' in result && result.runs.some((r) => r.variant === v);
+    if ('skipped' in result || !ran('sensor') || !ran('function')) {
+      const why = 'skipped' in result ? result.skipped : 'the sensor or the function node was not run (variants option)';
+      for (const key of Object.keys(names) as Array<keyof typeof names>) checks.push({ name: names[key], target: goals[key], measured: `not measured: ${why}`, met: false });
       continue;
     }
     // The quick run's single repetition of short waits shows that it runs, not what it costs.
