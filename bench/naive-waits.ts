@@ -29,6 +29,9 @@
  * and messages and reads CPU, memory (after GC) and event-loop delay when asked
  * through a control file. Per run: reading A before the inject (after GC), B once all
  * waits are pending (after GC), end once every wait has delivered its final message.
+ * CPU and store calls run from A to end, heap and RSS from A to B, each minus the
+ * control's; the event-loop delay is the waiting's (B to end), the burst's (A to B)
+ * apart: the ingest alone blocks the loop for long stretches.
  * Repetitions are interleaved (each repetition runs every variant, in a rotated
  * order); the figures are medians, with the spread (min..max) over repetitions.
  * Finally the sensor run is repeated once with a kill -9 while all waits are pending

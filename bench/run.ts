@@ -4,15 +4,15 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 13 minutes), writes BENCHMARKS.md
- *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
+ *   npm run bench                  full run (about 28 minutes, 15 of them naive-waits), writes BENCHMARKS.md
+ *   npm run bench -- --quick       about three minutes: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
  *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, naive-waits, store,
  *                                  search, ingest-jobs, embedding); their figures go into a block
  *                                  of their own in BENCHMARKS.md, the last full run's stay
  *   --naive-sizes=1000,10000,100000  the sizes of naive-waits (default 1,000 and 10,000: about
- *                                  8 minutes each; 100,000 takes longer)
+ *                                  7 minutes each on a busy 2-core machine; 100,000 longer)
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
