@@ -192,7 +192,7 @@ function naiveWaitsSection(results: BenchReport['naiveWaits']): string[] {
         [
           ['status calls to the store', ...cells((x, v) => `${withSpread(x.statusCalls)}${other(v)}`)],
           ['every read of the store (status, collectionExists, stats, query)', ...cells((x) => withSpread(x.storeCalls))],
-          ['CPU of the process, wait phase (s)', ...cells((x) => withSpread({ median: x.cpuMs.median, min: x.cpuMs.min, max: x.cpuMs.max }, s2))],
+          ['CPU of the process, wait phase (s)', ...cells((x) => withSpread(x.cpuMs, s2))],
           ['heap added per pending wait (bytes)', ...cells((x) => withSpread(x.heapPerWaitBytes))],
           ['RSS growth while waiting (MB)', ...cells((x) => withSpread(x.rssGrowthMB, s1))],
           ['event-loop delay p99 while waiting (ms)', ...cells((x) => withSpread(x.loopP99Ms, s1))],
