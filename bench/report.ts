@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import type { EmbeddingResult } from './embedding';
 import type { SharedWaitsResult, StatementCounts } from './shared-waits';
 import type { SearchResult } from './search';
+import type { NaiveWaitsResult, Spread, VariantSummary } from './naive-waits';
 import type { StoreOutcome } from './store';
 import type { BenchReport, IngestGrowthOutcome, IngestJobsReport } from './targets';
 
@@ -237,6 +238,79 @@ function searchSection(s: SearchResult): string[] {
   ];
 }
 
+/** A median with its spread over the repetitions: `1,234 (1,200–1,300)`. */
+function withSpread(x: Spread, format: (n: number) => string = int): string {
+  return x.min === x.max ? format(x.median) : `${format(x.median)} (${format(x.min)}–${format(x.max)})`;
+}
+
+function naiveWaitsSection(results: NonNullable<BenchReport['naiveWaits']>): string[] {
+  const lines: string[] = ['### The sensor against what a user would build without it (through Node-RED)', ''];
+  const first = results.find((r): r is NaiveWaitsResult => !('skipped' in r));
+  if (first) {
+    lines.push(
+      `Medians of ${first.repetitions} interleaved repetition${first.repetitions === 1 ? '' : 's'}, (min–max) over them; each run a fresh node-red process, memory store, ${first.collections} collections ready ${first.readyFromS}–${first.readyFromS + first.readySpanS} s after their writes. ` +
+        'CPU, heap, RSS and store calls are net of a control run of the ingest alone (below); the event-loop delay is the waiting\'s, from all waits pending to the last final. The flows are described under "8. Naive waits" above.',
+      '',
+    );
+  }
+  const s1 = (n: number) => n.toFixed(1);
+  const s2 = (n: number) => (n / 1000).toFixed(2);
+  for (const result of results) {
+    if ('skipped' in result) {
+      lines.push(`**${int(result.waits)} waits: not measured**: ${result.skipped}`, '');
+      continue;
+    }
+    const [sensor, fn, delay] = (['sensor', 'function', 'delay'] as const).map((v) => result.summary.find((x) => x.variant === v));
+    if (!sensor || !fn || !delay) {
+      lines.push(`**${int(result.waits)} waits**: not every variant was run (the variants option).`, '');
+      continue;
+    }
+    const runsOf = (v: string) => result.runs.filter((r) => r.variant === v);
+    const cells = (cell: (x: VariantSummary, v: string) => string) => [cell(sensor, 'sensor'), cell(fn, 'function'), cell(delay, 'delay')];
+    const other = (v: string) => {
+      const r = runsOf(v)[0];
+      return r.storeCalls.collectionExists + r.storeCalls.statsAndQuery === 0 ? '' : ` (+ ${int(r.storeCalls.collectionExists)} collectionExists${r.storeCalls.statsAndQuery ? `, ${int(r.storeCalls.statsAndQuery)} stats and query` : ''})`;
+    };
+    const ended = (v: string) => {
+      const rs = runsOf(v);
+      return `${rs.map((r) => int(r.finals)).join(', ')} / ${rs.reduce((a, r) => a + r.repeatedFinals, 0)} / ${rs.reduce((a, r) => a + r.errors, 0)}`;
+    };
+    const k = result.killRestart;
+    lines.push(
+      table(
+        [`${int(result.waits)} waits`, 'deferrable-sensor', 'function node + setTimeout poll', 'delay-node loop (index-health)'],
+        [
+          ['status calls to the store', ...cells((x, v) => `${withSpread(x.statusCalls)}${other(v)}`)],
+          ['every read of the store (status, collectionExists, stats, query)', ...cells((x) => withSpread(x.storeCalls))],
+          ['CPU of the process, wait phase (s)', ...cells((x) => withSpread(x.cpuMs, s2))],
+          ['heap added per pending wait (bytes)', ...cells((x) => withSpread(x.heapPerWaitBytes))],
+          ['RSS growth while waiting (MB)', ...cells((x) => withSpread(x.rssGrowthMB, s1))],
+          ['event-loop delay p99 while waiting (ms)', ...cells((x) => withSpread(x.loopP99Ms, s1))],
+          ['event-loop delay p99 during the ingest burst (ms)', ...cells((x) => withSpread(x.burstLoopP99Ms, s1))],
+          ['inject to the last final (s)', ...cells((x) => withSpread(x.runMs, s2))],
+          ['finals per run / repeated / errors', ...cells((_x, v) => ended(v))],
+          [
+            'survives kill -9',
+            k ? `${int(k.finals)} of ${int(k.waits)} (running again ${k.resumeMs === null ? 'never' : `${int(k.resumeMs)} ms after the flows start`})` : 'not run',
+            '0 (its timers die with the process: not run)',
+            '0 (its delay timers die with the process: not run)',
+          ],
+        ],
+      ),
+      '',
+    );
+    const c = result.controls;
+    const med = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+    lines.push(
+      `Control at ${int(result.waits)} (the ingest alone, subtracted above): CPU ${s2(med(c.map((x) => x.cpuMs)))} s, heap ${s1(med(c.map((x) => x.heapBytes)) / 2 ** 20)} MB, RSS ${s1(med(c.map((x) => x.rssBytes)) / 2 ** 20)} MB, ` +
+        `${int(med(c.map((x) => x.storeCalls.total)))} store reads, event-loop delay p99 ${s1(med(c.map((x) => x.burstLoopDelay.p99Ms)))} ms. ` +
+        `Sensor / function node per repetition: heap ${withSpread(result.ratios!.heapSensorOverFunction, (n) => n.toFixed(2))}; function node / sensor: CPU ${withSpread(result.ratios!.cpuFunctionOverSensor, (n) => n.toFixed(2))}, store reads ${withSpread(result.ratios!.callsFunctionOverSensor, (n) => n.toFixed(1))}, status calls ${withSpread(result.ratios!.statusCallsFunctionOverSensor, (n) => n.toFixed(1))}.`,
+      '',
+    );
+  }
+  return lines.slice(0, -1);
+}
+
 function section(lines: Array<string | false | undefined>): string[] {
   return lines.filter((l): l is string => typeof l === 'string');
 }
@@ -260,6 +334,7 @@ export function generatedSection(report: BenchReport): string {
       ),
     );
   }
+  if (report.naiveWaits && report.naiveWaits.length > 0) parts.push('', ...naiveWaitsSection(report.naiveWaits));
   if (report.ingestQuery.length > 0) parts.push('', `### 3 and 4. Ingest and query: node / direct${sizes ? ` (${sizes})` : ''}`, '', storesTable(report.ingestQuery));
   if (report.search) parts.push('', ...searchSection(report.search));
   if (report.ingestJobs) parts.push('', ...ingestJobsSection(report.ingestJobs));
@@ -279,7 +354,7 @@ export function generatedSection(report: BenchReport): string {
     '',
     table(
       ['target', 'goal', 'measured', 'met'],
-      report.targets.map((t) => [t.name, t.target, t.measured, t.met === null ? 'not checked' : t.met ? 'yes' : '**NO**']),
+      report.targets.map((t) => [t.name, t.target, t.measured, t.withinNoise ? 'within noise' : t.met === null ? 'not checked' : t.met ? 'yes' : '**NO**']),
     ),
     ...parts,
     partial ? END_PART : END,

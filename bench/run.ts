@@ -4,16 +4,19 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 17 minutes), writes BENCHMARKS.md
- *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
+ *   npm run bench                  full run (about 30 minutes, 15 of them naive-waits), writes BENCHMARKS.md
+ *   npm run bench -- --quick       about three minutes: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
- *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
- *                                  ingest-jobs, ingest-growth, embedding, shared-waits); their figures go into a
- *                                  block of their own in BENCHMARKS.md, the last full run's stay
+ *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, naive-waits, store,
+ *                                  search, ingest-jobs, ingest-growth, embedding, shared-waits); their
+ *                                  figures go into a block of their own in BENCHMARKS.md, the last
+ *                                  full run's stay
+ *   --naive-sizes=1000,10000,100000  the sizes of naive-waits (default 1,000 and 10,000: about
+ *                                  7 minutes each on a busy 2-core machine; 100,000 longer)
  *   --only=shared-waits            100,000 waits over three node-red processes and PostgreSQL 15
  *                                  (about 5 minutes; --quick: 10,000 waits, under a minute). Not
- *                                  part of the default run, which would last over 17 minutes with it.
+ *                                  part of the default run.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,11 +35,13 @@ import { GROWTH_STORES, type IngestGrowthOptions, type IngestGrowthResult } from
 import type { IngestJobsOptions, JobStoreName, MemoryResult, ResumeResult as JobResumeResult, ThroughputResult } from './ingest-jobs';
 import { checkTargets, type BenchReport, type IngestGrowthOutcome, type IngestJobsReport, type MachineInfo, type WaitsAtSize } from './targets';
 import type { WaitsOptions, WaitsResult } from './waits';
+import type { NaiveWaitsOptions, NaiveWaitsResult } from './naive-waits';
 
 interface Plan {
   sizes: number[];
   waits: Omit<WaitsOptions, 'waits'>;
   nodeRed: NodeRedOptions;
+  naiveWaits: { sizes: number[]; options: Omit<NaiveWaitsOptions, 'waits'> };
   store: Omit<StoreOptions, 'backend'>;
   search: SearchOptions;
   ingestJobs: {
@@ -54,7 +59,7 @@ interface Plan {
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding', 'shared-waits'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'naive-waits', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding', 'shared-waits'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 /** What a run without --only runs: shared-waits (three node-red processes and a database) only when named. */
 const DEFAULT_BENCHMARKS: readonly Benchmark[] = BENCHMARKS.filter((name) => name !== 'shared-waits');
@@ -71,6 +76,8 @@ const FULL: Plan = {
   sizes: [1_000, 10_000, 100_000],
   waits: { ...WAITS_COMMON, readyFromMs: 10_000, readySpanMs: 20_000, indexingMs: 8_000 },
   nodeRed: { messages: 10_000, collections: 10, indexingDelaySeconds: 8, documentsStep: 200, quietMs: 2_000 },
+  // The issue's setting: waits of 25-34 s, 3 interleaved repetitions.
+  naiveWaits: { sizes: [1_000, 10_000], options: { collections: 100, repetitions: 3, readyFromS: 25, readySpanS: 9, killRestart: true } },
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10, loopDelayQueries: 200 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
@@ -83,6 +90,8 @@ const QUICK: Plan = {
   sizes: [1_000, 10_000],
   waits: { ...WAITS_COMMON, readyFromMs: 2_500, readySpanMs: 3_000, indexingMs: 1_500 },
   nodeRed: { messages: 2_000, collections: 10, indexingDelaySeconds: 2, documentsStep: 40, quietMs: 500 },
+  // Shorter waits, one repetition: a check that it runs, its targets not checked.
+  naiveWaits: { sizes: [1_000], options: { collections: 100, repetitions: 1, readyFromS: 5, readySpanS: 3, killRestart: true } },
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10, loopDelayQueries: 100 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
@@ -121,8 +130,10 @@ async function main(): Promise<void> {
   const plan = quick ? QUICK : FULL;
   const backendsOption = option(args, 'backends')?.split(',');
   const backends = backendsOption ?? (quick ? ['memory'] : BACKENDS.map((b) => b.name));
-  const only = option(args, 'only')?.split(',');
-  const unknown = only?.filter((name) => !(BENCHMARKS as readonly string[]).includes(name)) ?? [];
+  const onlyOption = option(args, 'only')?.split(',');
+  const unknown = onlyOption?.filter((name) => !(BENCHMARKS as readonly string[]).includes(name)) ?? [];
+  // In the order of BENCHMARKS: the same set always names the same block of BENCHMARKS.md.
+  const only = onlyOption && BENCHMARKS.filter((name) => onlyOption.includes(name));
   if (unknown.length > 0) throw new Error(`--only names unknown benchmarks: ${unknown.join(', ')}; known: ${BENCHMARKS.join(', ')}.`);
   const runs = (name: Benchmark) => (only ? only.includes(name) : DEFAULT_BENCHMARKS.includes(name));
   assertBuilt();
@@ -145,6 +156,24 @@ async function main(): Promise<void> {
   if (runs('node-red')) {
     log(`node-red: ${plan.nodeRed.messages.toLocaleString('en-US')} messages into one deferrable-sensor`);
     nodeRed = await inChild<NodeRedResult>('node-red', plan.nodeRed, 5 * MINUTE);
+  }
+
+  const naiveWaits: BenchReport['naiveWaits'] = [];
+  const naiveSizes = option(args, 'naive-sizes')?.split(',').map(Number) ?? plan.naiveWaits.sizes;
+  if (naiveSizes.some((n) => !Number.isSafeInteger(n) || n < plan.naiveWaits.options.collections)) {
+    throw new Error(`--naive-sizes must be whole numbers of waits, at least ${plan.naiveWaits.options.collections} (one per collection).`);
+  }
+  for (const size of runs('naive-waits') ? naiveSizes : []) {
+    const o = plan.naiveWaits.options;
+    log(`naive-waits: ${size.toLocaleString('en-US')} waits through Node-RED, sensor / function node / delay loop, ${o.repetitions} repetition(s)`);
+    // A cap, not an estimate: four node-red runs per repetition, each waiting out the indexing.
+    const capMs = ((o.repetitions * 4 + 2) * (o.readyFromS + o.readySpanS + 180) * 1000 + size * 20);
+    naiveWaits.push(
+      await inChild<NaiveWaitsResult>('naive-waits', { ...o, waits: size }, capMs).catch((err: unknown) => {
+        log(`naive-waits: ${size.toLocaleString('en-US')} waits failed: ${err instanceof Error ? err.message : String(err)}`);
+        return { waits: size, skipped: firstLine(err) };
+      }),
+    );
   }
 
   const ingestQuery: StoreOutcome[] = [];
@@ -195,6 +224,7 @@ async function main(): Promise<void> {
     machine: machine(loadAverageBefore),
     waits,
     nodeRed,
+    naiveWaits,
     ingestQuery,
     search,
     ingestJobs,
@@ -208,7 +238,9 @@ async function main(): Promise<void> {
     const file = await writeBenchmarksFile(path.join(__dirname, '..', 'BENCHMARKS.md'), report, only ?? DEFAULT_BENCHMARKS);
     log(`wrote ${path.relative(process.cwd(), file) || file}`);
   }
-  const missed = report.targets.filter((t) => t.met === false);
+  const missed = report.targets.filter((t) => t.met === false && !t.withinNoise);
+  const noisy = report.targets.filter((t) => t.withinNoise);
+  if (noisy.length > 0) log(`within the run-to-run noise of their target (neither met nor missed): ${noisy.map((t) => t.name).join('; ')}`);
   const unchecked = report.targets.filter((t) => t.met === null).length;
   const note = unchecked > 0 ? ` (${unchecked} checked by the full run only)` : '';
   log(missed.length === 0 ? `every target checked is met${note}` : `targets missed: ${missed.map((t) => t.name).join('; ')}${note}`);
