@@ -10,6 +10,12 @@
  * settles: a burst of 10,000 messages on one collection costs two or three calls of
  * each kind, not 10,000. Order is by a sequence number, not the clock (two events in one
  * millisecond keep their order).
+ *
+ * One exception, for messages that arrive one after another (an ingest's outputs): an
+ * answer that can only make a message wait, "the collection exists" or "still indexing",
+ * is reused for REUSE_MS even by later messages. It cannot end a wait wrongly: the wait is
+ * deferred and the triggerer's polls decide; a "ready", "failed" or "missing" answer is
+ * never reused across a message's arrival.
  */
 import type { Backend, CollectionRef, CollectionStatus, StatusHint } from './types';
 import { collectionKey } from './collection-ref';
@@ -26,6 +32,11 @@ interface KeyState {
   next: Check | null;
 }
 
+/** How long an answer that only defers ("exists", "indexing") serves later messages. */
+export const REUSE_MS = 1000;
+/** Reused answers kept at most (one per store, collection and kind; stale ones go first). */
+const MAX_REUSABLE = 1000;
+
 export class QuickChecks {
   /** Store calls made. */
   started = 0;
@@ -33,6 +44,10 @@ export class QuickChecks {
   joined = 0;
   private sequence = 0;
   private readonly byKey = new Map<string, KeyState>();
+  /** The last answer of each key that only defers, with when it was given. */
+  private readonly reusable = new Map<string, { value: unknown; at: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
 
   /** The moment a message arrives, as a sequence number: pass it to `exists` and `status`. */
   arrive(): number {
@@ -41,7 +56,7 @@ export class QuickChecks {
 
   /** Does the collection exist? Shared as described above. */
   exists(backend: Backend, storeKey: string, collection: CollectionRef, arrival: number): Promise<boolean> {
-    return this.shared(`exists\u0000${storeKey}\u0000${collectionKey(collection)}`, arrival, () => backend.collectionExists(collection));
+    return this.shared(`exists\u0000${storeKey}\u0000${collectionKey(collection)}`, arrival, () => backend.collectionExists(collection), (found) => found);
   }
 
   /**
@@ -50,11 +65,16 @@ export class QuickChecks {
    */
   status(backend: Backend, storeKey: string, collection: CollectionRef, arrival: number, hint?: StatusHint): Promise<CollectionStatus> {
     const key = `status\u0000${storeKey}\u0000${collectionKey(collection)}\u0000${hint?.expectedCount ? 'counted' : 'plain'}`;
-    return this.shared(key, arrival, () => backend.status(collection, hint));
+    return this.shared(key, arrival, () => backend.status(collection, hint), (status) => status.state === 'indexing');
   }
 
   /** The answer of a call for `key` started after `arrival`: joined, or queued behind the one in flight. */
-  private shared<T>(key: string, arrival: number, call: () => Promise<T>): Promise<T> {
+  private shared<T>(key: string, arrival: number, call: () => Promise<T>, onlyDefers: (answer: T) => boolean): Promise<T> {
+    const recent = this.reusable.get(key);
+    if (recent && this.now() - recent.at <= REUSE_MS) {
+      this.joined += 1;
+      return Promise.resolve(recent.value as T);
+    }
     let state = this.byKey.get(key);
     if (!state) this.byKey.set(key, (state = { current: null, next: null }));
     for (const check of [state.current, state.next]) {
@@ -63,7 +83,12 @@ export class QuickChecks {
         return check.answer as Promise<T>;
       }
     }
-    const check = this.newCheck(key, state, call);
+    const check = this.newCheck(key, state, () =>
+      call().then((answer) => {
+        this.remember(key, answer, onlyDefers(answer));
+        return answer;
+      }),
+    );
     if (state.current) {
       // The one in flight may predate this message: queue behind it.
       state.next = check;
@@ -89,6 +114,16 @@ export class QuickChecks {
       },
     };
     return check;
+  }
+
+  private remember(key: string, value: unknown, reusable: boolean): void {
+    this.reusable.delete(key); // re-inserted last: the map stays in answer order, oldest first
+    if (!reusable) return;
+    this.reusable.set(key, { value, at: this.now() });
+    for (const [old, { at }] of this.reusable) {
+      if (this.reusable.size <= MAX_REUSABLE && this.now() - at <= REUSE_MS) break;
+      this.reusable.delete(old);
+    }
   }
 
   private settled(key: string, state: KeyState, check: Check): void {
