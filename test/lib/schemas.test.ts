@@ -50,6 +50,7 @@ describe('schemas', () => {
         indexingRate: 200,
         indexingDelay: 1,
         persist: true,
+        memoryIndex: 'exact',
         url: '',
         path: '',
         tenant: '',
