@@ -14,7 +14,7 @@ import { fork } from 'node:child_process';
 import * as path from 'node:path';
 
 /** Benchmarks that can run in a child: each module exports `run(options)`. */
-export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'store' | 'search' | 'ingest-jobs' | 'embedding';
+export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'store' | 'search' | 'hnsw' | 'ingest-jobs' | 'embedding';
 
 type Reply = { ok: true; result: unknown } | { ok: false; error: string };
 

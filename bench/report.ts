@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { EmbeddingResult } from './embedding';
+import { hnswSection } from './hnsw';
 import type { SearchResult } from './search';
 import type { StoreOutcome } from './store';
 import type { BenchReport, IngestJobsReport } from './targets';
@@ -192,6 +193,7 @@ export function generatedSection(report: BenchReport): string {
   }
   if (report.ingestQuery.length > 0) parts.push('', `### 3 and 4. Ingest and query: node / direct${sizes ? ` (${sizes})` : ''}`, '', storesTable(report.ingestQuery));
   if (report.search) parts.push('', ...searchSection(report.search));
+  if (report.hnsw) parts.push('', ...hnswSection(report.hnsw));
   if (report.ingestJobs) parts.push('', ...ingestJobsSection(report.ingestJobs));
   if (report.embedding) parts.push('', ...embeddingSection(report.embedding));
   const partial = report.only !== undefined;

@@ -8,7 +8,7 @@
  *   npm run bench -- --quick       about a minute: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
- *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search,
+ *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, store, search, hnsw,
  *                                  ingest-jobs, embedding); their figures go into a block of
  *                                  their own in BENCHMARKS.md, the last full run's stay
  */
@@ -21,6 +21,7 @@ import type { NodeRedOptions, NodeRedResult } from './node-red';
 import { writeBenchmarksFile } from './report';
 import type { ResumeResult } from './resume';
 import { assertBuilt } from './runtime';
+import type { HnswOptions, HnswResult } from './hnsw';
 import type { SearchOptions, SearchResult } from './search';
 import type { StoreOptions, StoreOutcome } from './store';
 import type { EmbeddingOptions, EmbeddingResult } from './embedding';
@@ -34,6 +35,7 @@ interface Plan {
   nodeRed: NodeRedOptions;
   store: Omit<StoreOptions, 'backend'>;
   search: SearchOptions;
+  hnsw: HnswOptions;
   ingestJobs: {
     documents: number;
     batchSize: number;
@@ -46,7 +48,7 @@ interface Plan {
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'ingest-jobs', 'embedding'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'store', 'search', 'hnsw', 'ingest-jobs', 'embedding'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 
 /** The stores ingest jobs run on (the discarding one is for memory readings only). */
@@ -63,6 +65,7 @@ const FULL: Plan = {
   nodeRed: { messages: 10_000, collections: 10, indexingDelaySeconds: 8, documentsStep: 200, quietMs: 2_000 },
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10, loopDelayQueries: 200 },
+  hnsw: { vectors: 100_000, dimensions: 384, recallQueries: 200, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
@@ -73,6 +76,7 @@ const QUICK: Plan = {
   nodeRed: { messages: 2_000, collections: 10, indexingDelaySeconds: 2, documentsStep: 40, quietMs: 500 },
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10, loopDelayQueries: 100 },
+  hnsw: { vectors: 20_000, dimensions: 384, recallQueries: 100, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
 };
@@ -145,6 +149,12 @@ async function main(): Promise<void> {
     search = await inChild<SearchResult>('search', plan.search, 5 * MINUTE);
   }
 
+  let hnsw: HnswResult | undefined;
+  if (runs('hnsw')) {
+    log(`hnsw: memory store's HNSW index against its exact search over ${plan.hnsw.vectors.toLocaleString('en-US')} vectors (building it takes minutes)`);
+    hnsw = await inChild<HnswResult>('hnsw', plan.hnsw, 40 * MINUTE);
+  }
+
   const ingestJobs = runs('ingest-jobs') ? await runIngestJobs(plan.ingestJobs, backendsOption) : undefined;
 
   let embedding: EmbeddingResult | { skipped: string } | undefined;
@@ -165,6 +175,7 @@ async function main(): Promise<void> {
     nodeRed,
     ingestQuery,
     search,
+    hnsw,
     ingestJobs,
     embedding,
   };

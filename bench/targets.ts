@@ -6,6 +6,7 @@ import type { JobStoreName, MemoryResult, ResumeResult as JobResumeResult, Throu
 import type { NodeRedResult } from './node-red';
 import type { ResumeResult } from './resume';
 import type { SearchResult } from './search';
+import { hnswTargets, type HnswResult } from './hnsw';
 import type { StoreOutcome, StoreResult } from './store';
 import type { WaitsResult } from './waits';
 
@@ -46,6 +47,7 @@ export interface BenchReport {
   nodeRed?: NodeRedResult;
   ingestQuery: StoreOutcome[];
   search?: SearchResult;
+  hnsw?: HnswResult;
   ingestJobs?: IngestJobsReport;
   embedding?: EmbeddingResult | { skipped: string };
   targets: TargetCheck[];
@@ -78,6 +80,7 @@ function isStoreResult(outcome: StoreOutcome): outcome is StoreResult {
 export function checkTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[] {
   const checks = [...waitsTargets(report), ...storeTargets(report)];
   if (report.search) checks.push(...searchTargets(report.search));
+  if (report.hnsw) checks.push(...hnswTargets(report.hnsw));
   if (report.ingestJobs) checks.push(...ingestJobTargets(report.ingestJobs));
   if (report.embedding) checks.push(embeddingTarget(report.embedding));
   return checks;
