@@ -87,6 +87,7 @@ export type MemoryIndex = 'exact' | 'hnsw';
 
 const BACKEND_NAME = 'memory';
 const EXACT_INDEX_TYPE = 'exact (flat)';
+const HNSW_INDEX_TYPE = 'hnsw (usearch)';
 
 /** Check every document (a bad one writes nothing); vectors are normalised for the cosine metric. */
 function prepareDocuments(docs: unknown, collection: MemoryCollection): StoredDocument[] {
@@ -231,10 +232,10 @@ export class MemoryBackend implements Backend {
   async stats(collection: CollectionRef): Promise<CollectionStats> {
     const target = await this.require(this.openRef(collection));
     const { documentCount, indexedCount } = target.status(this.now());
-    const { search, hnswPendingRows } = target.searchInUse(this.hnswFor(target));
-    let indexType = EXACT_INDEX_TYPE;
-    if (search === 'hnsw') indexType = 'hnsw (usearch)';
-    else if (hnswPendingRows > 0) indexType = `exact (flat), hnsw building: ${hnswPendingRows} of ${documentCount} rows to add`;
+    // indexType names the index the collection has (it stays the same while the index catches up); search, which answers now.
+    const hnsw = this.hnswFor(target);
+    const search = target.searchInUse(hnsw);
+    const indexType = hnsw === null ? EXACT_INDEX_TYPE : HNSW_INDEX_TYPE;
     return { documentCount, indexedCount, dimensions: target.dimensions, metric: target.metric, indexType, search };
   }
 

@@ -28,13 +28,6 @@ export interface CollectionDamage {
   at: number;
 }
 
-/** Which search answers a collection's queries now (index-health reports it). */
-export interface SearchInUse {
-  search: 'exact' | 'hnsw';
-  /** Rows the HNSW index still has to add before it answers; 0 when it is not wanted. */
-  hnswPendingRows: number;
-}
-
 export class MemoryCollection {
   /** The vector of row r; the other arrays hold the rest of the row. */
   private readonly vectors: VectorRows;
@@ -153,11 +146,9 @@ export class MemoryCollection {
     });
   }
 
-  /** Which search a query without filter would use now; at the size, starts building the index. */
-  searchInUse(approximate: HnswSettings | null): SearchInUse {
-    const index = this.indexFor(approximate);
-    if (index === null) return { search: 'exact', hnswPendingRows: 0 };
-    return { search: index.current ? 'hnsw' : 'exact', hnswPendingRows: index.pendingRows };
+  /** Which search a query without filter would use now (index-health reports it); at the size, starts building the index. */
+  searchInUse(approximate: HnswSettings | null): 'exact' | 'hnsw' {
+    return this.indexFor(approximate)?.current ? 'hnsw' : 'exact';
   }
 
   /** Stop building the HNSW index (its store closed, or has no user now); the next search at the size goes on. */

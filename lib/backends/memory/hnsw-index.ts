@@ -70,11 +70,6 @@ export class HnswIndex {
     return this.stale.size === 0;
   }
 
-  /** Rows still to add. */
-  get pendingRows(): number {
-    return this.stale.size;
-  }
-
   /** Row `row` holds a new vector (a write, or the last row moved into it by a delete). */
   changed(row: number): void {
     this.stale.add(row);
