@@ -12,9 +12,17 @@
  * only when no row is stale: until then the exact search does, so a search never
  * misses a document just written.
  *
+ * The index keeps its own, smaller copy of the vectors: 8-bit for cosine (unit
+ * vectors: every component is within [-1, 1], which is what usearch's i8 maps),
+ * half floats for l2 and dot (any range). Distances on 8-bit vectors order close
+ * candidates roughly, so it is asked for CANDIDATES_PER_HIT times as many
+ * candidates, which the exact kernel then ranks. On 100,000 clustered vectors of
+ * 384 dimensions (recall@10, ms per search in usearch): f32 0.982 in 1.4 ms,
+ * f16 0.984 in 0.87 ms, i8 with 4x the candidates 0.987 in 0.63 ms.
+ *
  * Not persisted: a collection loaded from its file builds its index again, on
- * its first search (or health check) at the size. Memory: a second copy of the
- * vectors (float32) plus the graph, about 1.2x the vectors.
+ * its first search (or health check) at the size. Memory: the copy (a quarter of
+ * the vectors for cosine, half for l2 and dot) plus the graph (about 200 bytes a row).
  */
 import type { Metric } from '../../types';
 import type { UsearchIndex, UsearchModule } from './usearch-module';
@@ -33,6 +41,8 @@ export const HNSW_MIN_DOCUMENTS = 20_000;
 const CONNECTIVITY = 16;
 const EXPANSION_ADD = 128;
 const EXPANSION_SEARCH = 128;
+/** Candidates asked for per hit wanted, on 8-bit vectors (cosine). */
+const CANDIDATES_PER_HIT = 4;
 /** Time spent adding rows per event-loop turn. */
 const BUILD_SLICE_MS = 4;
 
@@ -55,13 +65,16 @@ export class HnswIndex {
   private readonly stale = new Set<number>();
   private building: NodeJS.Immediate | null = null;
   private paused = false;
+  private readonly candidatesPerHit: number;
 
   constructor(usearch: UsearchModule, dimensions: number, metric: Metric, private readonly rows: IndexedRows) {
+    // Cosine vectors are stored at unit length, so their inner product is the cosine.
+    const unitVectors = metric === 'cosine';
+    this.candidatesPerHit = unitVectors ? CANDIDATES_PER_HIT : 1;
     this.index = new usearch.Index({
       dimensions,
-      // Cosine vectors are stored at unit length, so their inner product is the cosine.
       metric: metric === 'l2' ? 'l2sq' : 'ip',
-      quantization: 'f32',
+      quantization: unitVectors ? 'i8' : 'f16',
       connectivity: CONNECTIVITY,
       expansion_add: EXPANSION_ADD,
       expansion_search: EXPANSION_SEARCH,
@@ -99,9 +112,12 @@ export class HnswIndex {
     this.schedule();
   }
 
-  /** The rows of the `k` nearest candidates, nearest first; fewer when the graph does not reach k. */
+  /**
+   * The rows of the candidates for the `k` nearest (more than k on 8-bit vectors:
+   * rank them exactly); fewer than k when the graph does not reach that many.
+   */
   candidates(query: Float32Array, k: number): number[] {
-    const { keys } = this.index.search(query, k, 1);
+    const { keys } = this.index.search(query, k * this.candidatesPerHit, 1);
     return Array.from(keys, Number);
   }
 

@@ -14,7 +14,7 @@ export type UsearchMetric = 'ip' | 'l2sq';
 export interface UsearchIndexConfig {
   dimensions: number;
   metric: UsearchMetric;
-  quantization: 'f32';
+  quantization: 'i8' | 'f16';
   connectivity: number;
   expansion_add: number;
   expansion_search: number;
