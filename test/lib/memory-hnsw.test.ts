@@ -7,7 +7,9 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import should from 'should';
-import { MemoryBackend, type MemoryBackendOptions } from '../../lib/backends/memory';
+import { createBackend } from '../../lib/backends';
+import { MemoryBackend, forgetVolatileCollections, type MemoryBackendOptions } from '../../lib/backends/memory';
+import { parseStoreConfig } from '../../lib/schemas';
 import type { Metric, VectorDocument } from '../../lib/types';
 
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32). */
@@ -170,6 +172,32 @@ describe('memory backend: HNSW index (usearch)', function () {
     should(warnings[0]).match(/needs usearch, but the usearch package is not installed: run "npm install usearch@2\.26"/);
   });
 
+  it('takes the vector-store configuration\'s memoryIndex: hnsw from 20,000 documents on, exact by default', async () => {
+    const vectors = clusteredVectors(20_000, 16, 20, 7);
+    for (const memoryIndex of ['hnsw', undefined]) {
+      const store = createBackend(parseStoreConfig({ backend: 'memory', persist: false, indexingRate: 1e9, indexingDelay: 0, memoryIndex }), {
+        userDir: null,
+        storeKey: `hnsw-config-${memoryIndex}`,
+        credentials: {},
+      });
+      try {
+        await store.ensureCollection('c', { dimensions: 16, metric: 'cosine' });
+        await store.upsert('c', docsOf(vectors.slice(0, 19_999)));
+        should(await store.stats('c')).containDeep({ indexType: 'exact (flat)', search: 'exact' });
+        await store.upsert('c', docsOf(vectors).slice(19_999));
+        if (memoryIndex === 'hnsw') {
+          while ((await store.stats('c')).search !== 'hnsw') await nextTurn();
+          should((await store.stats('c')).indexType).equal('hnsw (usearch)');
+        } else {
+          should(await store.stats('c')).containDeep({ indexType: 'exact (flat)', search: 'exact' });
+        }
+      } finally {
+        await store.close();
+        forgetVolatileCollections(`hnsw-config-${memoryIndex}`);
+      }
+    }
+  });
+
   it('builds the index again for a collection loaded from its file (it is not saved)', async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'memory-hnsw-'));
     try {
@@ -203,5 +231,7 @@ describe('memory backend: HNSW index (usearch)', function () {
     const second = backend({ volatileKey: 'hnsw-close', index: 'hnsw', hnswMinDocuments: 1000 });
     await untilHnsw(second, 'c');
     should((await second.query('c', { vector: vectors[11], topK: 1 }))[0].id).equal('d11');
+    await second.close();
+    forgetVolatileCollections('hnsw-close');
   });
 });
