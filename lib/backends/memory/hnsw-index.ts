@@ -7,8 +7,9 @@
  * Keys are row numbers. A write marks its row stale; a delete removes the entry
  * of the last row at once (it no longer exists) and marks the row it moved into
  * stale. Stale rows are (re)added in slices of about BUILD_SLICE_MS, one per
- * event-loop turn (adding a 384-dimension vector costs about a millisecond, so a
- * whole collection at once would hold the loop for minutes). The index answers
+ * event-loop turn (adding a 384-dimension vector costs about half a millisecond,
+ * more on a busy machine, so a whole collection at once would hold the loop for
+ * a minute or more). The index answers
  * only when no row is stale: until then the exact search does, so a search never
  * misses a document just written.
  *
@@ -28,15 +29,15 @@ import type { Metric } from '../../types';
 import type { UsearchIndex, UsearchModule } from './usearch-module';
 
 /**
- * Below this many documents the exact scan is fast enough (about 2 ms at 384
- * dimensions, see BENCHMARKS.md) that an approximate answer is not worth it.
+ * Below this many documents the exact scan is fast enough (a few milliseconds
+ * at 384 dimensions, see BENCHMARKS.md) that an approximate answer is not worth it.
  */
 export const HNSW_MIN_DOCUMENTS = 20_000;
 
 /**
  * Links per node and candidate lists when adding and searching. usearch's usual
- * search list (64) found 0.92 of the exact top 10 on 100,000 clustered vectors of
- * 384 dimensions; 128 finds 0.985 for little more time (BENCHMARKS.md, 4c).
+ * search list (64) found 0.91 of the exact top 10 on 100,000 clustered vectors of
+ * 384 dimensions; 128 finds 0.98 (float32: 1.4 ms a search instead of 0.8).
  */
 const CONNECTIVITY = 16;
 const EXPANSION_ADD = 128;
