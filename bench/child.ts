@@ -14,7 +14,7 @@ import { fork } from 'node:child_process';
 import * as path from 'node:path';
 
 /** Benchmarks that can run in a child: each module exports `run(options)`. */
-export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'naive-waits' | 'store' | 'search' | 'ingest-jobs' | 'ingest-growth' | 'embedding' | 'shared-waits';
+export type BenchmarkName = 'waits' | 'resume' | 'node-red' | 'naive-waits' | 'store' | 'search' | 'hnsw' | 'ingest-jobs' | 'ingest-growth' | 'embedding' | 'shared-waits';
 
 /** How long a benchmark stopped on its timeout has to stop what it started. */
 const STOP_GRACE_MS = 20_000;

@@ -5,6 +5,7 @@
 import { promises as fs } from 'node:fs';
 import type { EmbeddingResult } from './embedding';
 import type { SharedWaitsResult, StatementCounts } from './shared-waits';
+import { hnswSection } from './hnsw';
 import type { SearchResult } from './search';
 import type { NaiveWaitsResult, Spread, VariantSummary } from './naive-waits';
 import type { StoreOutcome } from './store';
@@ -337,6 +338,7 @@ export function generatedSection(report: BenchReport): string {
   if (report.naiveWaits && report.naiveWaits.length > 0) parts.push('', ...naiveWaitsSection(report.naiveWaits));
   if (report.ingestQuery.length > 0) parts.push('', `### 3 and 4. Ingest and query: node / direct${sizes ? ` (${sizes})` : ''}`, '', storesTable(report.ingestQuery));
   if (report.search) parts.push('', ...searchSection(report.search));
+  if (report.hnsw) parts.push('', ...hnswSection(report.hnsw));
   if (report.ingestJobs) parts.push('', ...ingestJobsSection(report.ingestJobs));
   if (report.ingestGrowth) parts.push('', ...ingestGrowthSection(report.ingestGrowth));
   if (report.embedding) parts.push('', ...embeddingSection(report.embedding));

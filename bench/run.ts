@@ -9,7 +9,7 @@
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
  *   --only=ingest-jobs,embedding   run only these benchmarks (waits, node-red, naive-waits, store,
- *                                  search, ingest-jobs, ingest-growth, embedding, shared-waits); their
+ *                                  search, hnsw, ingest-jobs, ingest-growth, embedding, shared-waits); their
  *                                  figures go into a block of their own in BENCHMARKS.md, the last
  *                                  full run's stay
  *   --naive-sizes=1000,10000,100000  the sizes of naive-waits (default 1,000 and 10,000: about
@@ -27,6 +27,7 @@ import type { NodeRedOptions, NodeRedResult } from './node-red';
 import { writeBenchmarksFile } from './report';
 import type { ResumeResult } from './resume';
 import { assertBuilt } from './runtime';
+import type { HnswOptions, HnswResult } from './hnsw';
 import type { SearchOptions, SearchResult } from './search';
 import type { SharedWaitsOptions, SharedWaitsResult } from './shared-waits';
 import type { StoreOptions, StoreOutcome } from './store';
@@ -44,6 +45,7 @@ interface Plan {
   naiveWaits: { sizes: number[]; options: Omit<NaiveWaitsOptions, 'waits'> };
   store: Omit<StoreOptions, 'backend'>;
   search: SearchOptions;
+  hnsw: HnswOptions;
   ingestJobs: {
     documents: number;
     batchSize: number;
@@ -59,7 +61,7 @@ interface Plan {
 }
 
 /** Every benchmark, by its --only name. */
-const BENCHMARKS = ['waits', 'node-red', 'naive-waits', 'store', 'search', 'ingest-jobs', 'ingest-growth', 'embedding', 'shared-waits'] as const;
+const BENCHMARKS = ['waits', 'node-red', 'naive-waits', 'store', 'search', 'hnsw', 'ingest-jobs', 'ingest-growth', 'embedding', 'shared-waits'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 /** What a run without --only runs: shared-waits (three node-red processes and a database) only when named. */
 const DEFAULT_BENCHMARKS: readonly Benchmark[] = BENCHMARKS.filter((name) => name !== 'shared-waits');
@@ -80,6 +82,7 @@ const FULL: Plan = {
   naiveWaits: { sizes: [1_000, 10_000], options: { collections: 100, repetitions: 3, readyFromS: 25, readySpanS: 9, killRestart: true } },
   store: { documents: 2_000, batchSize: 100, ingestRepetitions: 9, queryDocuments: 10_000, queries: 20, queryRepetitions: 9, topK: 10 },
   search: { vectors: 100_000, dimensions: 384, queries: 5, repetitions: 31, topK: 10, loopDelayQueries: 200 },
+  hnsw: { vectors: 100_000, dimensions: 384, recallQueries: 200, repetitions: 31, topK: 10 },
   ingestJobs: { documents: 100_000, batchSize: 100, repetitions: { memory: 5, lancedb: 3 }, memorySizes: [10_000, 100_000], resumeDocuments: 20_000 },
   ingestGrowth: { sizes: [1_000, 10_000, 100_000], batchSize: 100 },
   embedding: { texts: 20_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
@@ -94,6 +97,7 @@ const QUICK: Plan = {
   naiveWaits: { sizes: [1_000], options: { collections: 100, repetitions: 1, readyFromS: 5, readySpanS: 3, killRestart: true } },
   store: { documents: 500, batchSize: 100, ingestRepetitions: 5, queryDocuments: 2_000, queries: 10, queryRepetitions: 5, topK: 10 },
   search: { vectors: 20_000, dimensions: 384, queries: 5, repetitions: 15, topK: 10, loopDelayQueries: 100 },
+  hnsw: { vectors: 20_000, dimensions: 384, recallQueries: 100, repetitions: 15, topK: 10 },
   ingestJobs: { documents: 10_000, batchSize: 100, repetitions: { memory: 3, lancedb: 3 }, memorySizes: [2_000, 10_000], resumeDocuments: 4_000 },
   ingestGrowth: { sizes: [1_000, 10_000], batchSize: 100 },
   embedding: { texts: 6_000, concurrency: 8, batchSize: 64, dimensions: 384, stub: EMBEDDING_STUB },
@@ -188,6 +192,12 @@ async function main(): Promise<void> {
     search = await inChild<SearchResult>('search', plan.search, 5 * MINUTE);
   }
 
+  let hnsw: HnswResult | undefined;
+  if (runs('hnsw')) {
+    log(`hnsw: memory store's HNSW index against its exact search over ${plan.hnsw.vectors.toLocaleString('en-US')} vectors (building it takes minutes)`);
+    hnsw = await inChild<HnswResult>('hnsw', plan.hnsw, 40 * MINUTE);
+  }
+
   const ingestJobs = runs('ingest-jobs') ? await runIngestJobs(plan.ingestJobs, backendsOption) : undefined;
 
   const ingestGrowth: IngestGrowthOutcome[] = [];
@@ -227,6 +237,7 @@ async function main(): Promise<void> {
     naiveWaits,
     ingestQuery,
     search,
+    hnsw,
     ingestJobs,
     ...(ingestGrowth.length > 0 ? { ingestGrowth } : {}),
     embedding,

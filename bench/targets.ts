@@ -9,6 +9,7 @@ import type { NodeRedResult } from './node-red';
 import type { ResumeResult } from './resume';
 import type { SearchResult } from './search';
 import type { SharedWaitsResult } from './shared-waits';
+import { hnswTargets, type HnswResult } from './hnsw';
 import type { StoreOutcome, StoreResult } from './store';
 import type { WaitsResult } from './waits';
 
@@ -52,6 +53,7 @@ export interface BenchReport {
   naiveWaits?: Array<NaiveWaitsResult | { waits: number; skipped: string }>;
   ingestQuery: StoreOutcome[];
   search?: SearchResult;
+  hnsw?: HnswResult;
   ingestJobs?: IngestJobsReport;
   /** Per store and size; absent when not run. */
   ingestGrowth?: IngestGrowthOutcome[];
@@ -105,6 +107,7 @@ function isStoreResult(outcome: StoreOutcome): outcome is StoreResult {
 export function checkTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[] {
   const checks = [...waitsTargets(report), ...naiveWaitsTargets(report), ...storeTargets(report)];
   if (report.search) checks.push(...searchTargets(report.search));
+  if (report.hnsw) checks.push(...hnswTargets(report.hnsw));
   if (report.ingestJobs) checks.push(...ingestJobTargets(report.ingestJobs));
   if (report.ingestGrowth) checks.push(...ingestGrowthTargets(report.ingestGrowth));
   if (report.embedding) checks.push(embeddingTarget(report.embedding));

@@ -212,6 +212,8 @@ export interface HealthReport {
   dimensions: number | null;
   metric: string | null;
   indexType: string | null;
+  /** Which search answers queries now, when the backend says (the memory store: "exact" or "hnsw"); else null. */
+  search: 'exact' | 'hnsw' | null;
   queryable: boolean;
   queryLatencyMs: number | null;
   checks: HealthCheck[];
@@ -235,6 +237,7 @@ export async function checkHealth(store: Store, options: HealthOptions): Promise
     dimensions: null,
     metric: null,
     indexType: null,
+    search: null,
     queryable: false,
     queryLatencyMs: null,
     checks: [],
@@ -255,6 +258,7 @@ export async function checkHealth(store: Store, options: HealthOptions): Promise
     dimensions: stats.dimensions,
     metric: stats.metric,
     indexType: stats.indexType,
+    search: stats.search ?? null,
   });
 
   const indexed = status.state === 'ready' && status.indexedCount >= status.documentCount;

@@ -43,6 +43,11 @@ export interface StoreConfig {
   indexingDelay: number;
   /** memory backend: keep collections on disk. */
   persist: boolean;
+  /**
+   * memory backend: "exact" scans every vector; "hnsw" searches collections of
+   * 20,000 documents or more with an HNSW index (usearch, optional) once built.
+   */
+  memoryIndex: 'exact' | 'hnsw';
   url: string;
   path: string;
   tenant: string;
@@ -482,6 +487,8 @@ export const storeConfigSchema: z.ZodType<StoreConfig> = z
     indexingRate: numberField({ above: 0 }, 200),
     indexingDelay: numberField({ min: 0 }, 1),
     persist: booleanField(true),
+    // Exact by default: HNSW answers are approximate and need an optional package.
+    memoryIndex: enumField(['exact', 'hnsw'] as const, 'exact'),
     url: stringField(),
     path: stringField(),
     tenant: stringField(),
@@ -633,6 +640,7 @@ export const CONFIG_FIELD_LABELS: Readonly<Record<string, FieldLabels>> = {
     indexingRate: 'Indexing rate',
     indexingDelay: 'Delay',
     persist: 'Keep collections on disk',
+    memoryIndex: 'Search',
     url: 'URL',
     path: 'Directory',
     tenant: 'Tenant',

@@ -141,6 +141,8 @@ export interface CollectionStats {
   metric: Metric;
   /** e.g. "exact (flat)", "hnsw", "ivf_pq". */
   indexType: string;
+  /** Which search answers queries now, when the backend chooses it itself (the memory store: exact or its HNSW index). */
+  search?: 'exact' | 'hnsw';
 }
 
 export interface QueryRequest {

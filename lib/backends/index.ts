@@ -68,6 +68,7 @@ function createClient(config: StoreConfig, env: BackendEnvironment, callTimeoutM
         volatileKey: env.storeKey,
         indexingRate: config.indexingRate,
         indexingDelay: config.indexingDelay,
+        index: config.memoryIndex,
         log: env.log,
       });
     case 'pgvector': {

@@ -16,8 +16,13 @@
  * (top-k), ./memory/timeline.ts (simulated indexing), ./memory/storage.ts (the
  * files, their damage), ./memory/store.ts (collections shared per directory or
  * volatile key). A write is applied in memory only once its record is durable.
+ *
+ * With `index: 'hnsw'` (and usearch installed), collections of HNSW_MIN_DOCUMENTS
+ * or more are searched by an HNSW index (./memory/hnsw-index.ts) once it is
+ * built; exact search stays for smaller collections, filtered queries, while
+ * the index builds, and when usearch is missing (said once in the log).
  */
-import { VectorStoreError } from '../errors';
+import { VectorStoreError, messageOf } from '../errors';
 import type {
   Backend,
   CollectionRef,
@@ -40,10 +45,12 @@ import { BackendLifecycle } from './lifecycle';
 import { checkFilter, checkQuery, jsonFilter } from './queries';
 import { describeValue, namedCollection } from './values';
 import type { MemoryCollection, StoredDocument } from './memory/collection';
+import { HNSW_MIN_DOCUMENTS, type HnswSettings } from './memory/hnsw-index';
 import { normalise } from './memory/search';
 import { deleteRecord, encodeDocument, storageError, upsertRecord } from './memory/storage';
 import { acquireStore, releaseStore, storeKey, type CollectionStore } from './memory/store';
 import type { IndexingWrite } from './memory/timeline';
+import { loadUsearch, requireUsearch, type UsearchLoader } from './memory/usearch-module';
 
 export { forgetVolatileCollections } from './memory/store';
 
@@ -64,10 +71,23 @@ export interface MemoryBackendOptions {
   now?: () => number;
   /** Where damaged collection files are reported (Node-RED's log). */
   log?: { warn(message: string): void };
+  /**
+   * 'exact' (default) scans every vector; 'hnsw' searches collections of
+   * `hnswMinDocuments` or more with an HNSW index (usearch), approximate but
+   * much faster on large collections. See ./memory/hnsw-index.ts.
+   */
+  index?: MemoryIndex;
+  /** Size from which the HNSW index is built and used (default HNSW_MIN_DOCUMENTS). */
+  hnswMinDocuments?: number;
+  /** Loads usearch (default: require it); tests pass one that fails like a missing package. */
+  usearchLoader?: UsearchLoader;
 }
 
+export type MemoryIndex = 'exact' | 'hnsw';
+
 const BACKEND_NAME = 'memory';
-const INDEX_TYPE = 'exact (flat)';
+const EXACT_INDEX_TYPE = 'exact (flat)';
+const HNSW_INDEX_TYPE = 'hnsw (usearch)';
 
 /** Check every document (a bad one writes nothing); vectors are normalised for the cosine metric. */
 function prepareDocuments(docs: unknown, collection: MemoryCollection): StoredDocument[] {
@@ -107,6 +127,12 @@ export class MemoryBackend implements Backend {
   private readonly indexingRate: number;
   private readonly indexingDelay: number;
   private readonly now: () => number;
+  private readonly log: { warn(message: string): void } | undefined;
+  /** Loads usearch at the first search at HNSW size; null when the exact search is asked for. */
+  private readonly usearchLoader: UsearchLoader | null;
+  private readonly hnswMinDocuments: number;
+  /** undefined until usearch is first needed; null when it could not be loaded (logged once). */
+  private hnsw: HnswSettings | null | undefined = undefined;
   /** Tracks the writes in progress: close lets them finish (and become durable) first. */
   private readonly lifecycle = new BackendLifecycle(BACKEND_NAME);
 
@@ -116,6 +142,12 @@ export class MemoryBackend implements Backend {
     if (options.dataDir !== null && (typeof options.dataDir !== 'string' || options.dataDir.length === 0)) {
       throw new VectorStoreError('INVALID_INPUT', 'The memory backend needs a data directory path, or null to keep collections in memory only.');
     }
+    if (options.index !== undefined && options.index !== 'exact' && options.index !== 'hnsw') {
+      throw new VectorStoreError('INVALID_INPUT', `The memory backend's index must be "exact" or "hnsw", but got ${describeValue(options.index)}.`);
+    }
+    this.usearchLoader = options.index === 'hnsw' ? (options.usearchLoader ?? requireUsearch) : null;
+    this.hnswMinDocuments = options.hnswMinDocuments ?? HNSW_MIN_DOCUMENTS;
+    this.log = options.log;
     this.now = options.now ?? Date.now;
     const { key, dataDir } = storeKey(options);
     this.key = key;
@@ -201,7 +233,11 @@ export class MemoryBackend implements Backend {
   async stats(collection: CollectionRef): Promise<CollectionStats> {
     const target = await this.require(this.openRef(collection));
     const { documentCount, indexedCount } = target.status(this.now());
-    return { documentCount, indexedCount, dimensions: target.dimensions, metric: target.metric, indexType: INDEX_TYPE };
+    // indexType names the index the collection has (it stays the same while the index catches up); search, which answers now.
+    const hnsw = this.hnswFor(target);
+    const search = target.searchInUse(hnsw);
+    const indexType = hnsw === null ? EXACT_INDEX_TYPE : HNSW_INDEX_TYPE;
+    return { documentCount, indexedCount, dimensions: target.dimensions, metric: target.metric, indexType, search };
   }
 
   async query(collection: CollectionRef, request: QueryRequest): Promise<QueryHit[]> {
@@ -213,7 +249,24 @@ export class MemoryBackend implements Backend {
     const vector = toFloat32Vector(request.vector, target.dimensions, 'The query vector', named);
     if (target.metric === 'cosine') normalise(vector);
     // A search of a large collection yields between slices: it stops there if this backend was closed meanwhile.
-    return target.search(vector, request.topK, jsonFilter(filter, named), () => this.lifecycle.checkOpen());
+    return target.search(vector, request.topK, jsonFilter(filter, named), () => this.lifecycle.checkOpen(), this.hnswFor(target));
+  }
+
+  /**
+   * The HNSW settings for a collection at their size, loading usearch the first
+   * time; null for the exact search (asked for, too small, or usearch missing).
+   */
+  private hnswFor(target: MemoryCollection): HnswSettings | null {
+    if (this.usearchLoader === null || target.documentCount < this.hnswMinDocuments) return null;
+    if (this.hnsw === undefined) {
+      try {
+        this.hnsw = { usearch: loadUsearch(this.usearchLoader), minDocuments: this.hnswMinDocuments };
+      } catch (err) {
+        this.hnsw = null;
+        this.log?.warn(messageOf(err));
+      }
+    }
+    return this.hnsw;
   }
 
   /**

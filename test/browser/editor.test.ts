@@ -145,11 +145,13 @@ describe('browser: the editor in Chromium, on the packed package', function () {
       });
     }
 
-    it('vector-store: the dialog opens from a node\'s store field and flags indexing rate = -1 in red', async () => {
+    it('vector-store: the dialog opens from a node\'s store field and flags indexing rate = -1 in red; Search shows Exact for a store saved without it', async () => {
       await openNodeDialog(page, 'dlg-ingest');
       await page.click('#node-input-btn-store-edit');
       const field = '#node-config-input-indexingRate';
       await page.waitForSelector(field, { state: 'visible' });
+      await page.waitForSelector('#node-config-input-memoryIndex', { state: 'visible' });
+      should(await page.$eval('#node-config-input-memoryIndex', (el) => (el as HTMLSelectElement).value)).equal('exact');
       should(await isFlagged(page, field)).be.false(`${field} is red before any change`);
       await enter(page, field, '-1');
       await waitFor(() => isFlagged(page, field), 3_000, `${field} to be flagged`);

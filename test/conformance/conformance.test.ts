@@ -59,7 +59,7 @@ async function waitUntilReady(backend: Backend, collection: CollectionRef, budge
 }
 
 function conformance(fixture: BackendFixture): void {
-  describe(`backend conformance: ${fixture.name}`, function () {
+  describe(`backend conformance: ${fixture.name}${fixture.variant ? ` (${fixture.variant})` : ''}`, function () {
     this.timeout(Math.max(30_000, fixture.indexingBudgetSeconds * 2000));
     let backend: Backend;
 

@@ -8,6 +8,8 @@ import type { Backend, ExistingCollection } from '../../lib/types';
 export interface BackendFixture {
   /** Backend name, as in `Backend.name`. */
   name: string;
+  /** How this fixture sets the backend up, when another fixture runs the same backend otherwise. */
+  variant?: string;
   /** Start what the store needs (server, directory). Called once per suite. */
   start(): Promise<void>;
   /** Stop it and remove what it wrote. */

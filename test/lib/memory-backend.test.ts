@@ -65,7 +65,7 @@ describe('memory backend', () => {
       const result = await b.upsert('docs', docsOf(4));
       should(result).eql({ written: 4, totalCount: 4 });
       const stats = await b.stats('docs');
-      should(stats).eql({ documentCount: 4, indexedCount: 0, dimensions: 3, metric: 'cosine', indexType: 'exact (flat)' });
+      should(stats).eql({ documentCount: 4, indexedCount: 0, dimensions: 3, metric: 'cosine', indexType: 'exact (flat)', search: 'exact' });
     });
 
     it('treats re-ingesting the same ids as an upsert', async () => {

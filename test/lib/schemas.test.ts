@@ -50,6 +50,7 @@ describe('schemas', () => {
         indexingRate: 200,
         indexingDelay: 1,
         persist: true,
+        memoryIndex: 'exact',
         url: '',
         path: '',
         tenant: '',
@@ -88,6 +89,11 @@ describe('schemas', () => {
       should(config).containEql({ url: 'postgres://app@db:5432/vectors', path: '/data', tenant: 't', database: 'd' });
     });
 
+    it('takes the memory store\'s search: exact or hnsw', () => {
+      should(parseStoreConfig({ memoryIndex: 'hnsw' }).memoryIndex).equal('hnsw');
+      should(parseStoreConfig({ memoryIndex: '' }).memoryIndex).equal('exact');
+    });
+
     it('names the field, the rule and the value received', () => {
       should(invalid(() => parseStoreConfig({ backend: 'mongo' }))).equal(
         'backend must be one of "memory", "lancedb", "pgvector", "chroma" (got "mongo")',
@@ -108,6 +114,7 @@ describe('schemas', () => {
         'indexingDelay must be a number of at least 0 (got "-1")',
       );
       should(invalid(() => parseStoreConfig({ persist: 'yes' }))).equal('persist must be true or false (got "yes")');
+      should(invalid(() => parseStoreConfig({ memoryIndex: 'ivf' }))).equal('memoryIndex must be one of "exact", "hnsw" (got "ivf")');
       should(invalid(() => parseStoreConfig({ ssl: 1 }))).equal('ssl must be true or false (got 1)');
       should(invalid(() => parseStoreConfig({ url: 42 }))).equal('url must be a string (got 42)');
     });

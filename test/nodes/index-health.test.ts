@@ -37,6 +37,8 @@ describe('index-health node', function () {
       indexedCount: 3,
       dimensions: 64,
       metric: 'cosine',
+      // The memory store's default: every vector scanned.
+      search: 'exact',
       queryable: true,
     });
     should(msg.payload.indexType).be.a.String();

@@ -3,7 +3,9 @@ import type { CollectionStatus, Metric, QueryHit } from '../../types';
 import type { AppendLog } from '../../storage/append-log';
 import { matchesFilter } from '../queries';
 import { exactSearch } from './exact-search';
+import { HnswIndex, type HnswSettings } from './hnsw-index';
 import { RowsGate } from './rows-gate';
+import { TopK } from './search';
 import { IndexingTimeline, type IndexingWrite } from './timeline';
 import type { LogRecord } from './storage';
 import { VectorRows } from './vector-rows';
@@ -36,6 +38,8 @@ export class MemoryCollection {
   private readonly texts: Array<string | null> = [];
   private readonly metadata: Array<Record<string, unknown> | null> = [];
   private readonly rowById = new Map<string, number>();
+  /** Built on the first search at HNSW size by a backend that asks for it (see ./hnsw-index.ts). */
+  private hnsw: HnswIndex | null = null;
   readonly timeline = new IndexingTimeline();
   /** Document versions in the log file, live or superseded: decides compaction. */
   loggedDocuments = 0;
@@ -119,14 +123,26 @@ export class MemoryCollection {
   }
 
   /**
-   * Exact search over every stored document (the flat index sees writes at once).
-   * A large collection is scanned in slices, letting the event loop run between
-   * them (see ./exact-search.ts); `checkContinue` may stop it between slices.
+   * Search every stored document. With `approximate` settings, a collection of
+   * their size or more without a metadata filter is searched by its HNSW index
+   * once that has caught up with the rows; otherwise (and meanwhile) exactly. The
+   * exact scan runs in slices, letting the event loop run between them (see
+   * ./exact-search.ts); `checkContinue` may stop it between slices.
    */
-  search(query: Float32Array, topK: number, filter: Record<string, unknown> | null, checkContinue?: () => void): Promise<QueryHit[]> {
+  search(
+    query: Float32Array,
+    topK: number,
+    filter: Record<string, unknown> | null,
+    checkContinue?: () => void,
+    approximate: HnswSettings | null = null,
+  ): Promise<QueryHit[]> {
     return this.gate.search(async () => {
-      const accept = filter ? (row: number) => matchesFilter(this.metadata[row], filter) : null;
-      const best = await exactSearch(this.vectors, { query, metric: this.metric, topK, rowCount: this.rowCount, accept, checkContinue });
+      const index = filter === null ? this.indexFor(approximate) : null;
+      let best = index?.current ? this.nearest(index, query, topK) : null;
+      if (best === null) {
+        const accept = filter ? (row: number) => matchesFilter(this.metadata[row], filter) : null;
+        best = await exactSearch(this.vectors, { query, metric: this.metric, topK, rowCount: this.rowCount, accept, checkContinue });
+      }
       return best.map(({ score, row }) => ({
         id: this.ids[row],
         score,
@@ -134,6 +150,41 @@ export class MemoryCollection {
         metadata: structuredClone(this.metadata[row] ?? {}),
       }));
     });
+  }
+
+  /** Which search a query without filter would use now (index-health reports it); at the size, starts building the index. */
+  searchInUse(approximate: HnswSettings | null): 'exact' | 'hnsw' {
+    return this.indexFor(approximate)?.current ? 'hnsw' : 'exact';
+  }
+
+  /** Stop building the HNSW index (its store closed, or has no user now); the next search at the size goes on. */
+  pauseIndexing(): void {
+    this.hnsw?.pause();
+  }
+
+  /** The HNSW index for these settings when the collection is at their size: created with every row to add, or resumed. */
+  private indexFor(approximate: HnswSettings | null): HnswIndex | null {
+    if (approximate === null || this.rowCount < approximate.minDocuments) return null;
+    if (this.hnsw === null) {
+      this.hnsw = new HnswIndex(approximate.usearch, this.dimensions, this.metric, this.vectors);
+      for (let row = 0; row < this.rowCount; row++) this.hnsw.changed(row);
+    } else {
+      this.hnsw.resume();
+    }
+    return this.hnsw;
+  }
+
+  /**
+   * The index's candidates, scored by the exact kernel (the same scores as the
+   * exact search). Null when the graph returned fewer than asked (rows removed
+   * can leave parts of it unreachable): the exact search answers then.
+   */
+  private nearest(index: HnswIndex, query: Float32Array, topK: number): Array<{ score: number; row: number }> | null {
+    const rows = index.candidates(query, topK).filter((row) => row < this.rowCount);
+    if (rows.length < Math.min(topK, this.rowCount)) return null;
+    const best = new TopK(topK);
+    for (const row of rows) best.offer(this.vectors.scoreSlice(query, this.metric, row, 1)[0], row);
+    return best.sorted();
   }
 
   /** The ids of every live document, in row order (to match a delete's selector). */
@@ -159,7 +210,9 @@ export class MemoryCollection {
         this.texts[row] = this.texts[last];
         this.metadata[row] = this.metadata[last];
         this.rowById.set(lastId, row);
+        this.hnsw?.changed(row);
       }
+      this.hnsw?.removed(last);
       this.ids.pop();
       this.texts.pop();
       this.metadata.pop();
@@ -191,6 +244,7 @@ export class MemoryCollection {
       this.ids.push(doc.id);
     }
     this.vectors.set(row, doc.vector);
+    this.hnsw?.changed(row);
     this.texts[row] = doc.text;
     this.metadata[row] = doc.metadata;
   }

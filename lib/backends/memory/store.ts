@@ -76,10 +76,17 @@ export class CollectionStore {
     }
   }
 
+  /** Stop building HNSW indexes: with no user left, nothing searches them. A search later goes on. */
+  pauseIndexing(): void {
+    for (const collection of this.collections.values()) collection.pauseIndexing();
+  }
+
   /** Wait for loads in progress, then flush and release every file. Never rejects. */
   async close(): Promise<void> {
+    this.pauseIndexing();
     await this.previousClose; // so a chain of quick reopen/close still ends after the first flush
     await Promise.allSettled([...this.opening.values()]);
+    this.pauseIndexing(); // collections loaded meanwhile
     await Promise.allSettled([...this.collections.values()].map((c) => c.log?.close()));
   }
 
@@ -192,7 +199,10 @@ export async function releaseStore(key: string | null, store: CollectionStore): 
   if (store.users > 0) return;
   // Volatile collections outlive their users: a redeploy must still find them.
   // `forgetVolatileCollections` drops them when the config node is deleted.
-  if (store.dataDir === null && key !== null) return;
+  if (store.dataDir === null && key !== null) {
+    store.pauseIndexing();
+    return;
+  }
   if (key !== null && stores.get(key) === store) stores.delete(key);
   const closing = store.close();
   if (key !== null) closingStores.set(key, closing);
@@ -206,5 +216,9 @@ export async function releaseStore(key: string | null, store: CollectionStore): 
  */
 export function forgetVolatileCollections(volatileKey: string): void {
   const key = `volatile:${volatileKey}`;
-  if ((stores.get(key)?.users ?? 0) === 0) stores.delete(key);
+  const store = stores.get(key);
+  if (store && store.users === 0) {
+    store.pauseIndexing();
+    stores.delete(key);
+  }
 }
