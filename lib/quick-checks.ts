@@ -11,11 +11,11 @@
  * each kind, not 10,000. Order is by a sequence number, not the clock (two events in one
  * millisecond keep their order).
  *
- * One exception, for messages that arrive one after another (an ingest's outputs): an
- * answer that can only make a message wait, "the collection exists" or "still indexing",
- * is reused for REUSE_MS even by later messages. It cannot end a wait wrongly: the wait is
- * deferred and the triggerer's polls decide; a "ready", "failed" or "missing" answer is
- * never reused across a message's arrival.
+ * One exception, for messages that arrive one after another (an ingest's outputs): "the
+ * collection exists" is reused for REUSE_MS even by later messages (were it deleted since,
+ * the wait's first poll says so). A status is never reused across a message's arrival: even
+ * "still indexing" would defer a message whose collection became ready meanwhile, which the
+ * quick check promises to answer at once; nor is "missing".
  */
 import type { Backend, CollectionRef, CollectionStatus, StatusHint } from './types';
 import { collectionKey } from './collection-ref';
@@ -32,7 +32,7 @@ interface KeyState {
   next: Check | null;
 }
 
-/** How long an answer that only defers ("exists", "indexing") serves later messages. */
+/** How long "the collection exists" serves later messages. */
 export const REUSE_MS = 1000;
 /** Reused answers kept at most (one per store, collection and kind; stale ones go first). */
 const MAX_REUSABLE = 1000;
@@ -44,7 +44,7 @@ export class QuickChecks {
   joined = 0;
   private sequence = 0;
   private readonly byKey = new Map<string, KeyState>();
-  /** The last answer of each key that only defers, with when it was given. */
+  /** The last "exists" answer of each key, with when it was given. */
   private readonly reusable = new Map<string, { value: unknown; at: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -65,11 +65,11 @@ export class QuickChecks {
    */
   status(backend: Backend, storeKey: string, collection: CollectionRef, arrival: number, hint?: StatusHint): Promise<CollectionStatus> {
     const key = `status\u0000${storeKey}\u0000${collectionKey(collection)}\u0000${hint?.expectedCount ? 'counted' : 'plain'}`;
-    return this.shared(key, arrival, () => backend.status(collection, hint), (status) => status.state === 'indexing');
+    return this.shared(key, arrival, () => backend.status(collection, hint), () => false);
   }
 
   /** The answer of a call for `key` started after `arrival`: joined, or queued behind the one in flight. */
-  private shared<T>(key: string, arrival: number, call: () => Promise<T>, onlyDefers: (answer: T) => boolean): Promise<T> {
+  private shared<T>(key: string, arrival: number, call: () => Promise<T>, reusable: (answer: T) => boolean): Promise<T> {
     const recent = this.reusable.get(key);
     if (recent && this.now() - recent.at <= REUSE_MS) {
       this.joined += 1;
@@ -85,7 +85,7 @@ export class QuickChecks {
     }
     const check = this.newCheck(key, state, () =>
       call().then((answer) => {
-        this.remember(key, answer, onlyDefers(answer));
+        this.remember(key, answer, reusable(answer));
         return answer;
       }),
     );
