@@ -147,6 +147,8 @@ export = function register(RED: NodeAPI): void {
     let holdersTimer: NodeJS.Timeout | null = null;
     /** The status names waits held elsewhere: cleared once there are none anywhere (it would go stale). */
     let showingElsewhere = false;
+    /** Shows the status the newest final message set (shared mode redraws it once nothing is pending anywhere). */
+    let showLastFinal: (() => void) | null = null;
     /** Waits already warned about a message that could not be copied (once per wait). */
     const copyWarned = new Set<string>();
     /** This runtime's in-node waits, for the Vector waits sidebar. */
@@ -455,15 +457,17 @@ export = function register(RED: NodeAPI): void {
       entry.msg.collection = watched;
       showingElsewhere = false;
       if (payload.status === 'success') {
-        status.ok(
-          entry.msg.redelivered
-            ? text('deferrable-sensor.status.redelivered', { collection: payload.collection })
-            : text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount }),
-        );
+        const said = entry.msg.redelivered
+          ? text('deferrable-sensor.status.redelivered', { collection: payload.collection })
+          : text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount });
+        showLastFinal = () => status.ok(said);
+        showLastFinal();
         node.send([entry.msg, null]);
         entry.done();
       } else {
-        status.fail(failureStatus(payload));
+        const said = failureStatus(payload);
+        showLastFinal = () => status.fail(said);
+        showLastFinal();
         entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
       if (pendingCount() > 0 || hasWaitsElsewhere()) scheduleStatus();
@@ -548,7 +552,11 @@ export = function register(RED: NodeAPI): void {
       if (elsewhere) {
         const shared = sharedStatus(text, pending, here.texts, elsewhere);
         if (shared === null) {
-          if (showingElsewhere) status.clear();
+          // Nothing pending anywhere: what the last wait ended with, as in file mode (not a blank).
+          if (showingElsewhere) {
+            if (showLastFinal) showLastFinal();
+            else status.clear();
+          }
           showingElsewhere = false;
           return;
         }

@@ -59,11 +59,10 @@ const plugin = require('../../nodes/plugins/vector-waits');
 const HERE = 'host-a:100:aaaaaaaa';
 const HOST_B = 'host-b:42:0badcafe';
 const LONG_LEASE_MS = 60_000;
-const T0 = Date.now();
-
+// Each wait starts now: a time taken when this file loads is minutes old once the full suite gets here (the waits would time out).
 const waitOf = (id: string, ownerId = 'sensor', collection = 'docs'): WaitRecord => ({
   ownerId,
-  spec: createTriggerSpec({ waitId: id, collection, expectedCount: 10, pollIntervalMs: 100, maxPollIntervalMs: 200, timeoutMs: 600_000, now: T0 }),
+  spec: createTriggerSpec({ waitId: id, collection, expectedCount: 10, pollIntervalMs: 100, maxPollIntervalMs: 200, timeoutMs: 600_000, now: Date.now() }),
   message: { topic: id },
 });
 
@@ -191,6 +190,23 @@ describe('shared waits: the sensor status names where its waits are (real Postgr
     await ingested;
     await b.release(HOST_B);
     await statusBecomes('sensor', /^5 waiting.* · here$/);
+  });
+
+  it('waits released by another instance that end here at once (their deadline passed): the status keeps "timeout", never a blank', async () => {
+    await load(flow());
+    const b = await otherInstance();
+    const late = (id: string): WaitRecord => {
+      const w = waitOf(id);
+      w.spec = createTriggerSpec({ waitId: id, collection: 'docs', expectedCount: 10, pollIntervalMs: 100, maxPollIntervalMs: 200, timeoutMs: 1_000, now: Date.now() - 60_000 });
+      return w;
+    };
+    for (let i = 0; i < 3; i++) await b.put(late(`late${i}`), HOST_B, LONG_LEASE_MS);
+    await statusBecomes('sensor', '0 here · 3 on host-b');
+    await b.release(HOST_B);
+    await statusBecomes('sensor', /^timeout/);
+    // Two refreshes of the holder counts later (3 s each), stale counts and then none included.
+    await new Promise((r) => setTimeout(r, 7_000));
+    should(lastStatus('sensor')).match({ fill: 'red', text: /^timeout/ });
   });
 
   it('file mode: the status names no holder', async () => {
