@@ -17,6 +17,7 @@ import { MemoryBackend } from '../lib/backends/memory';
 import { HNSW_MIN_DOCUMENTS } from '../lib/backends/memory/hnsw-index';
 import { HashEmbedder } from '../lib/embedders/hash';
 import { LoopDelayMonitor, compareInterleaved, ms, type LoopDelay } from './measure';
+import { clustered, random } from './vectors';
 
 export interface HnswOptions {
   vectors: number;
@@ -47,37 +48,9 @@ export interface HnswResult {
   datasets: HnswDatasetResult[];
 }
 
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so every run searches the same data. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function unit(v: Float32Array): Float32Array {
-  let sum = 0;
-  for (let i = 0; i < v.length; i++) sum += v[i] * v[i];
-  const norm = Math.sqrt(sum);
-  for (let i = 0; i < v.length; i++) v[i] /= norm;
-  return v;
-}
-
 /** The clustered vectors of bench/search.ts: one shared direction, 64 topics, noise of each vector's own. */
 function clusteredVectors(count: number, dimensions: number, seed: number): Float32Array[] {
-  const next = random(seed);
-  const direction = () => unit(Float32Array.from({ length: dimensions }, () => next() * 2 - 1));
-  const shared = direction();
-  const centroids = Array.from({ length: 64 }, direction);
-  const noise = 1.5 / Math.sqrt(dimensions);
-  return Array.from({ length: count }, () => {
-    const centroid = centroids[Math.floor(next() * centroids.length)];
-    return unit(Float32Array.from({ length: dimensions }, (_, i) => 0.6 * shared[i] + centroid[i] + noise * (next() * 2 - 1)));
-  });
+  return Array.from({ length: count }, clustered(random(seed), dimensions));
 }
 
 /**
