@@ -117,6 +117,10 @@ async function answer(command) {
     global.gc();
     gcCpuMicros += cpuMicros(process.cpuUsage(before));
     loop.enable();
+    // For looking into where the heap goes (not used by the benchmark's figures): a snapshot per reading after GC.
+    if (process.env.BENCH_HEAP_SNAPSHOT_DIR) {
+      require('node:v8').writeHeapSnapshot(path.join(process.env.BENCH_HEAP_SNAPSHOT_DIR, `reading-${command.seq}.heapsnapshot`));
+    }
   }
   const { heapUsed, rss } = process.memoryUsage();
   const ms = (ns) => Math.round(Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS) * 10) / 10;

@@ -410,7 +410,7 @@ class Probe {
 }
 
 async function start(userDir: string): Promise<{ nodeRed: NodeRed; probe: Probe }> {
-  const nodeRed = await startNodeRed({ userDir, nodeArgs: ['--expose-gc', '-r', PROBE], startTimeoutMs: 120_000 });
+  const nodeRed = await startNodeRed({ userDir, nodeArgs: ['--expose-gc', ...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), '-r', PROBE], startTimeoutMs: 120_000 });
   return { nodeRed, probe: new Probe(userDir) };
 }
 

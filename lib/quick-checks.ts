@@ -6,9 +6,12 @@
  * A message may only take the answer of a call started after it arrived: an
  * older answer may predate the write the message is about (an ingest's output
  * arrives once its write is acknowledged). So while one call is in flight, the
- * messages that arrive meanwhile join the next one, started as soon as the first
- * settles: a burst of 10,000 messages on one collection costs two or three calls of
- * each kind, not 10,000. Order is by a sequence number, not the clock (two events in one
+ * messages that arrive meanwhile join the next one, started once the first settles.
+ * And calls for one collection start at most once per GAP_MS: the messages of a burst
+ * wait up to that long for the next call (a message on a quiet collection is checked
+ * at once). A burst of 10,000 messages on one collection over ten seconds costs about
+ * ten calls of each kind, not 10,000; the triggerer then polls the collection once for
+ * all of them. Order is by a sequence number, not the clock (two events in one
  * millisecond keep their order).
  *
  * One exception, for messages that arrive one after another (an ingest's outputs): "the
@@ -34,6 +37,8 @@ interface KeyState {
 
 /** How long "the collection exists" serves later messages. */
 export const REUSE_MS = 1000;
+/** Shortest time from one call's start to the next for the same store, collection and kind. */
+export const GAP_MS = 1000;
 /** Reused answers kept at most (one per store, collection and kind; stale ones go first). */
 const MAX_REUSABLE = 1000;
 
@@ -46,8 +51,13 @@ export class QuickChecks {
   private readonly byKey = new Map<string, KeyState>();
   /** The last "exists" answer of each key, with when it was given. */
   private readonly reusable = new Map<string, { value: unknown; at: number }>();
+  /** When the last call of each key started (ms), while that is within GAP_MS; oldest first. */
+  private readonly lastStarts = new Map<string, number>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly timers: { setTimeout(callback: () => void, ms: number): unknown } = { setTimeout: (callback, ms) => setTimeout(callback, ms) },
+  ) {}
 
   /** The moment a message arrives, as a sequence number: pass it to `exists` and `status`. */
   arrive(): number {
@@ -94,9 +104,17 @@ export class QuickChecks {
       state.next = check;
     } else {
       state.current = check;
-      check.start();
+      this.startWithinGap(key, check);
     }
     return check.answer as Promise<T>;
+  }
+
+  /** Start now, or once GAP_MS has passed since the key's last call started; messages arriving meanwhile join it. */
+  private startWithinGap(key: string, check: Check): void {
+    const last = this.lastStarts.get(key);
+    const wait = last === undefined ? 0 : last + GAP_MS - this.now();
+    if (wait <= 0) check.start();
+    else this.timers.setTimeout(() => check.start(), wait);
   }
 
   private newCheck(key: string, state: KeyState, call: () => Promise<unknown>): Check {
@@ -108,6 +126,7 @@ export class QuickChecks {
       start: () => {
         check.startedAt = ++this.sequence;
         this.started += 1;
+        this.noteStart(key);
         const settled = call();
         resolve(settled);
         settled.catch(() => undefined).then(() => this.settled(key, state, check));
@@ -126,11 +145,21 @@ export class QuickChecks {
     }
   }
 
+  private noteStart(key: string): void {
+    this.lastStarts.delete(key); // re-inserted last: the map stays in start order, oldest first
+    const at = this.now();
+    this.lastStarts.set(key, at);
+    for (const [old, started] of this.lastStarts) {
+      if (at - started < GAP_MS) break;
+      this.lastStarts.delete(old);
+    }
+  }
+
   private settled(key: string, state: KeyState, check: Check): void {
     if (state.current !== check) return;
     state.current = state.next;
     state.next = null;
-    if (state.current) state.current.start();
+    if (state.current) this.startWithinGap(key, state.current);
     else this.byKey.delete(key);
   }
 }

@@ -193,6 +193,8 @@ interface WaitState {
 interface OwnerSlot {
   owner: WaitOwner;
   ctx: StepContext;
+  /** Pool keys by collection name, one string shared by the runs of a collection (one each cost 50 bytes at 100,000 waits). */
+  poolKeys: Map<string, string>;
 }
 
 
@@ -228,7 +230,7 @@ class WaitRun implements Wakeable, PoolWaiter {
     readonly slot: OwnerSlot,
   ) {
     this.trigger = new CollectionReadyTrigger(wait.record.spec);
-    this.poolKey = `${slot.owner.storeKey}\u0000${collectionKey(watchedCollection(wait.record.spec))}`;
+    this.poolKey = poolKeyOf(slot, wait.record.spec);
   }
 
   /** Poll at `at` (epoch ms). */
@@ -276,6 +278,16 @@ class WaitRun implements Wakeable, PoolWaiter {
     this.task?.cancel();
     this.task = null;
   }
+}
+
+/** Which status calls a run may share: same store, same collection. */
+function poolKeyOf(slot: OwnerSlot, spec: TriggerSpec): string {
+  const key = (): string => `${slot.owner.storeKey}\u0000${collectionKey(watchedCollection(spec))}`;
+  // Another tool's collection is named by more than its label: not cached.
+  if (spec.source) return key();
+  let known = slot.poolKeys.get(spec.collection);
+  if (known === undefined) slot.poolKeys.set(spec.collection, (known = key()));
+  return known;
 }
 
 /** Longest wait for the disk to confirm a final's record before the final goes out anyway. */
@@ -459,6 +471,7 @@ export class Triggerer {
         storeName: owner.backend?.name,
         deferred: true,
       },
+      poolKeys: new Map(),
     };
     this.owners.set(ownerId, slot);
     this.store?.wake?.(); // a shared store looks for this owner's work now

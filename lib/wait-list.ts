@@ -4,6 +4,7 @@
  * what changed. Pure: no Node-RED (the plugin in nodes/plugins/ serves it).
  *
  * Built for 10,000 waits and more:
+ * - nothing is kept per wait until the list is first read (see `following`);
  * - the triggerer only *touches* a wait when it changes (one Map.set); the work
  *   happens at most once per `intervalMs`, when the feed is due;
  * - the feed carries group summaries (counts, mean progress), never one entry
@@ -180,6 +181,12 @@ export class WaitList {
   private timer: unknown = null;
   /** A feed message is being prepared (touches applied in slices). */
   private flushing = false;
+  /**
+   * Nothing is kept per wait until the list is first read (the sidebar opened):
+   * a runtime nobody watches pays no memory or time per wait for it. From then on
+   * the list follows every change (a client following the feed does not read again).
+   */
+  private following = false;
   private closed = false;
 
   constructor(options: WaitListOptions) {
@@ -205,7 +212,7 @@ export class WaitList {
           if (this.source === source) this.bind(null);
         },
       });
-      for (const record of source.allRecords()) this.touched.add(record.spec.waitId);
+      if (this.following) for (const record of source.allRecords()) this.touched.add(record.spec.waitId);
     }
     this.schedule();
   }
@@ -218,6 +225,7 @@ export class WaitList {
 
   /** Every group, by store name then collection, and the `v` of the last feed message. */
   groups(): { v: number; total: number; groups: GroupSummary[] } {
+    this.follow();
     this.sync();
     const groups = [...this.groupsByKey.values()].map((g) => g.summary!).sort(compareGroups);
     return { v: this.version, total: this.entries.size, groups };
@@ -225,12 +233,14 @@ export class WaitList {
 
   /** The group of a store and a collection, if it has waits. */
   group(storeId: string, collection: string): GroupSummary | null {
+    this.follow();
     this.sync();
     return this.groupsByKey.get(groupKey(storeId, collection))?.summary ?? null;
   }
 
   /** Ids of the waits of a group. */
   waitIdsOf(storeId: string, collection: string): Set<string> {
+    this.follow();
     this.sync();
     const ids = new Set<string>();
     for (const entry of this.groupsByKey.get(groupKey(storeId, collection))?.members ?? []) ids.add(entry.waitId);
@@ -239,6 +249,7 @@ export class WaitList {
 
   /** One page of a group's waits, oldest first. */
   page(storeId: string, collection: string, offset = 0, limit = DEFAULT_PAGE_SIZE): WaitPage {
+    this.follow();
     this.sync();
     const group = this.groupsByKey.get(groupKey(storeId, collection));
     const start = Math.max(0, Math.floor(offset));
@@ -300,8 +311,16 @@ export class WaitList {
   // -------------------------------------------------------------------------
 
   private touch(record: Readonly<WaitRecord>): void {
+    if (!this.following) return;
     this.touched.add(record.spec.waitId);
     this.schedule();
+  }
+
+  /** The first read: from now on every wait is followed, starting with those there are. */
+  private follow(): void {
+    if (this.following) return;
+    this.following = true;
+    for (const record of this.source?.allRecords() ?? []) this.touched.add(record.spec.waitId);
   }
 
   /** The next feed message: now if the last one is older than the interval, else when it is. */

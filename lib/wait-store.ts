@@ -324,7 +324,11 @@ export class WaitStore implements DurableStore {
           'The wait was not started: check that the disk has space and the file is writable, then send the message again.',
       );
     }
-    this.settle();
+    // This put alone: each put of a shared write settles its own (a scan of all in flight per put was O(N²) in a burst).
+    if (this.puts.get(id) === entry) {
+      this.puts.delete(id);
+      this.live.set(id, record);
+    }
   }
 
   /**
@@ -351,7 +355,12 @@ export class WaitStore implements DurableStore {
       if (this.finals.get(waitId) === entry) this.finals.delete(waitId);
       throw new Error(`Could not record the delivery of wait ${waitId}'s final message in ${this.file}: ${messageOf(err)}`);
     }
-    this.settle();
+    if (this.finals.get(waitId) === entry) {
+      this.finals.delete(waitId);
+      // Its put settles first (appended first); were it still in flight, it takes the final with it.
+      const record = this.live.get(waitId) ?? this.puts.get(waitId)?.value;
+      if (record) record.final = payload;
+    }
     return true; // one process: its final is always this process's to deliver
   }
 
@@ -415,9 +424,10 @@ export class WaitStore implements DurableStore {
   }
 
   /**
-   * Move the puts and final markers that are on disk into the live state. Runs
-   * when their appends resolve and, before that, when a compaction reads the
-   * live set: the receipts tell synchronously what is durable.
+   * Move the puts and final markers that are on disk into the live state, all at
+   * once: when a compaction reads the live set before their appends resolved (each
+   * put and final settles its own when its append resolves). The receipts tell
+   * synchronously what is durable.
    */
   private settle(): void {
     for (const [id, { value, receipt }] of this.puts) {

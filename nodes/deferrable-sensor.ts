@@ -287,6 +287,8 @@ export = function register(RED: NodeAPI): void {
         spec.polls = 1;
         const record: WaitRecord = { ownerId: node.id, spec, message: parkableFields(msg, waitId) };
         const entry: LiveWait = { msg, done };
+        // Every output replaces the incoming payload (an ingest's ids): not held while the wait lasts.
+        msg.payload = undefined;
         live.set(waitId, entry);
         markNewest(waitId);
         if (!config.deferrable) {

@@ -3,7 +3,7 @@
 // an answer older than itself; errors reach every message that shared the call.
 import should from 'should';
 import { MemoryBackend } from '../../lib/backends/memory';
-import { QuickChecks, REUSE_MS } from '../../lib/quick-checks';
+import { GAP_MS, QuickChecks, REUSE_MS } from '../../lib/quick-checks';
 import { VectorStoreError } from '../../lib/errors';
 
 function counted(backend: MemoryBackend) {
@@ -21,6 +21,48 @@ async function quickCheck(checks: QuickChecks, backend: MemoryBackend, storeKey:
   return checks.status(backend, storeKey, collection, arrival, expectedCount ? { expectedCount } : undefined);
 }
 
+/** A clock and timers moved by hand: the gap between calls is waited out without real time passing. */
+class HandClock {
+  time = 1_000_000;
+  private pending: Array<{ at: number; callback: () => void }> = [];
+  readonly now = (): number => this.time;
+  readonly timers = { setTimeout: (callback: () => void, ms: number): unknown => this.pending.push({ at: this.time + ms, callback }) };
+
+  /** Move time on, firing what falls due, letting promises settle after each. */
+  async advance(ms: number): Promise<void> {
+    const target = this.time + ms;
+    for (;;) {
+      await settle();
+      this.pending.sort((a, b) => a.at - b.at);
+      const next = this.pending[0];
+      if (!next || next.at > target) break;
+      this.pending.shift();
+      this.time = Math.max(this.time, next.at);
+      next.callback();
+    }
+    this.time = target;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Checks on a hand clock, with the gaps waited out. */
+function handChecks() {
+  const clock = new HandClock();
+  return { clock, checks: new QuickChecks(clock.now, clock.timers) };
+}
+
+/** Resolve `promise` while moving the hand clock on by whole gaps. */
+async function withGaps<T>(clock: HandClock, promise: Promise<T>): Promise<T> {
+  let done = false;
+  const result = promise.finally(() => (done = true));
+  for (let i = 0; i < 100 && !done; i++) await clock.advance(GAP_MS);
+  return result;
+}
+
 describe('quick checks shared per collection', () => {
   let backend: MemoryBackend;
   beforeEach(async () => {
@@ -31,9 +73,9 @@ describe('quick checks shared per collection', () => {
   afterEach(() => backend.close());
 
   it('a burst of 1,000 messages on one collection costs two calls of each kind, and each message gets a status', async () => {
-    const checks = new QuickChecks();
+    const { clock, checks } = handChecks();
     const calls = counted(backend);
-    const answers = await Promise.all(Array.from({ length: 1000 }, () => quickCheck(checks, backend, 'store-1', 'docs', checks.arrive())));
+    const answers = await withGaps(clock, Promise.all(Array.from({ length: 1000 }, () => quickCheck(checks, backend, 'store-1', 'docs', checks.arrive()))));
     should(answers.every((a) => a?.documentCount === 1)).be.true();
     should(calls.exists).be.belowOrEqual(2);
     should(calls.status).be.belowOrEqual(2);
@@ -42,13 +84,13 @@ describe('quick checks shared per collection', () => {
   });
 
   it('a message that arrives while a call is in flight waits for one started after it: it sees the write before it', async () => {
-    const checks = new QuickChecks();
+    const { clock, checks } = handChecks();
     const calls = counted(backend);
     const first = checks.status(backend, 'store-1', 'docs', checks.arrive());
     // Written after the first call started, then a message about that write arrives.
     await backend.upsert('docs', [{ id: 'b', vector: [0, 1] }]);
     const second = checks.status(backend, 'store-1', 'docs', checks.arrive());
-    const [, b] = await Promise.all([first, second]);
+    const [, b] = await withGaps(clock, Promise.all([first, second]));
     should(b.documentCount).equal(2);
     should(calls.status).equal(2);
   });
@@ -68,27 +110,55 @@ describe('quick checks shared per collection', () => {
   });
 
   it('a missing collection, and a store error, reach every message that shared the call; the next message starts afresh', async () => {
-    const checks = new QuickChecks();
-    const missing = await Promise.all([1, 2, 3].map(() => quickCheck(checks, backend, 'store-1', 'nope', checks.arrive())));
+    const { clock, checks } = handChecks();
+    const missing = await withGaps(clock, Promise.all([1, 2, 3].map(() => quickCheck(checks, backend, 'store-1', 'nope', checks.arrive()))));
     should(missing).eql([null, null, null]);
     backend.status = () => Promise.reject(new VectorStoreError('UNAVAILABLE', 'the store is away', { transient: true }));
-    const failed = await Promise.all([1, 2, 3].map(() => checks.status(backend, 'store-1', 'docs', checks.arrive()).then(() => null, (e: Error) => e.message)));
+    const failed = await withGaps(clock, Promise.all([1, 2, 3].map(() => checks.status(backend, 'store-1', 'docs', checks.arrive()).then(() => null, (e: Error) => e.message))));
     should(failed).eql(['the store is away', 'the store is away', 'the store is away']);
     backend.status = MemoryBackend.prototype.status.bind(backend);
-    const again = await checks.status(backend, 'store-1', 'docs', checks.arrive());
+    const again = await withGaps(clock, checks.status(backend, 'store-1', 'docs', checks.arrive()));
     should(again.documentCount).equal(1);
   });
 
   it('messages one after another: "exists" is reused for a second; a status, and "missing", never', async () => {
-    let clock = 1_000_000;
-    const checks = new QuickChecks(() => clock);
+    const { clock, checks } = handChecks();
     const calls = counted(backend);
-    for (let i = 0; i < 5; i++) should((await quickCheck(checks, backend, 'store-1', 'docs', checks.arrive()))?.state).equal('ready');
-    should(calls).eql({ exists: 1, status: 5 });
-    clock += REUSE_MS + 1;
-    await quickCheck(checks, backend, 'store-1', 'docs', checks.arrive());
-    should(calls).eql({ exists: 2, status: 6 });
-    for (let i = 0; i < 3; i++) should(await quickCheck(checks, backend, 'store-1', 'nope', checks.arrive())).be.null();
+    for (let i = 0; i < 5; i++) {
+      should(await checks.exists(backend, 'store-1', 'docs', checks.arrive())).be.true();
+      clock.time += REUSE_MS / 10;
+    }
+    should(calls.exists).equal(1);
+    clock.time = 1_000_000 + REUSE_MS + 1;
+    should(await checks.exists(backend, 'store-1', 'docs', checks.arrive())).be.true();
+    should(calls.exists).equal(2);
+    for (let i = 0; i < 5; i++) should((await withGaps(clock, checks.status(backend, 'store-1', 'docs', checks.arrive()))).state).equal('ready');
+    should(calls.status).equal(5);
+    for (let i = 0; i < 3; i++) should(await withGaps(clock, checks.exists(backend, 'store-1', 'nope', checks.arrive()))).be.false();
     should(calls.exists).equal(2 + 3);
+  });
+
+  it('calls for one collection start at most once per gap: messages arriving one after another share the next call; a quiet collection is checked at once', async () => {
+    const { clock, checks } = handChecks();
+    const calls = counted(backend);
+    // The first message on a quiet collection: answered without waiting.
+    should((await checks.status(backend, 'store-1', 'docs', checks.arrive())).state).equal('ready');
+    should(calls.status).equal(1);
+    // 100 messages over the next second, each after its own write, each a tenth of the gap apart.
+    const answers: Array<Promise<number>> = [];
+    for (let i = 0; i < 100; i++) {
+      await backend.upsert('docs', [{ id: `w${i}`, vector: [1, 1] }]);
+      answers.push(checks.status(backend, 'store-1', 'docs', checks.arrive()).then((s) => s.documentCount));
+      await clock.advance(GAP_MS / 100);
+    }
+    const counts = await withGaps(clock, Promise.all(answers));
+    // Each saw its own write (a call started after it arrived), and the calls came a gap apart.
+    counts.forEach((count, i) => should(count).be.aboveOrEqual(i + 2));
+    should(calls.status).be.belowOrEqual(3);
+    // Once the gap has passed, a message is checked at once again.
+    await clock.advance(GAP_MS);
+    const before = calls.status;
+    should((await checks.status(backend, 'store-1', 'docs', checks.arrive())).documentCount).equal(101);
+    should(calls.status).equal(before + 1);
   });
 });

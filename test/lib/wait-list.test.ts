@@ -97,11 +97,33 @@ describe('WaitList (the Vector waits sidebar model, on a real Triggerer without 
     };
     list = new WaitList({ describeOwner, publish, now: clock.now, timers: clock, intervalMs: 1000 });
     list.bind(triggerer);
+    list.groups(); // an editor read it: from here on the list follows every wait
   });
 
   afterEach(async () => {
     list.close();
     await triggerer.close();
+  });
+
+  it('keeps nothing per wait, and sends nothing, until an editor first reads it; that read has every wait', async () => {
+    const sent: WaitFeed[] = [];
+    const unread = new WaitList({ describeOwner, publish: (m) => sent.push(m), now: clock.now, timers: clock, intervalMs: 1000 });
+    unread.bind(triggerer);
+    try {
+      triggerer.attach('sensor-a', owner('s1'));
+      for (let i = 0; i < 50; i++) await triggerer.defer(record(`u${i}`, 'sensor-a', 'docs'));
+      await clock.advance(3000);
+      should(sent).have.length(0);
+      should((unread as unknown as { entries: Map<string, unknown> }).entries.size).equal(0);
+      should((unread as unknown as { touched: Set<string> }).touched.size).equal(0);
+      // The editor opens: every wait is there at once, and changes are fed from now on.
+      should(unread.groups()).match({ total: 50, groups: [{ collection: 'docs', count: 50, running: 50 }] });
+      await triggerer.defer(record('u50', 'sensor-a', 'docs'));
+      await clock.advance(1500);
+      should(sent[sent.length - 1]).match({ total: 51, groups: [{ collection: 'docs', count: 51 }] });
+    } finally {
+      unread.close();
+    }
   });
 
   it('groups every pending wait by store and collection, with counts, states and progress', async () => {
@@ -204,6 +226,7 @@ describe('WaitList (the Vector waits sidebar model, on a real Triggerer without 
     const sent: WaitFeed[] = [];
     const sliced = new WaitList({ describeOwner, publish: (m) => sent.push(m), now: clock.now, timers: handTimers });
     sliced.bind(triggerer);
+    sliced.groups();
     try {
       const deferred: Array<Promise<void>> = [];
       for (let i = 0; i < 10_000; i++) deferred.push(triggerer.defer(record(`w${i}`, 'sensor-c', 'docs')));

@@ -12,6 +12,7 @@ import { backendOf, catchAll, collect, delay, helper, loadFlow, nextMessage, red
 import { triggererFor, waitStoreFile } from '../../nodes/shared/runtime';
 import { FaultProxy } from '../support/fault-proxy';
 import { startPgliteServer } from '../support/pglite-server';
+import { until } from '../support/until';
 
 function flow(sensor: Record<string, unknown> = {}, store: Record<string, unknown> = {}, extra: FlowNode[] = []): FlowNode[] {
   return [
@@ -121,8 +122,8 @@ describe('deferrable-sensor under faults', function () {
       it(`msg.reset = ${String(value)} is not a reset`, async function () {
         await threeWaits();
         helper.getNode('sensor').receive({ reset: value, collection: 'docs', expectedCount: 40 });
-        await delay(200);
-        should(await pendingOf()).equal(4); // a new wait, nothing cancelled
+        // A new wait (once its quick check has answered: it may wait out the quick checks' gap), nothing cancelled.
+        await until('the fourth wait', async () => (await pendingOf()) === 4, 5000);
       });
     }
   });
