@@ -10,6 +10,9 @@ import { formatDuration, sentence } from './trigger';
 import type { Backend, CollectionRef, CollectionStatus } from './types';
 import { collectionLabel } from './collection-ref';
 
+/** Polls planned per collection that later ones may join (the latest kept). */
+const MAX_PLANNED = 16;
+
 /** What a status call ended with. */
 export type Answer = { status: CollectionStatus } | { error: unknown };
 
@@ -46,6 +49,8 @@ export class StatusPool {
   shared = 0;
   private readonly entries = new Map<string, PoolEntry>();
   private readonly outages = new Map<string, Outage>();
+  /** The polls planned (epoch ms, ascending) per store and collection (see alignPoll). */
+  private readonly planned = new Map<string, number[]>();
 
   constructor(
     private readonly now: () => number,
@@ -89,10 +94,45 @@ export class StatusPool {
     );
   }
 
+  /**
+   * When a run should next poll, asked to poll at `at` after `delayMs`: the latest
+   * poll already planned for its store and collection that falls at most half the
+   * delay before `at` (the run looks a little early and shares that call), else
+   * `at`, which becomes a planned poll. Never later than asked: waits of one
+   * collection started at different moments fall into step after a poll or two,
+   * and the collection is asked about once per interval, not once per wait's own
+   * schedule.
+   */
+  alignPoll(key: string, at: number, delayMs: number): number {
+    const now = this.now();
+    let times = this.planned.get(key);
+    if (!times) {
+      if (this.planned.size >= 1000) this.forgetPastPlans(now);
+      this.planned.set(key, (times = []));
+    }
+    // Few per collection: the waits' backoff stages (older plans are dropped as they pass).
+    while (times.length > 0 && times[0] < now) times.shift();
+    for (let i = times.length - 1; i >= 0; i--) {
+      if (times[i] > at) continue;
+      if (times[i] >= at - delayMs / 2) return times[i];
+      break;
+    }
+    let i = times.length;
+    while (i > 0 && times[i - 1] > at) i--;
+    times.splice(i, 0, at);
+    if (times.length > MAX_PLANNED) times.splice(0, times.length - MAX_PLANNED);
+    return at;
+  }
+
+  private forgetPastPlans(now: number): void {
+    for (const [key, times] of this.planned) if (times.length === 0 || times[times.length - 1] < now) this.planned.delete(key);
+  }
+
   clear(): void {
     for (const entry of this.entries.values()) entry.cancelDeadline();
     this.entries.clear();
     this.outages.clear();
+    this.planned.clear();
   }
 
   private noteOutage(key: string, store: string, collection: string, answer: Answer, waiting: number): void {

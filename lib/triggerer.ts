@@ -538,7 +538,7 @@ export class Triggerer {
     wait.durable = true;
     this.touch(wait);
     const slot = this.owners.get(wait.record.ownerId);
-    if (slot) this.startRun(wait, slot);
+    if (slot) this.startRun(wait, slot, undefined, !job && (spec as TriggerSpec).polls > 0);
   }
 
   /**
@@ -774,9 +774,10 @@ export class Triggerer {
    * `dueAt`: the run starts in a scheduler slice (the starter's turn) for a poll
    * due since then: it polls at once, and every wait started by the same attach
    * shares one status call per collection. Without it, the first poll is on the
-   * next scheduler tick.
+   * next scheduler tick, or a poll interval after the wait began when its owner
+   * checked the store as it arrived (`checkedOnArrival`).
    */
-  private startRun(wait: WaitState, slot: OwnerSlot, dueAt?: number): void {
+  private startRun(wait: WaitState, slot: OwnerSlot, dueAt?: number, checkedOnArrival = false): void {
     if (isJobRecord(wait.record)) {
       this.startJob(wait as WaitState & { record: JobRecord }, slot);
       return;
@@ -788,7 +789,12 @@ export class Triggerer {
     // checkpoints write whatever it is at the time.
     wait.record.spec = run.trigger.state as TriggerSpec;
     if (dueAt !== undefined) this.poll(run, dueAt);
-    else run.pollAt(this.now());
+    else if (checkedOnArrival) {
+      // Its owner looked at the store as it arrived (the sensor's quick check, its first poll): the next look is an interval later.
+      const { startedAt, pollIntervalMs } = wait.record.spec as TriggerSpec;
+      const at = Math.max(this.now(), startedAt + pollIntervalMs);
+      run.pollAt(this.pool.alignPoll(run.poolKey, at, pollIntervalMs));
+    } else run.pollAt(this.now());
   }
 
   /**
@@ -874,7 +880,8 @@ export class Triggerer {
     const now = this.now();
     const deadline = run.wait.record.spec.deadline;
     const byDeadline = now + step.delayMs >= deadline; // the trigger cut the delay short to meet the deadline
-    run.pollAt(isStatus && !byDeadline ? sampledAt + step.delayMs : now + step.delayMs);
+    const at = isStatus && !byDeadline ? sampledAt + step.delayMs : now + step.delayMs;
+    run.pollAt(byDeadline ? at : this.pool.alignPoll(run.poolKey, at, step.delayMs));
   }
 
   /** `changed`: the step moved the wait's state enough to be worth a checkpoint. */
@@ -1065,7 +1072,9 @@ function changedState(lastProgress: TriggerSpec['lastProgress'], consecutiveErro
   const b = after.lastProgress;
   if (a === b) return false;
   if (!a || !b) return true;
-  return a.indexedCount !== b.indexedCount || a.progress !== b.progress || a.etaSeconds !== b.etaSeconds;
+  // Not a new estimate alone: it moves on every poll (a store counting down), and 10,000 waits
+  // would rewrite 10,000 records a second for it; the next real change saves the estimate too.
+  return a.indexedCount !== b.indexedCount || a.progress !== b.progress;
 }
 
 /** A sleep that `signal` cuts short (it then rejects), on the triggerer's timers. */

@@ -149,6 +149,14 @@ export = function register(RED: NodeAPI): void {
     let showingElsewhere = false;
     /** Shows the status the newest final message set (shared mode redraws it once nothing is pending anywhere). */
     let showLastFinal: (() => void) | null = null;
+    /**
+     * A burst of messages or of finals redraws the status once per STATUS_REFRESH_MS, not once
+     * each (10,000 finals were 10,000 status events for the editor): when the last "checking"
+     * and the last final were drawn, and a final not drawn yet (the status timer draws it).
+     */
+    let checkingDrawnAt = -Infinity;
+    let finalDrawnAt = -Infinity;
+    let finalToDraw = false;
     /** Waits already warned about a message that could not be copied (once per wait). */
     const copyWarned = new Set<string>();
     /** This runtime's in-node waits, for the Vector waits sidebar. */
@@ -239,7 +247,10 @@ export = function register(RED: NodeAPI): void {
         step = 'operation';
         waitId = newWaitId();
         msg.waitId = waitId;
-        status.busy(text('deferrable-sensor.status.checking', { collection }));
+        if (Date.now() - checkingDrawnAt >= STATUS_REFRESH_MS) {
+          checkingDrawnAt = Date.now();
+          status.busy(text('deferrable-sensor.status.checking', { collection }));
+        }
 
         const spec = createTriggerSpec({
           waitId,
@@ -463,12 +474,19 @@ export = function register(RED: NodeAPI): void {
           ? text('deferrable-sensor.status.redelivered', { collection: payload.collection })
           : text('deferrable-sensor.status.ready', { collection: payload.collection, docs: payload.indexedCount });
         showLastFinal = () => status.ok(said);
-        showLastFinal();
+        if (Date.now() - finalDrawnAt >= STATUS_REFRESH_MS) {
+          finalDrawnAt = Date.now();
+          showLastFinal();
+        } else {
+          finalToDraw = true;
+          scheduleStatus();
+        }
         node.send([entry.msg, null]);
         entry.done();
       } else {
         const said = failureStatus(payload);
         showLastFinal = () => status.fail(said);
+        finalToDraw = false;
         showLastFinal();
         entry.done(Object.assign(new Error(payload.message), payload.code ? { code: payload.code } : {}));
       }
@@ -555,11 +573,12 @@ export = function register(RED: NodeAPI): void {
         const shared = sharedStatus(text, pending, here.texts, elsewhere);
         if (shared === null) {
           // Nothing pending anywhere: what the last wait ended with, as in file mode (not a blank).
-          if (showingElsewhere) {
+          if (showingElsewhere || finalToDraw) {
             if (showLastFinal) showLastFinal();
             else status.clear();
           }
           showingElsewhere = false;
+          finalToDraw = false;
           return;
         }
         showingElsewhere = hasWaitsElsewhere();
@@ -567,7 +586,13 @@ export = function register(RED: NodeAPI): void {
         else status.waiting(shared);
         return;
       }
-      if (pending === 0) return; // keep the last final status (ready / failed)
+      if (pending === 0) {
+        // Keep the last final status (ready / failed), drawn now if a burst of finals held it back.
+        if (finalToDraw && showLastFinal) showLastFinal();
+        finalToDraw = false;
+        return;
+      }
+      finalToDraw = false; // the pending count says more
       // The store's own words say more than an estimate ("waiting for old snapshots"): cut to fit, not replaced.
       const shown = here.cut ? here.texts[0] : (here.texts.find(fits) ?? here.texts[0]);
       if (retrying) status.warn(shown);

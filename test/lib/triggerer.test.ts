@@ -181,6 +181,39 @@ describe('Triggerer (scripted status double)', () => {
       should(stats.statusCalls).be.belowOrEqual(3 * stats.ticks);
     });
 
+    it('waits of one collection started at different moments fall into step: one call per interval, each wait polled no later than its backoff asks', async () => {
+      const store = scriptedBackend();
+      const t = triggerer({ random: Math.random });
+      const polledAt = new Map<string, number[]>();
+      const owner: WaitOwner = {
+        backend: store.backend,
+        storeKey: 'store-1',
+        onEvent: (wait, event) => {
+          if (event.type !== 'progress') return;
+          const seen = polledAt.get(wait.spec.waitId) ?? [];
+          seen.push(clock.now());
+          polledAt.set(wait.spec.waitId, seen);
+        },
+      };
+      t.attach('sensor-1', owner);
+      // 100 waits, one every 97 ms over nearly 10 s, each checked on arrival (as the sensor does), polls from 1 s backing off to 10 s.
+      for (let i = 0; i < 100; i++) {
+        const record = waitRecord(`w${i}`, { now: clock.now() });
+        record.spec.polls = 1;
+        await t.defer(record);
+        await clock.advance(97);
+      }
+      await clock.advance(60_000);
+      // Without falling into step each wait keeps its own schedule: 118 calls, about two a second.
+      should(store.calls.length).be.belowOrEqual(40);
+      for (const [waitId, times] of polledAt) {
+        // The backoff grows 1.5x per poll without progress, up to 10 s; aligned polls only come earlier.
+        const gaps = times.slice(1).map((at, k) => at - times[k]);
+        should(Math.max(...gaps)).be.belowOrEqual(10_000 * 1.1 + 1, waitId);
+        should(times[0] - (T0 + Number(waitId.slice(1)) * 97)).be.belowOrEqual(1000 * 1.1 + 97, waitId);
+      }
+    });
+
     it('never answers a wait with a status read before the wait began', async () => {
       // A status answer cached for an earlier wait may predate the write the new
       // wait is about (ingest, then sensor): the new wait must ask again.
