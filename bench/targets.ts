@@ -114,12 +114,12 @@ export function pairRatios(a: number[], b: number[]): number[] {
   return a.slice(0, b.length).map((x, i) => x / b[i]);
 }
 
-/** The noise band as text, for the measured column: "(band 0.98-1.12 over 9 pairs)". */
-function bandText(values: number[], digits = 2): string {
+/** The noise band as text, after the figure in the measured column: ", noise band 0.98-1.12 over 9 pairs". */
+function bandText(values: number[], digits = 2, unit = ''): string {
   const band = noiseBand(values);
   if (band.length < 2) return '';
   const f = (x: number) => String(Math.round(x * 10 ** digits) / 10 ** digits);
-  return `; noise band ${f(band[0])}-${f(band[band.length - 1])} over ${values.length} pairs`;
+  return `, noise band ${f(band[0])}${unit}-${f(band[band.length - 1])}${unit} over ${values.length} pairs`;
 }
 
 /** A target whose figures could not be taken (the backend could not start, the run failed): not met, never left out. */
@@ -185,7 +185,7 @@ function hnswTargets(outcome: HnswOutcome): TargetCheck[] {
     const check: TargetCheck = {
       name: name(d.data),
       target: `recall@${outcome.topK} >= ${HNSW_TARGETS.recall} at >= ${HNSW_TARGETS.speedup}x the exact speed`,
-      measured: `recall ${d.recallAtK}, ${d.speedup}x (${d.hnswMsPerQuery} against ${d.exactMsPerQuery} ms per query at ${size}${bandText(speedups, 1)})`,
+      measured: `recall ${d.recallAtK}, ${d.speedup}x${bandText(speedups, 1)} (${d.hnswMsPerQuery} against ${d.exactMsPerQuery} ms per query at ${size})`,
       // The recall is one figure (all queries): below the target, noise in the speed cannot help.
       ...(d.recallAtK >= HNSW_TARGETS.recall ? verdict(speedups, (x) => x >= HNSW_TARGETS.speedup) : { met: false }),
     };
@@ -257,7 +257,7 @@ function searchTargets(search: SearchResult): TargetCheck[] {
     const check: TargetCheck = {
       name: `Memory-backend search speed, ${d.data} vectors`,
       target: `>= ${SEARCH_TARGETS.fractionOfBandwidth * 100}% of the memory bandwidth measured in the same run`,
-      measured: `${Math.round(d.fractionOfBandwidth * 1000) / 10}% (${d.gbPerSecond} GB/s scanned, bandwidth ${d.bandwidthGbPerSecond} GB/s; ${d.msPerQuery} ms per query at ${size}${bandText(fractions)})`,
+      measured: `${Math.round(d.fractionOfBandwidth * 1000) / 10}%${bandText(fractions.map((x) => x * 100), 1, '%')} (${d.gbPerSecond} GB/s scanned, bandwidth ${d.bandwidthGbPerSecond} GB/s; ${d.msPerQuery} ms per query at ${size})`,
       ...verdict(fractions, (x) => x >= SEARCH_TARGETS.fractionOfBandwidth),
     };
     return full ? check : notChecked(check);
@@ -418,7 +418,7 @@ function storeTargets(report: Omit<BenchReport, 'targets'>): TargetCheck[] {
       {
         name: name('query'),
         target,
-        measured: `${q.ratio} (${q.nodeMsPerQuery} vs ${q.directMsPerQuery} ms per query; one collectionExists: ${q.collectionExistsMs} ms${bandText(query)})`,
+        measured: `${q.ratio}${bandText(query)} (${q.nodeMsPerQuery} vs ${q.directMsPerQuery} ms per query; one collectionExists: ${q.collectionExistsMs} ms)`,
         ...verdict(query, (x) => x <= 1.1),
       },
     ];
@@ -446,7 +446,7 @@ function ingestJobTargets(jobs: IngestJobsReport): TargetCheck[] {
     const check: TargetCheck = {
       name,
       target,
-      measured: `${outcome.ratio} (${outcome.jobMs} vs ${outcome.directMs} ms for ${int(outcome.documents)} documents${bandText(ratios)}${atSize ? '' : '; quick run: not checked'})`,
+      measured: `${outcome.ratio}${bandText(ratios)} (${outcome.jobMs} vs ${outcome.directMs} ms for ${int(outcome.documents)} documents${atSize ? '' : '; quick run: not checked'})`,
       ...verdict(ratios, (x) => x <= JOB_RATIO),
     };
     checks.push(atSize ? check : notChecked(check));
