@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { MemoryBackend } from '../lib/backends/memory';
 import type { Timers } from '../lib/scheduler';
-import { createTriggerSpec, type TriggerEvent } from '../lib/trigger';
+import { createTriggerSpec, longestPollDelay, madeProgress, type ProgressPayload, type TriggerEvent } from '../lib/trigger';
 import { Triggerer, type WaitOwner, type WaitRecord } from '../lib/triggerer';
 import type { Backend, CollectionStatus } from '../lib/types';
 import { WaitStore, type WaitStoreStats } from '../lib/wait-store';
@@ -274,7 +274,8 @@ async function timedRun(dir: string, options: WaitsOptions): Promise<TimedFigure
   const collectionOfWait = new Uint16Array(n);
   const finalAt = new Float64Array(n);
   const finalCount = new Uint8Array(n);
-  const lastIndexed = new Int32Array(n).fill(-1);
+  // Each wait's polls in a row without progress, counted from its events as the trigger counts them.
+  const lastProgress: Array<ProgressPayload | null> = new Array(n).fill(null);
   const stalePolls = new Uint8Array(n);
   let finals = 0;
   let failedFinals = 0;
@@ -283,10 +284,10 @@ async function timedRun(dir: string, options: WaitsOptions): Promise<TimedFigure
   const onEvent = (wait: WaitRecord, event: TriggerEvent): void => {
     const i = indexOfWaitId(wait.spec.waitId);
     if (event.type === 'progress') {
-      // The documented backoff: the interval grows x1.5 per poll without progress.
-      const indexed = event.payload.indexedCount;
-      stalePolls[i] = lastIndexed[i] === -1 || indexed > lastIndexed[i] ? 0 : Math.min(stalePolls[i] + 1, 255);
-      lastIndexed[i] = indexed;
+      stalePolls[i] = madeProgress(lastProgress[i], event.payload) ? 0 : Math.min(stalePolls[i] + 1, 255);
+      lastProgress[i] = event.payload;
+    } else if (event.type === 'warning') {
+      stalePolls[i] = Math.min(stalePolls[i] + 1, 255);
     } else if (event.type === 'final') {
       finalCount[i] += 1;
       if (finalCount[i] === 1) {
@@ -340,8 +341,8 @@ async function timedRun(dir: string, options: WaitsOptions): Promise<TimedFigure
   const overInterval = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     latency[i] = finalAt[i] - readyAt[collectionOfWait[i]];
-    // The wait's current poll interval at most: x1.5 per stalled poll, +10% jitter.
-    const interval = Math.min(options.maxPollIntervalMs, options.pollIntervalMs * 1.5 ** stalePolls[i] * 1.1);
+    // The longest the wait may have been sleeping: the trigger's own schedule at its top jitter.
+    const interval = longestPollDelay(stalePolls[i], options);
     overInterval[i] = latency[i] - interval;
   }
   const summary = (values: Float64Array) => ({ p50: ms(percentile(values, 50)), p99: ms(percentile(values, 99)), max: ms(Math.max(...values)) });

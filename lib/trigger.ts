@@ -175,6 +175,30 @@ const BACKOFF_FACTOR = 1.5;
 /** +-10% randomness so waits started together drift apart instead of polling in bursts. */
 const JITTER = 0.1;
 
+/** The limits of a wait's poll schedule (those of its spec). */
+export interface PollLimits {
+  pollIntervalMs: number;
+  maxPollIntervalMs: number;
+}
+
+/**
+ * The wait before the next poll, deadline aside: pollInterval * 1.5^stalePolls
+ * (stalePolls: polls in a row without progress, 0 after one with progress),
+ * +-10% jitter (`random` in [0, 1)), kept within [pollInterval, maxPollInterval].
+ * Exported so that the benchmarks' latency bounds follow the engine's schedule.
+ */
+export function pollDelay(stalePolls: number, limits: PollLimits, random: number): number {
+  const { pollIntervalMs, maxPollIntervalMs } = limits;
+  const base = Math.min(maxPollIntervalMs, pollIntervalMs * BACKOFF_FACTOR ** stalePolls);
+  const jittered = base * (1 + (random * 2 - 1) * JITTER);
+  return Math.min(maxPollIntervalMs, Math.max(pollIntervalMs, jittered));
+}
+
+/** The longest `pollDelay` can be after `stalePolls` (it grows with `random`: its value at the top of the range). */
+export function longestPollDelay(stalePolls: number, limits: PollLimits): number {
+  return pollDelay(stalePolls, limits, 1);
+}
+
 // ---------------------------------------------------------------------------
 // Building and loading specs
 
@@ -533,7 +557,7 @@ export class CollectionReadyTrigger {
       return { event: { type: 'final', payload: successPayload(spec, status, now, spec.polls, ctx.deferred ?? true) }, delayMs: null };
     }
     const progress = this.progressPayload(status, now);
-    this.stalePolls = advanced(spec.lastProgress, progress) ? 0 : this.stalePolls + 1;
+    this.stalePolls = madeProgress(spec.lastProgress, progress) ? 0 : this.stalePolls + 1;
     spec.lastProgress = progress;
     return { event: { type: 'progress', payload: progress }, delayMs: this.nextDelay(ctx) };
   }
@@ -560,17 +584,13 @@ export class CollectionReadyTrigger {
   }
 
   /**
-   * The wait before the next poll: pollInterval * 1.5^k (k: polls in a row
-   * without progress, 0 after one with progress), +-10% jitter, kept within
-   * [pollInterval, maxPollInterval] and never past the deadline. A moving
-   * index is watched closely, a stalled one less and less.
+   * The wait before the next poll: `pollDelay` of the polls in a row without
+   * progress, never past the deadline. A moving index is watched closely, a
+   * stalled one less and less.
    */
   private nextDelay(ctx: StepContext): number {
-    const { pollIntervalMs, maxPollIntervalMs, deadline } = this.spec;
-    const base = Math.min(maxPollIntervalMs, pollIntervalMs * BACKOFF_FACTOR ** this.stalePolls);
-    const jittered = base * (1 + (ctx.random() * 2 - 1) * JITTER);
-    const delay = Math.min(maxPollIntervalMs, Math.max(pollIntervalMs, jittered));
-    return Math.max(0, Math.min(delay, deadline - ctx.now()));
+    const delay = pollDelay(this.stalePolls, this.spec, ctx.random());
+    return Math.max(0, Math.min(delay, this.spec.deadline - ctx.now()));
   }
 
   private warningMessage(err: unknown, delay: number, ctx: StepContext): string {
@@ -728,9 +748,10 @@ export function progressOf(status: CollectionStatus, expectedCount: number): num
 /**
  * Did indexing move since the last poll (more documents indexed, or a higher
  * store progress)? The first poll of a new wait counts as movement; a resumed
- * wait compares with its saved last progress.
+ * wait compares with its saved last progress. What resets the backoff; exported
+ * for the benchmarks, which count a wait's stalled polls from its events.
  */
-function advanced(previous: ProgressPayload | null, current: ProgressPayload): boolean {
+export function madeProgress(previous: ProgressPayload | null, current: ProgressPayload): boolean {
   if (!previous) return true;
   if (current.indexedCount > previous.indexedCount) return true;
   return current.progress !== null && previous.progress !== null && current.progress > previous.progress;

@@ -5,7 +5,10 @@ import {
   checkOnce,
   createTriggerSpec,
   formatDuration,
+  longestPollDelay,
+  madeProgress,
   parseTriggerSpec,
+  pollDelay,
   adoptTriggerSpec,
   watchedCollection,
   progressOf,
@@ -245,6 +248,29 @@ describe('CollectionReadyTrigger (scripted status double)', () => {
           should(sleep).be.approximately(expected, 1e-6);
         });
       }
+    });
+
+    // The benchmarks' latency bounds call these: they must be the schedule the trigger follows.
+    it('sleeps exactly pollDelay of its polls in a row without progress, and never longer than longestPollDelay', async () => {
+      const limits = { pollIntervalMs: 1000, maxPollIntervalMs: 5000 };
+      for (const r of [0, 0.37, 0.999999]) {
+        const { ctx, state } = scripted([indexing(10), indexing(10), indexing(10), indexing(20), indexing(20), indexing(20)], { random: () => r, stopAfterSleeps: 8 });
+        await collect(new CollectionReadyTrigger(spec()), ctx);
+        // The first poll counts as progress; the fourth moves the count again.
+        const stalled = [0, 1, 2, 0, 1, 2, 3, 4];
+        should(state.sleeps).eql(stalled.map((k) => pollDelay(k, limits, r)));
+        state.sleeps.forEach((sleep, i) => should(sleep).be.belowOrEqual(longestPollDelay(stalled[i], limits)));
+      }
+      [1100, 1650, 2475, 3712.5, 5000].forEach((longest, k) => should(longestPollDelay(k, limits)).be.approximately(longest, 1e-6));
+    });
+
+    it('counts a poll as progress when more is indexed or the store reports more progress', () => {
+      const at = (indexedCount: number, progress: number | null) => ({ indexedCount, progress }) as ProgressPayload;
+      should(madeProgress(null, at(0, null))).be.true();
+      should(madeProgress(at(10, null), at(11, null))).be.true();
+      should(madeProgress(at(10, 0.2), at(10, 0.3))).be.true();
+      should(madeProgress(at(10, 0.2), at(10, 0.2))).be.false();
+      should(madeProgress(at(10, null), at(10, 0.3))).be.false();
     });
   });
 
