@@ -49,19 +49,31 @@ const INITIAL_HEAP_CAPACITY = 1024;
 /** Placeholder for a queue slot already worked off (releases the target). */
 const DONE: Wakeable = { wake: () => undefined };
 
-class Entry implements ScheduledTask {
-  cancelled = false;
+/**
+ * What the heap holds: something to wake and the ticket of its entry, the entry's
+ * sequence number while it is scheduled (-1 when not): an entry whose ticket is no
+ * longer its own was cancelled or replaced, and is skipped. A wait's run is its own
+ * slot (`scheduleSlot`), so a sleeping wait costs no object of the scheduler's.
+ */
+export interface SchedulerSlot extends Wakeable {
+  ticket: number;
+}
+
+/** A task scheduled through `schedule`: a slot of its own. */
+class Entry implements ScheduledTask, SchedulerSlot {
+  ticket = -1;
   constructor(
     readonly at: number,
-    readonly seq: number,
-    readonly target: Wakeable,
+    private readonly target: Wakeable,
     private readonly owner: Scheduler,
   ) {}
 
+  wake(): void {
+    this.target.wake();
+  }
+
   cancel(): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
-    this.owner.onCancelled();
+    this.owner.cancelSlot(this);
   }
 }
 
@@ -75,7 +87,7 @@ export class Scheduler {
   private readonly sliceSize: number;
   private readonly onError: (err: unknown) => void;
   /** The min-heap: entry i has key (heapAt[i], heapSeq[i]); `heapSize` entries are in use. */
-  private heap: Entry[] = [];
+  private heap: SchedulerSlot[] = [];
   private heapAt = new Float64Array(INITIAL_HEAP_CAPACITY);
   private heapSeq = new Float64Array(INITIAL_HEAP_CAPACITY);
   private live = 0;
@@ -104,13 +116,30 @@ export class Scheduler {
 
   /** Wake `target` at epoch ms `at` (at once if already past). */
   schedule(at: number, target: Wakeable): ScheduledTask {
+    const entry = new Entry(at, target, this);
+    this.scheduleSlot(at, entry);
+    return entry;
+  }
+
+  /** Wake `slot` at epoch ms `at`, in place of any time it was scheduled for. */
+  scheduleSlot(at: number, slot: SchedulerSlot): void {
     if (this.closed) throw new Error('The scheduler is closed.');
-    const entry = new Entry(at, this.seq++, target, this);
-    this.push(entry);
+    this.cancelSlot(slot);
+    const seq = this.seq++;
+    slot.ticket = seq;
+    this.push(slot, at, seq);
     this.live += 1;
     // While draining, due entries are picked up by the slices; the timer waits.
     if (!this.draining && at < this.timerAt) this.arm();
-    return entry;
+  }
+
+  /** Do not wake `slot` at the time it was scheduled for (nothing if it was not). */
+  cancelSlot(slot: SchedulerSlot): void {
+    if (slot.ticket < 0) return;
+    slot.ticket = -1;
+    this.live -= 1;
+    if (this.heap.length > 2 * this.live + 1000) this.rebuild();
+    // The timer may now point at a cancelled entry: harmless, it re-arms on firing.
   }
 
   /** Wake `target` as soon as possible, in turn with other ready tasks (never synchronously). */
@@ -126,20 +155,13 @@ export class Scheduler {
     this.disarm();
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = null;
-    for (const entry of this.heap) entry.cancelled = true;
+    for (const slot of this.heap) slot.ticket = -1;
     this.heap = [];
     this.heapAt = new Float64Array(INITIAL_HEAP_CAPACITY);
     this.heapSeq = new Float64Array(INITIAL_HEAP_CAPACITY);
     this.live = 0;
     this.queue = [];
     this.queueHead = 0;
-  }
-
-  /** @internal called by an entry when cancelled. */
-  onCancelled(): void {
-    this.live -= 1;
-    if (this.heap.length > 2 * this.live + 1000) this.rebuild();
-    // The timer may now point at a cancelled entry: harmless, it re-arms on firing.
   }
 
   private arm(): void {
@@ -203,12 +225,13 @@ export class Scheduler {
     }
     const now = this.now();
     while (budget > 0 && this.hasDue(now)) {
-      const entry = this.popMin();
-      if (entry.cancelled) continue;
-      entry.cancelled = true; // spent: a later cancel() is a no-op
+      const seq = this.heapSeq[0];
+      const slot = this.popMin();
+      if (slot.ticket !== seq) continue;
+      slot.ticket = -1; // spent: a later cancel is a no-op
       this.live -= 1;
       budget -= 1;
-      this.wakeOne(entry.target);
+      this.wakeOne(slot);
     }
     if (this.queueHead < this.queue.length || this.hasDue(now)) {
       this.immediate = setImmediate(() => this.drainSlice());
@@ -235,27 +258,33 @@ export class Scheduler {
   // --- binary min-heap on (at, seq) ---------------------------------------
 
   private dropCancelledTop(): void {
-    while (this.heap.length > 0 && this.heap[0].cancelled) this.popMin();
+    while (this.heap.length > 0 && this.heap[0].ticket !== this.heapSeq[0]) this.popMin();
   }
 
   private rebuild(): void {
-    const kept = this.heap.filter((e) => !e.cancelled);
+    const kept: Array<[SchedulerSlot, number, number]> = [];
+    for (let i = 0; i < this.heap.length; i++) {
+      if (this.heap[i].ticket === this.heapSeq[i]) kept.push([this.heap[i], this.heapAt[i], this.heapSeq[i]]);
+    }
     this.heap = [];
-    for (const entry of kept) this.push(entry);
+    for (const [slot, at, seq] of kept) this.push(slot, at, seq);
   }
 
-  private push(entry: Entry): void {
+  private push(slot: SchedulerSlot, at: number, seq: number): void {
     const index = this.heap.length;
     if (index === this.heapAt.length) this.grow();
-    this.heap.push(entry);
-    this.siftUp(index, entry);
+    this.heap.push(slot);
+    this.siftUp(index, slot, at, seq);
   }
 
-  private popMin(): Entry {
+  private popMin(): SchedulerSlot {
     const heap = this.heap;
     const top = heap[0];
-    const last = heap.pop() as Entry;
-    if (heap.length > 0) this.siftDown(0, last);
+    const lastIndex = heap.length - 1;
+    const lastAt = this.heapAt[lastIndex];
+    const lastSeq = this.heapSeq[lastIndex];
+    const last = heap.pop() as SchedulerSlot;
+    if (heap.length > 0) this.siftDown(0, last, lastAt, lastSeq);
     return top;
   }
 
@@ -268,10 +297,9 @@ export class Scheduler {
     this.heapSeq = seq;
   }
 
-  /** Place `entry` at `index` or above it, moving larger parents down. */
-  private siftUp(index: number, entry: Entry): void {
+  /** Place `slot` (key at, seq) at `index` or above it, moving larger parents down. */
+  private siftUp(index: number, slot: SchedulerSlot, at: number, seq: number): void {
     const { heap, heapAt, heapSeq } = this;
-    const { at, seq } = entry;
     while (index > 0) {
       const parent = (index - 1) >> 1;
       const parentAt = heapAt[parent];
@@ -281,13 +309,12 @@ export class Scheduler {
       heapSeq[index] = heapSeq[parent];
       index = parent;
     }
-    this.place(index, entry);
+    this.place(index, slot, at, seq);
   }
 
-  /** Place `entry` at `index` or below it, moving smaller children up. */
-  private siftDown(index: number, entry: Entry): void {
+  /** Place `slot` (key at, seq) at `index` or below it, moving smaller children up. */
+  private siftDown(index: number, slot: SchedulerSlot, at: number, seq: number): void {
     const { heap, heapAt, heapSeq } = this;
-    const { at, seq } = entry;
     const length = heap.length;
     while (true) {
       const left = 2 * index + 1;
@@ -300,13 +327,13 @@ export class Scheduler {
       heapSeq[index] = heapSeq[child];
       index = child;
     }
-    this.place(index, entry);
+    this.place(index, slot, at, seq);
   }
 
-  private place(index: number, entry: Entry): void {
-    this.heap[index] = entry;
-    this.heapAt[index] = entry.at;
-    this.heapSeq[index] = entry.seq;
+  private place(index: number, slot: SchedulerSlot, at: number, seq: number): void {
+    this.heap[index] = slot;
+    this.heapAt[index] = at;
+    this.heapSeq[index] = seq;
   }
 }
 

@@ -48,7 +48,7 @@
  * of a wait carries the same `spec.waitId` (the sensor's `msg.waitId`).
  */
 import { VectorStoreError, messageOf } from './errors';
-import { Scheduler, type ScheduledTask, type Timers, type Wakeable } from './scheduler';
+import { Scheduler, type ScheduledTask, type SchedulerSlot, type Timers, type Wakeable } from './scheduler';
 import { StatusPool, type Answer, type PoolWaiter } from './status-pool';
 import { CollectionReadyTrigger, parseTriggerSpec, watchedCollection, type FinalEvent, type StepContext, type TriggerEvent, type TriggerSpec } from './trigger';
 import { collectionKey } from './collection-ref';
@@ -214,12 +214,15 @@ interface RunHost {
  * sleep) and "your status has arrived" (after a shared call answered). No
  * generator and no promise per wait: the per-wait footprint stays small.
  */
-class WaitRun implements Wakeable, PoolWaiter {
+class WaitRun implements SchedulerSlot, PoolWaiter {
   readonly trigger: CollectionReadyTrigger;
   /** Which status calls it may share: same store, same collection. */
   readonly poolKey: string;
   stopped = false;
-  private task: ScheduledTask | null = null;
+  /** The scheduler's ticket while a poll is scheduled (the run is its own scheduler entry). */
+  ticket = -1;
+  /** When the scheduled poll is due. */
+  private dueAt = 0;
   private answer: Answer | null = null;
   /** When the status in `answer` was asked for: the moment it describes. */
   private sampledAt = 0;
@@ -236,7 +239,8 @@ class WaitRun implements Wakeable, PoolWaiter {
   /** Poll at `at` (epoch ms). */
   pollAt(at: number): void {
     if (this.stopped) return;
-    this.task = this.host.scheduler.schedule(at, this);
+    this.dueAt = at;
+    this.host.scheduler.scheduleSlot(at, this);
   }
 
   /** The shared status call answered: handle it in turn with the other ready waits. */
@@ -248,8 +252,7 @@ class WaitRun implements Wakeable, PoolWaiter {
   }
 
   wake(): void {
-    const dueAt = this.task?.at ?? 0;
-    this.task = null;
+    const dueAt = this.dueAt;
     if (this.stopped) return;
     const answer = this.answer;
     this.answer = null;
@@ -275,8 +278,7 @@ class WaitRun implements Wakeable, PoolWaiter {
   stop(): void {
     this.stopped = true;
     this.answer = null;
-    this.task?.cancel();
-    this.task = null;
+    this.host.scheduler.cancelSlot(this);
   }
 }
 

@@ -20,7 +20,9 @@
  * meanwhile does not write it, so a put that then fails leaves nothing behind.
  *
  * The log is compacted (rewritten atomically with one put per live wait) when it
- * has grown past twice the live set plus 1000 records, at load and at checkpoints,
+ * has grown past twice the live set plus `compactionSlack` records (10,000: a few
+ * MB; smaller, 10,000 waits ending rewrote the file three times over while they
+ * ended), at load and at checkpoints,
  * and instead of a flush (at shutdown) that would update most waits: the same
  * bytes, and a file half as long to read at the next start. A load that found
  * damaged lines compacts too, once they are copied to `<file>.corrupt`.
@@ -198,6 +200,8 @@ export interface WaitStoreOptions {
    * close() write them all.
    */
   maxUpdatesPerCheckpoint?: number;
+  /** Records the log may hold beyond twice the live set before it is compacted (default 10,000). */
+  compactionSlack?: number;
   /** Damaged or skipped records found at load (one warning each load), failed checkpoints. */
   log?: { warn(message: string): void };
   /** How the file is opened for appending; tests inject disk faults through it. */
@@ -225,6 +229,7 @@ export class WaitStore implements DurableStore {
   private readonly log: AppendLog<LogRecord>;
   private readonly checkpointMs: number;
   private readonly maxUpdatesPerCheckpoint: number;
+  private readonly compactionSlack: number;
   private readonly warn: (message: string) => void;
   /** Waits whose put is durable. */
   private readonly live = new Map<string, StoredRecord>();
@@ -250,6 +255,7 @@ export class WaitStore implements DurableStore {
     this.log = new AppendLog<LogRecord>(file, { openForAppend: options.openForAppend });
     this.checkpointMs = options.checkpointMs ?? 1000;
     this.maxUpdatesPerCheckpoint = Math.max(1, options.maxUpdatesPerCheckpoint ?? 2000);
+    this.compactionSlack = Math.max(0, options.compactionSlack ?? 10_000);
     this.warn = options.log?.warn.bind(options.log) ?? (() => undefined);
   }
 
@@ -479,7 +485,7 @@ export class WaitStore implements DurableStore {
   }
 
   private needsCompaction(extra = 0): boolean {
-    return this.logRecords + extra > 2 * (this.live.size + this.unreadable.size) + 1000;
+    return this.logRecords + extra > 2 * (this.live.size + this.unreadable.size) + this.compactionSlack;
   }
 
   private async compact(): Promise<void> {

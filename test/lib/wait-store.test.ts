@@ -25,7 +25,8 @@ describe('WaitStore', () => {
   const warnings: string[] = [];
 
   function store(options: Omit<WaitStoreOptions, 'log'> = {}): WaitStore {
-    const s = new WaitStore(file, { ...options, log: { warn: (m) => warnings.push(m) } });
+    // Compacted past twice the live set plus 1,000 records (10,000 by default): small files show it.
+    const s = new WaitStore(file, { compactionSlack: 1000, ...options, log: { warn: (m) => warnings.push(m) } });
     open.push(s);
     return s;
   }

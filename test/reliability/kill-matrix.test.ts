@@ -140,9 +140,9 @@ describe('reliability: kill -9 matrix on a real node-red process', function () {
       case 'compaction': {
         await events.until((all) => deferred(run)(all) >= WAITS, 15_000);
         await nodeRed.kill9();
-        // Enough removal records that the next start compacts the log (> 2 x live + 1000).
+        // Enough removal records that the next start compacts the log (> 2 x live + 10,000, the store's compaction slack).
         const current = await fsp.readFile(waitsFile(), 'utf8');
-        const filler = Array.from({ length: 1300 }, (_, i) => JSON.stringify({ op: 'del', id: `filler-${run}-${i}` })).join('\n');
+        const filler = Array.from({ length: 10_300 }, (_, i) => JSON.stringify({ op: 'del', id: `filler-${run}-${i}` })).join('\n');
         await fsp.appendFile(waitsFile(), (current.endsWith('\n') || current === '' ? '' : '\n') + filler + '\n');
         return `crashed after deferring; ${await killDuringCompaction()}`;
       }
