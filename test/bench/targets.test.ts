@@ -6,6 +6,7 @@ import should from 'should';
 import type { IngestGrowthResult } from '../../bench/ingest-growth';
 import type { ResumeResult, ThroughputResult } from '../../bench/ingest-jobs';
 import type { HnswDatasetResult } from '../../bench/hnsw';
+import type { NaiveWaitsResult } from '../../bench/naive-waits';
 import { generatedSection } from '../../bench/report';
 import type { StoreResult } from '../../bench/store';
 import { checkTargets, noiseBand, pairRatios, verdict, type BenchReport, type TargetCheck } from '../../bench/targets';
@@ -47,7 +48,51 @@ const RESUMED: ResumeResult = { documents: 100, batchSize: 10, batches: 10, batc
 const named = (checks: TargetCheck[], part: string) => checks.filter((c) => c.name.includes(part));
 const notMeasuredRows = (checks: TargetCheck[]) => checks.filter((c) => c.measured.startsWith('not measured: '));
 
+/** A naive-waits result of `waits`, 3 repetitions, the sensor at the given ratios of the function node's figures. */
+function naive(waits: number, sensorHeap: number): NaiveWaitsResult {
+  const runOf = (variant: 'sensor' | 'function', repetition: number) => ({
+    variant,
+    repetition,
+    burstMs: 1,
+    runMs: 1,
+    cpuMs: variant === 'sensor' ? 1000 : 4000,
+    heapPerWaitBytes: variant === 'sensor' ? sensorHeap : 1000,
+    rssGrowthBytes: 0,
+    storeCalls: { status: 1, collectionExists: 0, statsAndQuery: 0, total: variant === 'sensor' ? 10 : 10_000 },
+    loopDelay: { p50Ms: 1, p99Ms: 5, maxMs: 9 },
+    burstLoopDelay: { p50Ms: 1, p99Ms: 5, maxMs: 9 },
+    finals: waits,
+    repeatedFinals: 0,
+    errors: 0,
+  });
+  return {
+    waits,
+    collections: 100,
+    repetitions: 3,
+    readyFromS: 25,
+    readySpanS: 9,
+    indexingRate: 1,
+    runs: [0, 1, 2].flatMap((rep) => [runOf('sensor', rep), runOf('function', rep)]),
+    controls: [],
+    summary: [],
+    ratios: null,
+    killRestart: { waits, pendingAtKill: waits, finals: waits, repeatedFinals: 0, errors: 0, resumeMs: 100 },
+    durationS: 1,
+  };
+}
+
 describe('bench targets', () => {
+  it('naive waits: the cost targets are judged from 10,000 waits (the issue\'s sizes); 1,000 is reported, its survival judged', () => {
+    const checks = checkTargets(run('full', { naiveWaits: [naive(1_000, 2000), naive(10_000, 2000)] }));
+    const small = named(checks, '(1,000 waits)');
+    should(small.filter((c) => c.met === null).map((c) => c.name)).have.length(4);
+    should(small.find((c) => c.name.includes('heap'))!.measured).match(/reported only: the targets are at 10,000 waits and more/);
+    should(small.find((c) => c.name.includes('kill -9'))!.met).be.true();
+    const large = named(checks, '(10,000 waits)');
+    should(large.find((c) => c.name.includes('heap'))!.met).be.false(); // 2x the function node's
+    should(large.find((c) => c.name.includes('CPU'))!.met).be.true();
+  });
+
   describe('a backend that cannot start', () => {
     for (const mode of ['full', 'quick'] as const) {
       it(`keeps its store targets in the table as not measured, met NO (${mode} run)`, () => {
