@@ -85,8 +85,8 @@ export interface SearchResult {
   datasets: DatasetResult[];
   /** On the uniform data; the first two without queries (idle, then busy turns). */
   loopDelay: LoopDelayResult[];
-  /** The same rows with sensor waits pending and polling in the same process; null when not measured. */
-  withWaits: WaitsLoopDelayResult | null;
+  /** The same rows with sensor waits pending and polling in the same process; null or absent (an older run) when not measured. */
+  withWaits?: WaitsLoopDelayResult | null;
 }
 
 export interface WaitsLoopDelayResult {

@@ -61,7 +61,7 @@ describe('bench report: search with sensor waits pending', () => {
     const text = generatedSection({ ...full, targets: checkTargets(full) });
     should(text).containEql('With 10,000 sensor waits pending in the same process');
     should(text.match(/\| queries in flight \|/g)).have.length(2);
-    const older = report({ ...search(false), withWaits: undefined as unknown as null });
+    const older = report({ ...search(false), withWaits: undefined });
     const olderText = generatedSection({ ...older, targets: checkTargets(older) });
     should(olderText).not.containEql('sensor waits pending');
     should(checkTargets(older).some((c) => c.name.includes('sensor waits'))).be.false();
