@@ -211,8 +211,35 @@ function sharedWaitsSection(s: SharedWaitsResult | { skipped: string }): string[
   ];
 }
 
+/** The loop-delay rows of 4b (with or without waits pending). */
+function loopDelayTable(rows: SearchResult['loopDelay']): string {
+  return table(
+    ['queries in flight', 'queries', 'time (s)', 'event-loop delay p50 / p99 / max (ms)'],
+    rows.map((l) => [
+      l.concurrency > 0
+        ? l.concurrency
+        : l.busyTurnMs === undefined
+          ? 'none, the loop idle (as long as one at a time)'
+          : `none, the loop busy in turns of one slice (${l.busyTurnMs} ms), as long: what any CPU-bound work gets here`,
+      int(l.queries),
+      Math.round(l.durationMs / 100) / 10,
+      `${l.p50Ms} / **${l.p99Ms}** / ${l.maxMs}`,
+    ]),
+  );
+}
+
 function searchSection(s: SearchResult): string[] {
   const percent = (fraction: number) => `${Math.round(fraction * 1000) / 10}%`;
+  const w = s.withWaits;
+  const withWaits = w
+    ? [
+        '',
+        `With ${int(w.waits)} sensor waits pending in the same process (Triggerer and WaitStore on a file, ${int(w.collections)} collections that stay in indexing, ` +
+          `poll every ${w.pollIntervalMs / 1000} s backing off to ${w.maxPollIntervalMs / 1000} s; ${int(w.pollsPerSecond)} polls/s over these rows, ${int(w.pendingAtEnd)} waits pending at the end):`,
+        '',
+        loopDelayTable(w.rows),
+      ]
+    : [];
   return [
     `### 4b. Memory-backend exact top-${s.topK}: bytes scanned per second against the memory bandwidth`,
     '',
@@ -223,19 +250,8 @@ function searchSection(s: SearchResult): string[] {
       s.datasets.map((d) => [d.data, d.msPerQuery, d.gbPerSecond, d.bandwidthGbPerSecond, `**${percent(d.fractionOfBandwidth)}**`]),
     ),
     '',
-    table(
-      ['queries in flight', 'queries', 'time (s)', 'event-loop delay p50 / p99 / max (ms)'],
-      s.loopDelay.map((l) => [
-        l.concurrency > 0
-          ? l.concurrency
-          : l.busyTurnMs === undefined
-            ? 'none, the loop idle (as long as one at a time)'
-            : `none, the loop busy in turns of one slice (${l.busyTurnMs} ms), as long: what any CPU-bound work gets here`,
-        int(l.queries),
-        Math.round(l.durationMs / 100) / 10,
-        `${l.p50Ms} / **${l.p99Ms}** / ${l.maxMs}`,
-      ]),
-    ),
+    loopDelayTable(s.loopDelay),
+    ...withWaits,
   ];
 }
 

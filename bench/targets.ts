@@ -245,8 +245,11 @@ function ingestGrowthTargets(outcomes: IngestGrowthOutcome[]): TargetCheck[] {
   return checks;
 }
 
-/** Issue 12: at least half the memory bandwidth at 100k x 384, and queries never hold the event loop for long. */
-export const SEARCH_TARGETS = { vectors: 100_000, fractionOfBandwidth: 0.5, loopDelayP99Ms: 10 };
+/**
+ * Issue 12: at least half the memory bandwidth at 100k x 384, and queries never hold the event loop for long:
+ * p99 10 ms in a process doing nothing else, 20 ms (the waits' own target) with 10,000 sensor waits pending.
+ */
+export const SEARCH_TARGETS = { vectors: 100_000, fractionOfBandwidth: 0.5, loopDelayP99Ms: 10, withWaitsLoopDelayP99Ms: 20 };
 
 function searchTargets(search: SearchResult): TargetCheck[] {
   const full = search.vectors >= SEARCH_TARGETS.vectors;
@@ -271,6 +274,21 @@ function searchTargets(search: SearchResult): TargetCheck[] {
       measured: `${delay.p99Ms} ms (max ${delay.maxMs} ms; ${delay.queries} queries at ${size}${idle ? `; no query, the loop idle: p99 ${idle.p99Ms} ms` : ''}${busy ? `, busy in turns of one slice: p99 ${busy.p99Ms} ms` : ''})`,
       met: full ? delay.p99Ms <= SEARCH_TARGETS.loopDelayP99Ms : null,
     });
+  }
+  const waits = search.withWaits;
+  if (waits) {
+    const baseline = (busyTurns: boolean) => waits.rows.find((d) => d.concurrency === 0 && (d.busyTurnMs !== undefined) === busyTurns);
+    const [waitsIdle, waitsBusy] = [baseline(false), baseline(true)];
+    for (const delay of waits.rows.filter((d) => d.concurrency > 0)) {
+      checks.push({
+        name: `Event-loop delay p99 while queries run with ${waits.waits.toLocaleString('en-US')} sensor waits pending, ${delay.concurrency} at a time`,
+        target: `<= ${SEARCH_TARGETS.withWaitsLoopDelayP99Ms} ms`,
+        measured:
+          `${delay.p99Ms} ms (max ${delay.maxMs} ms; ${delay.queries} queries at ${size}, the waits polling ${waits.pollsPerSecond.toLocaleString('en-US')} times/s` +
+          `${waitsIdle ? `; no query: p99 ${waitsIdle.p99Ms} ms` : ''}${waitsBusy ? `, busy in turns of one slice: p99 ${waitsBusy.p99Ms} ms` : ''})`,
+        met: full ? delay.p99Ms <= SEARCH_TARGETS.withWaitsLoopDelayP99Ms : null,
+      });
+    }
   }
   return checks;
 }

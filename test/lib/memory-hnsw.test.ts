@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import should from 'should';
 import { createBackend } from '../../lib/backends';
 import { MemoryBackend, forgetVolatileCollections, type MemoryBackendOptions } from '../../lib/backends/memory';
+import { VectorRows } from '../../lib/backends/memory/vector-rows';
 import { parseStoreConfig } from '../../lib/schemas';
 import type { Metric, VectorDocument } from '../../lib/types';
 
@@ -96,6 +97,37 @@ describe('memory backend: HNSW index (usearch)', function () {
       should(best).eql(exactBest);
       await Promise.all(opened.splice(0).map((b) => b.close()));
     }
+  });
+
+  it('ranks more candidates than one kernel call scores in several calls, each hit with its exact score', async () => {
+    // 1024 dimensions: 4096 rows per call; topK 1500 asks the index for 4500 candidates.
+    const vectors = clusteredVectors(5000, 1024, 20, 4);
+    const hnsw = backend({ index: 'hnsw', hnswMinDocuments: 1000 });
+    const exact = backend();
+    await fill(hnsw, 'c', 'cosine', docsOf(vectors));
+    await fill(exact, 'c', 'cosine', docsOf(vectors));
+    await untilHnsw(hnsw, 'c');
+    const calls: number[] = [];
+    const scoreRows = VectorRows.prototype.scoreRows;
+    VectorRows.prototype.scoreRows = function (this: VectorRows, ...args: Parameters<VectorRows['scoreRows']>) {
+      calls.push(args[3]);
+      return scoreRows.apply(this, args);
+    };
+    let hits;
+    try {
+      hits = await hnsw.query('c', { vector: vectors[11], topK: 1500 });
+    } finally {
+      VectorRows.prototype.scoreRows = scoreRows;
+    }
+    should(calls.length).be.aboveOrEqual(2);
+    should(Math.max(...calls)).be.belowOrEqual(4096);
+    should(hits).have.length(1500);
+    const exactScores = new Map((await exact.query('c', { vector: vectors[11], topK: 5000 })).map((h) => [h.id, h.score]));
+    for (let i = 0; i < hits.length; i++) {
+      should(hits[i].score).equal(exactScores.get(hits[i].id));
+      if (i > 0) should(hits[i].score).be.belowOrEqual(hits[i - 1].score);
+    }
+    should(new Set(hits.map((h) => h.id)).size).equal(1500);
   });
 
   it('searches exactly below the size, with a filter, and while the index catches up with a write', async () => {

@@ -166,6 +166,28 @@ describe('memory backend search', () => {
       should(Array.from(rows.vector(vectors.length - 1))).eql(Array.from(vectors[vectors.length - 1]));
     });
 
+    it('scores any rows, in any order, as the slice scan scores them (to the bit), in a plain array and in WebAssembly memory', () => {
+      const dimensions = 384;
+      const vectors = randomVectors(Math.ceil((2 * WASM_FROM_BYTES) / (dimensions * 4)), dimensions, 53);
+      const [query] = randomVectors(1, dimensions, 54);
+      const picked = [7, 0, 99, 42, 42, 13];
+      const check = (rows: VectorRows, upTo: number) => {
+        for (const metric of ['cosine', 'dot', 'l2'] as const) {
+          const all = Array.from(rows.scoreSlice(query, metric, 0, upTo));
+          should(Array.from(rows.scoreRows(query, metric, picked, picked.length).subarray(0, picked.length))).eql(picked.map((row) => all[row]));
+        }
+      };
+      const rows = new VectorRows(dimensions);
+      vectors.forEach((vector, row) => {
+        rows.ensureCapacity(row + 1);
+        rows.set(row, vector);
+        if (row === 99) check(rows, 100);
+      });
+      should(rows.inWebAssembly).be.true();
+      check(rows, 100);
+      should(() => rows.scoreRows(query, 'dot', new Array(rows.sliceRows + 1).fill(0), rows.sliceRows + 1)).throw(RangeError);
+    });
+
     it('refuses more than 4 GiB of vectors in one collection, saying how many fit, before allocating any', () => {
       const rows = new VectorRows(100_000); // 400 KB per vector: about 10,700 fit
       const err = (() => {

@@ -147,9 +147,15 @@ export class MemoryCollection {
         id: this.ids[row],
         score,
         text: this.texts[row],
-        metadata: structuredClone(this.metadata[row] ?? {}),
+        metadata: this.metadataCopy(row),
       }));
     });
+  }
+
+  /** A row's metadata for a hit: a copy (the caller may change it), `{}` for none. */
+  private metadataCopy(row: number): Record<string, unknown> {
+    const metadata = this.metadata[row];
+    return metadata === null || metadata === undefined ? {} : structuredClone(metadata);
   }
 
   /** Which search a query without filter would use now (index-health reports it); at the size, starts building the index. */
@@ -180,10 +186,18 @@ export class MemoryCollection {
    * can leave parts of it unreachable): the exact search answers then.
    */
   private nearest(index: HnswIndex, query: Float32Array, topK: number): Array<{ score: number; row: number }> | null {
-    const rows = index.candidates(query, topK).filter((row) => row < this.rowCount);
-    if (rows.length < Math.min(topK, this.rowCount)) return null;
+    const rows = index.candidates(query, topK);
+    // Keys past the last row belong to rows removed since (the index drops them, but ask no more of it).
+    let count = 0;
+    for (const row of rows) if (row < this.rowCount) rows[count++] = row;
+    if (count < Math.min(topK, this.rowCount)) return null;
     const best = new TopK(topK);
-    for (const row of rows) best.offer(this.vectors.scoreSlice(query, this.metric, row, 1)[0], row);
+    // All the candidates with one write of the query (sliceRows at a time: the kernel's score buffer).
+    for (let start = 0; start < count; start += this.vectors.sliceRows) {
+      const chunk = rows.slice(start, Math.min(count, start + this.vectors.sliceRows));
+      const scores = this.vectors.scoreRows(query, this.metric, chunk, chunk.length);
+      for (let i = 0; i < chunk.length; i++) best.offer(scores[i], chunk[i]);
+    }
     return best.sorted();
   }
 

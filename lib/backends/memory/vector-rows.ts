@@ -56,6 +56,7 @@ export class VectorRows {
   /** Scratch for the JavaScript side. */
   private query: Float64Array;
   private scores: Float64Array | null = null;
+  private oneScore: Float64Array | null = null;
 
   constructor(readonly dimensions: number) {
     this.rowBytes = dimensions * 4;
@@ -134,13 +135,46 @@ export class VectorRows {
       scores = this.scores ??= new Float64Array(this.sliceRows);
       scoresInJavaScript(combine, this.query, this.floats, start, count, scores);
     }
+    this.finishScores(metric, scores, count);
+    return scores;
+  }
+
+  /**
+   * Scores of the rows `rows[0..count)` (any rows, in any order) against `query`,
+   * as `scoreSlice` gives them, to the bit; `count` is at most `sliceRows`. For
+   * ranking an index's candidates: the query is written once, not once per row.
+   * The array returned is overwritten by the next call (of either method).
+   */
+  scoreRows(query: Float32Array, metric: Metric, rows: ArrayLike<number>, count: number): Float64Array {
+    if (count > this.sliceRows) throw new RangeError(`at most ${this.sliceRows} rows per call`);
+    const combine = metric === 'l2' ? 'squaredDistance' : 'dot';
+    let scores: Float64Array;
+    if (this.wasm) {
+      this.wasm.query.set(query);
+      const score = this.wasm.kernel[combine];
+      for (let i = 0; i < count; i++) score(this.queryAt, this.rowsAt + rows[i] * this.rowBytes, 1, this.dimensions, this.scoresAt + i * 8);
+      scores = this.wasm.scores;
+    } else {
+      this.query.set(query);
+      scores = this.scores ??= new Float64Array(this.sliceRows);
+      const one = this.oneScore ??= new Float64Array(1);
+      for (let i = 0; i < count; i++) {
+        scoresInJavaScript(combine, this.query, this.floats, rows[i], 1, one);
+        scores[i] = one[0];
+      }
+    }
+    this.finishScores(metric, scores, count);
+    return scores;
+  }
+
+  /** Raw kernel output to scores, higher is better (see `scoreSlice`). */
+  private finishScores(metric: Metric, scores: Float64Array, count: number): void {
     if (metric === 'l2') {
       for (let i = 0; i < count; i++) scores[i] = -Math.sqrt(scores[i]);
     } else if (metric === 'cosine') {
       // Rounding can push a unit-vector dot product a hair past 1.
       for (let i = 0; i < count; i++) scores[i] = Math.min(1, Math.max(-1, scores[i]));
     }
-    return scores;
   }
 
   private moveToWebAssembly(capacity: number): void {
