@@ -174,7 +174,7 @@ export class LanceDbBackend implements Backend {
     });
   }
 
-  /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing. */
+  /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing (a plain add when every id is new). */
   upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
     return this.lifecycle.track(async () => {
       const name = this.lifecycle.openCollection(collection);
@@ -184,7 +184,12 @@ export class LanceDbBackend implements Backend {
       const totalCount = await target.queue.run(async () => {
         try {
           if (rows.length > 0) {
-            await target.table.mergeInsert('id').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(rows);
+            const ids = rows.map((row) => row.id);
+            // One commit either way. Ids all new: a plain add, which looks nothing up (see lancedb/known-ids.ts).
+            const { version } = (await target.knownIds.noneExist(ids))
+              ? await target.table.add(rows)
+              : await target.table.mergeInsert('id').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(rows);
+            target.knownIds.wrote(ids, version);
           }
           return await target.table.countRows();
         } catch (err) {

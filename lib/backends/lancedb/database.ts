@@ -22,6 +22,7 @@ import { VectorStoreError, messageOf } from '../../errors';
 import type { Metric } from '../../types';
 import { storeError } from './errors';
 import { ForeignBacklog, METRIC_KEY } from './foreign';
+import { KnownIds } from './known-ids';
 import { type CatchUpSchedule, IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
 import { type LanceDbLoader, type LanceDbModules, loadLanceDb } from './modules';
 
@@ -38,6 +39,8 @@ export interface CollectionTable {
   /** Writes and background index work of this table, one at a time. */
   queue: SerialQueue;
   maintenance: IndexMaintenance;
+  /** The table's ids as this process last read or wrote them: tells a write of new ids from an update. */
+  knownIds: KnownIds;
 }
 
 export interface DatabaseSettings {
@@ -283,7 +286,7 @@ export class SharedDatabase {
       now: this.settings.now,
       schedule: this.settings.catchUp,
     });
-    return { name, table, dimensions: Number(vectorType[1]), metric, queue, maintenance };
+    return { name, table, dimensions: Number(vectorType[1]), metric, queue, maintenance, knownIds: new KnownIds(table) };
   }
 }
 
