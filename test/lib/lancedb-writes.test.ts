@@ -8,7 +8,8 @@ import should from 'should';
 import type { LanceDbModules } from '../../lib/backends/lancedb';
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
 import type { VectorDocument } from '../../lib/types';
-import { lancedbFixture } from '../support/lancedb-fixture';
+import { lancedbFixture, untilSettled } from '../support/lancedb-fixture';
+import { Gate, optimizeThrough } from '../support/lancedb-optimize-double';
 
 const DIM = 8;
 
@@ -81,7 +82,7 @@ async function textsById(dir: string): Promise<Map<string, string>> {
 
 describe('lancedb backend: writes (add for new ids, merge for the rest)', function () {
   this.timeout(30_000);
-  const { tempDir, backend } = lancedbFixture('lancedb-writes');
+  const { tempDir, backend, gates } = lancedbFixture('lancedb-writes');
 
   it('writes a batch of ids the table does not hold with one add, and merges a batch that repeats a stored id', async () => {
     const dir = await tempDir();
@@ -182,5 +183,69 @@ describe('lancedb backend: writes (add for new ids, merge for the rest)', functi
     const texts = await textsById(dir);
     should(texts.size).equal(210);
     should([texts.get('doc-5'), texts.get('doc-195')]).eql(['v2 5', 'v2 195']);
+  });
+
+  it('writes new ids while a catch-up run holds the table; a write that replaces stored ids waits for the run', async () => {
+    const dir = await tempDir();
+    const gate = new Gate();
+    gates.push(gate);
+    const modules = optimizeThrough(async (optimize) => {
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: dir, indexThreshold: 100, loadModules: () => modules, catchUp: { quietMs: 10, maxWaitMs: 10 } });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(100, 0), { buildIndex: true });
+    await b.upsert('docs', docsOf(100, 100), { buildIndex: true });
+    await untilSettled(b, 'docs'); // the vector index exists, every row in it
+    gate.closed = true;
+    const entered = gate.entered();
+    await b.upsert('docs', docsOf(50, 200), { buildIndex: true });
+    await entered; // an optimize() is due and holds the table
+
+    // (The bound only turns a write stuck behind the held run into a failure instead of a hang.)
+    const held = (write: Promise<unknown>) =>
+      Promise.race([write.then(() => 'written'), new Promise((resolve) => setTimeout(resolve, 10_000, 'held'))]);
+    should(await held(b.upsert('docs', docsOf(50, 250)))).equal('written');
+    let replaced = false;
+    const replacing = b.upsert('docs', docsOf(10, 0, 'v2')).then(() => (replaced = true));
+    await b.stats('docs');
+    should(replaced).be.false(); // (a merge could race the optimize() to a commit conflict)
+    gate.open();
+    await replacing;
+    should((await b.upsert('docs', docsOf(50, 300))).totalCount).equal(350);
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 350 });
+    const texts = await textsById(dir);
+    should(texts.size).equal(350);
+    should([texts.get('doc-0'), texts.get('doc-10'), texts.get('doc-260')]).eql(['v2 0', 'v1 10', 'v1 260']);
+  });
+
+  it('during a catch-up run, merges ids another process added meanwhile (its rows do not match the known ids): no duplicates', async () => {
+    const dir = await tempDir();
+    const gate = new Gate();
+    gates.push(gate);
+    const modules = optimizeThrough(async (optimize) => {
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: dir, indexThreshold: 100, loadModules: () => modules, catchUp: { quietMs: 10, maxWaitMs: 10 } });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(100, 0), { buildIndex: true });
+    await b.upsert('docs', docsOf(100, 100), { buildIndex: true });
+    await untilSettled(b, 'docs');
+    gate.closed = true;
+    const entered = gate.entered();
+    await b.upsert('docs', docsOf(50, 200), { buildIndex: true });
+    await entered;
+    await withTable(dir, async (table) => {
+      await table.add(docsOf(30, 250, 'other').map((d) => ({ id: d.id, vector: d.vector, text: d.text, metadata: '{}' })));
+    });
+    const ours = b.upsert('docs', docsOf(30, 250, 'ours'));
+    gate.open();
+    should((await ours).totalCount).equal(280);
+    should((await b.upsert('docs', docsOf(20, 280))).totalCount).equal(300);
+    const texts = await textsById(dir);
+    should(texts.size).equal(300);
+    should(texts.get('doc-260')).equal('ours 260');
   });
 });

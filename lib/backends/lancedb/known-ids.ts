@@ -7,14 +7,19 @@
  * (issue 12). `add` writes one fragment and looks nothing up.
  *
  * The set is trusted only while the table is at the version it describes: every write
- * (in the table's queue, so never two at once in this process) first reads the table's
- * latest version (a stat of the manifest). Any commit that is not one of these writes (a
- * catch-up run, a delete, another process) moves the version on: the set is dropped, that
- * write merges, and once a write finds no commit but our own since the last one, the set is
- * read again from the table (one scan of the id column). Another process that keeps writing
- * the table therefore makes every write of ours merge, as before. One window remains: a
- * commit by another process of the same new ids between our version check and our add
- * (milliseconds) leaves both rows; `mergeInsert` detects that conflict, `add` cannot.
+ * (one at a time in this process: the table's `writes` queue) first reads the table's
+ * latest version (a stat of the manifest). A commit that is not one of these writes moves
+ * the version on. When a catch-up run of ours may have made it (a compaction or an index
+ * build, which change no ids; writes of new ids do not wait for runs), the set is kept if
+ * the table still holds exactly as many rows as it has ids. Otherwise (a delete, another
+ * process) the set is dropped, that write merges, and once a write finds no commit but our
+ * own since the last one, the set is read again from the table (one scan of the id column).
+ * Another process that keeps writing the table therefore makes every write of ours merge,
+ * as before. Two windows remain, both needing another process to write ids this one writes
+ * as new at the same moment: its commit of them between our check and our add
+ * (milliseconds), or, during one of our runs, commits of its own that delete as many rows
+ * as they insert new ids. Then both rows stay (`mergeInsert` detects that conflict, `add`
+ * cannot).
  */
 import type * as LanceDb from '@lancedb/lancedb';
 import { ID_COLUMN } from './maintenance';
@@ -28,8 +33,20 @@ export class KnownIds {
   private version = -1;
   /** The latest version this process saw (its last write, or the last check). */
   private lastSeenVersion = -1;
+  /** Catch-up runs of ours going, and whether one may have committed since the set was last checked exactly. */
+  private activeRuns = 0;
+  private runSince = false;
 
   constructor(private readonly table: LanceDb.Table) {}
+
+  runStarted(): void {
+    this.activeRuns += 1;
+    this.runSince = true;
+  }
+
+  runEnded(): void {
+    this.activeRuns -= 1;
+  }
 
   /**
    * Call in the table's write queue, right before writing `ids`: true when the table
@@ -38,7 +55,12 @@ export class KnownIds {
    */
   async noneExist(ids: readonly string[]): Promise<boolean> {
     const version = await this.table.version();
-    if (this.ids && version !== this.version) this.ids = null;
+    if (this.ids && version !== this.version) {
+      if (this.runSince && (await this.table.countRows()) === this.ids.size) this.version = version;
+      else this.ids = null;
+    } else if (this.ids && this.activeRuns === 0) {
+      this.runSince = false; // exactly at our last write, no run going: later commits are not ours
+    }
     if (!this.ids) {
       const quiet = version === this.lastSeenVersion;
       this.lastSeenVersion = version;
@@ -49,15 +71,14 @@ export class KnownIds {
     return ids.every((id) => !known.has(id));
   }
 
-  /** Our write of `ids` (now all in the table) committed `version`. */
-  wrote(ids: readonly string[], version: number): void {
-    if (this.ids && version === this.version + 1) {
-      for (const id of ids) this.ids.add(id);
-      this.version = version;
-    } else {
-      this.ids = null; // another commit came between: the set no longer describes the table
-    }
+  /** Our write of `ids` (now all in the table) committed `version`; the table then held `rowCount` rows. */
+  wrote(ids: readonly string[], version: number, rowCount: number): void {
     this.lastSeenVersion = version;
+    if (!this.ids) return;
+    for (const id of ids) this.ids.add(id);
+    // Another commit came between (a run of ours, if the rows still match the ids), or not.
+    if (version === this.version + 1 || (this.runSince && rowCount === this.ids.size)) this.version = version;
+    else this.ids = null;
   }
 
   /** Read every id at (or after) `version`; false when the table is too large to keep them. */

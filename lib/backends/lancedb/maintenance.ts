@@ -19,9 +19,11 @@
  * duration after it: runs get rarer as they get longer, so maintenance holds
  * the table at most 1/(1 + RUN_SPACING) of the time and its total work stays
  * about proportional to the rows written. One run at a time; requests made
- * meanwhile coalesce into one more. Runs and writes take turns on the table's
- * `SerialQueue`, so an optimize never races a merge (which could otherwise fail
- * on a commit conflict). Each optimize() also removes table versions older than
+ * meanwhile coalesce into one more. Runs and the writes that may touch stored
+ * rows (merges, deletes) take turns on the table's `SerialQueue`, so an optimize
+ * never races a merge (which could otherwise fail on a commit conflict); a write
+ * of new ids only (an append, see known-ids.ts) goes on during a run: LanceDB
+ * commits an append beside a compaction or an index build. Each optimize() also removes table versions older than
  * `keepVersionsMs` (LanceDB keeps them 7 days by default: the disk filled up
  * with a copy of the table per run). Next to the vector index, the run keeps a
  * btree index on `id`: mergeInsert finds the ids it replaces through it instead
@@ -140,6 +142,8 @@ export const REBUILD_MIN_ROWS = 10_000;
 
 export interface IndexMaintenanceOptions {
   table: LanceDb.Table;
+  /** Told when a run starts and ends: its commits move the table's version without changing its ids. */
+  knownIds?: { runStarted(): void; runEnded(): void };
   lancedb: typeof LanceDb;
   metric: Metric;
   queue: SerialQueue;
@@ -342,9 +346,11 @@ export class IndexMaintenance {
       try {
         await this.options.queue.run(async () => {
           const started = performance.now();
+          this.options.knownIds?.runStarted();
           try {
             await this.catchUp();
           } finally {
+            this.options.knownIds?.runEnded();
             this.lastRunMs = performance.now() - started;
           }
         });
