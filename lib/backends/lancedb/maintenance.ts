@@ -422,11 +422,15 @@ export class IndexMaintenance {
       await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, async () => {
         if (rebuild) {
           // Over all rows: nothing is left unindexed (the id index is rebuilt too, being
-          // as cheap); compaction and the removal of old versions wait for the next optimize().
+          // as cheap). Then compact the fragments the writes added and remove old versions
+          // (quick now that every row is indexed): left for a later run, the compaction
+          // came only after the ingest, and the copy it replaced stayed on disk for another
+          // keepVersionsMs; meanwhile every write paid for the fragments piling up.
           await table.createIndex(VECTOR_COLUMN, vectorIndex());
           await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree(), replace: true });
           idIndexed = true;
           this.builtOnRows = rows;
+          await table.optimize({ cleanupOlderThan });
         } else {
           // Compacts the fragments the writes added, folds their rows into the indexes
           // (the id index too) and removes old versions.
