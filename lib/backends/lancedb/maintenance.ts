@@ -209,6 +209,8 @@ export class IndexMaintenance {
    * keepVersionsMs, a run removes them even if nothing else is due (`pruneTimer`).
    */
   private pruneDue = false;
+  /** Whether the requests not yet served include one that keeps RUN_SPACING (see `ask`). */
+  private spaced = false;
   private pruneTimer: NodeJS.Timeout | null = null;
   /** Rows the vector index was last built (trained) on by this process. */
   private builtOnRows: number | undefined;
@@ -241,10 +243,19 @@ export class IndexMaintenance {
    * `retry` clears a kept failure, so status says "indexing" again meanwhile.
    */
   request(retry: boolean): void {
+    this.ask(retry, true);
+  }
+
+  /** `spaced`: the run waits RUN_SPACING times the last one's duration (all but the removal of old versions). */
+  private ask(retry: boolean, spaced: boolean): void {
     if (this.stopped) return;
     if (retry) this.failure = null;
     const t = performance.now();
-    if (!this.wanted) this.firstWantedAt = t;
+    if (!this.wanted) {
+      this.firstWantedAt = t;
+      this.spaced = false;
+    }
+    this.spaced ||= spaced;
     this.wanted = true;
     this.lastWantedAt = t;
     this.schedule();
@@ -313,7 +324,7 @@ export class IndexMaintenance {
     if (this.running || this.stopped) return;
     const { quietMs, maxWaitMs } = this.options.schedule;
     const due = Math.min(this.lastWantedAt + quietMs, this.firstWantedAt + maxWaitMs);
-    const earliest = this.lastRunEndedAt + RUN_SPACING * this.lastRunMs;
+    const earliest = this.spaced ? this.lastRunEndedAt + RUN_SPACING * this.lastRunMs : 0;
     const delay = Math.max(0, Math.max(due, earliest) - performance.now());
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start(), delay);
@@ -336,7 +347,9 @@ export class IndexMaintenance {
     if (this.pruneTimer) clearTimeout(this.pruneTimer);
     this.pruneTimer = setTimeout(() => {
       this.pruneTimer = null;
-      this.request(false);
+      // Not spaced: the removal is due keepVersionsMs after the last run (spaced, it came 4 times
+      // that run's duration later: over a minute after a 100,000-row ingest, two copies on disk).
+      this.ask(false, false);
     }, this.options.schedule.keepVersionsMs + PRUNE_SLACK_MS);
   }
 
@@ -423,9 +436,8 @@ export class IndexMaintenance {
         if (rebuild) {
           // Over all rows: nothing is left unindexed (the id index is rebuilt too, being
           // as cheap). Then compact the fragments the writes added and remove old versions
-          // (quick now that every row is indexed): left for a later run, the compaction
-          // came only after the ingest, and the copy it replaced stayed on disk for another
-          // keepVersionsMs; meanwhile every write paid for the fragments piling up.
+          // (writes of new ids go on meanwhile): left for a later run, the compaction came
+          // only after a fast ingest, whose every write paid for the fragments piling up.
           await table.createIndex(VECTOR_COLUMN, vectorIndex());
           await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree(), replace: true });
           idIndexed = true;
@@ -439,11 +451,13 @@ export class IndexMaintenance {
       });
       this.pruneDue = true;
     } else if (this.pruneDue) {
-      // Nothing to index: only the files the last runs replaced, now old enough to go. When
-      // this compacted fragments too (left by a rebuild), the files it replaced go next time.
+      // Nothing to index: only the files the last runs replaced, now old enough to go.
       const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
-      const { compaction } = await table.optimize({ cleanupOlderThan });
-      this.pruneDue = compaction.filesRemoved > 0;
+      const stats = await table.optimize({ cleanupOlderThan });
+      // Again while it removed something: its optimize() may itself have replaced files (after a
+      // compaction; or the vector index, rewritten once after a compaction remapped it: one more copy).
+      const { compaction, prune } = stats;
+      this.pruneDue = compaction.filesRemoved > 0 || prune.oldVersionsRemoved > 0;
     }
     // Cheap (a sorted copy of the ids: 30 ms for 100,000); optimize() keeps it up to date from then on.
     if (!idIndexed) {
