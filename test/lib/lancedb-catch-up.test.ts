@@ -8,7 +8,7 @@ import should from 'should';
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
 import type { VectorDocument } from '../../lib/types';
 import { lancedbFixture, untilSettled } from '../support/lancedb-fixture';
-import { countingIndexWork } from '../support/lancedb-optimize-double';
+import { Gate, countingIndexWork, optimizeThrough } from '../support/lancedb-optimize-double';
 
 const DIM = 8;
 
@@ -212,5 +212,28 @@ describe('lancedb backend: index catch-up schedule', function () {
     await until('old versions removed', () => versionsOf(dir), (versions) => versions <= 2);
     should(await b.status('docs')).match({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
     should((await b.query('docs', { vector: docsOf(1, 7_777)[0].vector, topK: 1 }))[0]).match({ id: 'doc-7777' });
+  });
+
+  it('removes old versions keepVersionsMs after a long run, not spaced like index work (4 times the run)', async () => {
+    const dir = await tempDir();
+    const gate = new Gate();
+    const modules = optimizeThrough(async (optimize) => {
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: dir, indexThreshold: 50, loadModules: () => modules, catchUp: { quietMs: 200, maxWaitMs: 600_000, keepVersionsMs: 500 } });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(100), { buildIndex: true });
+    await untilSettled(b, 'docs');
+    gate.closed = true;
+    const entered = gate.entered();
+    for (let batch = 0; batch < 5; batch++) await b.upsert('docs', docsOf(20, 100 + batch * 20), { buildIndex: true });
+    await entered;
+    // Hold the optimize() 5 s: spaced, the removal would wait 20 s more after it.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    gate.open();
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 200 });
+    // (A listing that meets a manifest being removed counts as not done yet.)
+    await until('old versions removed', () => versionsOf(dir).catch(() => Infinity), (versions) => versions <= 2, 12_000);
   });
 });
