@@ -10,8 +10,8 @@
  *   write until the status says "ready": the store's index work left over);
  * - the bytes on disk once ready (data, index, the versions of the last
  *   keepVersionsMs kept), and once those are removed too (LanceDB: the run that
- *   removes them comes keepVersionsMs after the last one; the disk is read until it
- *   stops changing).
+ *   removes them comes keepVersionsMs after the last one, which may end after
+ *   "ready"; the disk is read until it has not changed for longer than that).
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -61,9 +61,13 @@ const COLLECTION = 'growth';
 const POLL_MS = 50;
 /** The catch-up after the last write must end within this (a wait that hangs is a failure, not a figure). */
 const CATCH_UP_BUDGET_MS = 10 * 60_000;
-/** The disk is settled when it has not changed over this many reads, a second apart (at most DISK_SETTLE_BUDGET_MS). */
-const DISK_STABLE_READS = 3;
-const DISK_SETTLE_BUDGET_MS = 120_000;
+/**
+ * The disk is settled when it has not changed for keepVersionsMs and this much more (read a
+ * second apart, at most DISK_SETTLE_BUDGET_MS): the run that removes what the last run
+ * replaced comes keepVersionsMs (and a second) after that run wrote, whenever "ready" was.
+ */
+const DISK_STABLE_SLACK_MS = 3_000;
+const DISK_SETTLE_BUDGET_MS = 180_000;
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
 
@@ -90,15 +94,15 @@ async function diskBytes(dir: string): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** LanceDB: wait until the run that removes old versions is due, then until the disk stops changing. */
+/** LanceDB: read the disk until it has not changed since the run that removes old versions was due (see DISK_STABLE_SLACK_MS). */
 async function settledDiskBytes(dir: string): Promise<number> {
-  await sleep(DEFAULT_CATCH_UP.keepVersionsMs);
   const deadline = performance.now() + DISK_SETTLE_BUDGET_MS;
   let last = await diskBytes(dir);
-  for (let same = 0; same < DISK_STABLE_READS && performance.now() < deadline; ) {
+  let changedAt = performance.now();
+  while (performance.now() - changedAt < DEFAULT_CATCH_UP.keepVersionsMs + DISK_STABLE_SLACK_MS && performance.now() < deadline) {
     await sleep(1_000);
     const now = await diskBytes(dir);
-    same = now === last ? same + 1 : 0;
+    if (now !== last) changedAt = performance.now();
     last = now;
   }
   return last;

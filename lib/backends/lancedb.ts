@@ -174,19 +174,25 @@ export class LanceDbBackend implements Backend {
     });
   }
 
-  /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing. */
+  /** Merge by id (insert new ids, replace known ones) in one commit: all or nothing (a plain add when every id is new). */
   upsert(collection: string, docs: VectorDocument[], options: UpsertOptions = {}): Promise<UpsertResult> {
     return this.lifecycle.track(async () => {
       const name = this.lifecycle.openCollection(collection);
       refuseSimulatedFailure(options, lanceCollection(name));
       const target = await this.require(name);
       const rows = toRows(docs, target.dimensions, name);
-      const totalCount = await target.queue.run(async () => {
+      const totalCount = await target.writes.run(async () => {
         try {
-          if (rows.length > 0) {
-            await target.table.mergeInsert('id').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(rows);
-          }
-          return await target.table.countRows();
+          if (rows.length === 0) return await target.table.countRows();
+          const ids = rows.map((row) => row.id);
+          // One commit either way. Ids all new: a plain add, which looks nothing up (see lancedb/known-ids.ts)
+          // and need not wait for a catch-up run in progress; else a merge, which does.
+          const { version } = (await target.knownIds.noneExist(ids))
+            ? await target.table.add(rows)
+            : await target.queue.run(() => target.table.mergeInsert('id').whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(rows));
+          const count = await target.table.countRows();
+          target.knownIds.wrote(ids, version, count);
+          return count;
         } catch (err) {
           throw storeError(err, `write ${rows.length} document(s) to collection "${name}" (retry the write)`, this.database.dir);
         }
@@ -206,7 +212,7 @@ export class LanceDbBackend implements Backend {
       const name = this.lifecycle.openCollection(collection);
       const predicate = deletePredicate(checkDeleteSelector(selector, lanceCollection(name)));
       const target = await this.require(name);
-      return target.queue.run(async () => {
+      return target.writes.run(() => target.queue.run(async () => {
         try {
           let deleted = 0;
           if ((await target.table.countRows(predicate)) > 0) deleted = (await target.table.delete(predicate)).numDeletedRows;
@@ -214,7 +220,7 @@ export class LanceDbBackend implements Backend {
         } catch (err) {
           throw storeError(err, `delete documents from collection "${name}" (nothing was deleted: retry it)`, this.database.dir);
         }
-      });
+      }));
     });
   }
 

@@ -8,7 +8,7 @@ import should from 'should';
 import { requireLanceDb } from '../../lib/backends/lancedb/modules';
 import type { VectorDocument } from '../../lib/types';
 import { lancedbFixture, untilSettled } from '../support/lancedb-fixture';
-import { countingIndexWork } from '../support/lancedb-optimize-double';
+import { Gate, countingIndexWork, optimizeThrough } from '../support/lancedb-optimize-double';
 
 const DIM = 8;
 
@@ -45,19 +45,42 @@ async function until<T>(what: string, read: () => Promise<T>, done: (value: T) =
   }
 }
 
-/** The table's versions as LanceDB lists them, through a connection of the test's. */
-async function versionsOf(dir: string): Promise<number> {
+/** The table's fragments (data files), through a connection of the test's. */
+async function fragmentsOf(dir: string): Promise<number> {
   const { lancedb } = requireLanceDb();
   const connection = await lancedb.connect(dir);
   try {
     const table = await connection.openTable('docs');
     try {
-      return (await table.listVersions()).length;
+      return (await table.stats()).fragmentStats.numFragments;
     } finally {
       table.close();
     }
   } finally {
     connection.close();
+  }
+}
+
+/**
+ * The table's versions as LanceDB lists them, through a connection of the test's. A listing
+ * that meets a manifest the backend's removal of old versions is deleting is read again.
+ */
+async function versionsOf(dir: string): Promise<number> {
+  const { lancedb } = requireLanceDb();
+  for (let attempt = 1; ; attempt++) {
+    const connection = await lancedb.connect(dir);
+    try {
+      const table = await connection.openTable('docs');
+      try {
+        return (await table.listVersions()).length;
+      } finally {
+        table.close();
+      }
+    } catch (err) {
+      if (attempt >= 10 || !/not found/i.test(String(err))) throw err;
+    } finally {
+      connection.close();
+    }
   }
 }
 
@@ -102,15 +125,20 @@ describe('lancedb backend: index catch-up schedule', function () {
     await b.upsert('docs', docsOf(100), { buildIndex: true });
     await untilSettled(b, 'docs');
     should(counts).match({ optimize: 0, createIndex: { vector: 1, id: 1 } });
-    await b.upsert('docs', docsOf(9_900, 100), { buildIndex: true }); // 10,000 rows, 100 times those it was built on
+    const dir = (b as unknown as { database: { dir: string } }).database.dir;
+    // 10,000 rows, 100 times those it was built on, in 10 writes (10 fragments); only the last
+    // asks for a catch-up, so that a slow write cannot let one start halfway.
+    for (let from = 100; from < 10_000; from += 990) await b.upsert('docs', docsOf(990, from), { buildIndex: from + 990 >= 10_000 });
     should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
-    should(counts).match({ optimize: 0, createIndex: { vector: 2, id: 2 } });
+    // The same run then compacts the fragments the writes left (one per batch) instead of leaving them to a later run.
+    await until('the rebuild run compacted', () => fragmentsOf(dir), (fragments) => fragments === 1);
+    should(counts).match({ optimize: 1, createIndex: { vector: 2, id: 2 } });
     const probe = docsOf(1, 5_000)[0];
     should((await b.query('docs', { vector: probe.vector, topK: 1 }))[0]).match({ id: 'doc-5000' });
 
     await b.upsert('docs', docsOf(5_000, 10_000), { buildIndex: true }); // 15,000: less than twice 10,000, folded in
     should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 15_000, indexedCount: 15_000 });
-    should(counts).match({ optimize: 1, createIndex: { vector: 2, id: 2 } });
+    should(counts).match({ optimize: 2, createIndex: { vector: 2, id: 2 } });
   });
 
   it('still catches up while writes never pause (a long ingest), far fewer times than there are batches', async () => {
@@ -188,10 +216,32 @@ describe('lancedb backend: index catch-up schedule', function () {
     await b.upsert('docs', docsOf(100), { buildIndex: true });
     await untilSettled(b, 'docs');
     for (let batch = 0; batch < 10; batch++) await b.upsert('docs', docsOf(990, 100 + batch * 990), { buildIndex: true });
-    // 10,000 rows: a rebuild (which removes nothing), then, half a second on, the removal.
+    // 10,000 rows: a rebuild and a compaction (which removes versions older than keepVersionsMs: none yet), then, half a second on, the removal.
     should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
     await until('old versions removed', () => versionsOf(dir), (versions) => versions <= 2);
     should(await b.status('docs')).match({ state: 'ready', documentCount: 10_000, indexedCount: 10_000 });
     should((await b.query('docs', { vector: docsOf(1, 7_777)[0].vector, topK: 1 }))[0]).match({ id: 'doc-7777' });
+  });
+
+  it('removes old versions keepVersionsMs after a long run, not spaced like index work (4 times the run)', async () => {
+    const dir = await tempDir();
+    const gate = new Gate();
+    const modules = optimizeThrough(async (optimize) => {
+      await gate.pass();
+      return optimize();
+    });
+    const b = backend({ path: dir, indexThreshold: 50, loadModules: () => modules, catchUp: { quietMs: 200, maxWaitMs: 600_000, keepVersionsMs: 500 } });
+    await b.ensureCollection('docs', { dimensions: DIM });
+    await b.upsert('docs', docsOf(100), { buildIndex: true });
+    await untilSettled(b, 'docs');
+    gate.closed = true;
+    const entered = gate.entered();
+    for (let batch = 0; batch < 5; batch++) await b.upsert('docs', docsOf(20, 100 + batch * 20), { buildIndex: true });
+    await entered;
+    // Hold the optimize() 5 s: spaced, the removal would wait 20 s more after it.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    gate.open();
+    should(await untilSettled(b, 'docs')).matchAny({ state: 'ready', documentCount: 200 });
+    await until('old versions removed', () => versionsOf(dir), (versions) => versions <= 2, 12_000);
   });
 });

@@ -22,6 +22,7 @@ import { VectorStoreError, messageOf } from '../../errors';
 import type { Metric } from '../../types';
 import { storeError } from './errors';
 import { ForeignBacklog, METRIC_KEY } from './foreign';
+import { KnownIds } from './known-ids';
 import { type CatchUpSchedule, IndexMaintenance, SerialQueue, VECTOR_COLUMN } from './maintenance';
 import { type LanceDbLoader, type LanceDbModules, loadLanceDb } from './modules';
 
@@ -35,9 +36,17 @@ export interface CollectionTable {
   table: LanceDb.Table;
   dimensions: number;
   metric: Metric;
-  /** Writes and background index work of this table, one at a time. */
+  /** Writes of this table, one at a time (so that a write's view of the ids holds until it commits). */
+  writes: SerialQueue;
+  /**
+   * Held by background index work and by the writes that may touch stored rows (merges,
+   * deletes), which would otherwise race an optimize() to a commit conflict. A write of new
+   * ids (an append, which LanceDB commits beside a compaction or an index build) skips it.
+   */
   queue: SerialQueue;
   maintenance: IndexMaintenance;
+  /** The table's ids as this process last read or wrote them: tells a write of new ids from an update. */
+  knownIds: KnownIds;
 }
 
 export interface DatabaseSettings {
@@ -274,7 +283,9 @@ export class SharedDatabase {
     const storedMetric = schema.metadata.get(METRIC_KEY) as Metric | undefined;
     const metric = storedMetric && METRICS.includes(storedMetric) ? storedMetric : 'cosine';
     const queue = new SerialQueue();
+    const knownIds = new KnownIds(table);
     const maintenance = new IndexMaintenance({
+      knownIds,
       table,
       lancedb: modules.lancedb,
       metric,
@@ -283,7 +294,7 @@ export class SharedDatabase {
       now: this.settings.now,
       schedule: this.settings.catchUp,
     });
-    return { name, table, dimensions: Number(vectorType[1]), metric, queue, maintenance };
+    return { name, table, dimensions: Number(vectorType[1]), metric, writes: new SerialQueue(), queue, maintenance, knownIds };
   }
 }
 

@@ -19,9 +19,11 @@
  * duration after it: runs get rarer as they get longer, so maintenance holds
  * the table at most 1/(1 + RUN_SPACING) of the time and its total work stays
  * about proportional to the rows written. One run at a time; requests made
- * meanwhile coalesce into one more. Runs and writes take turns on the table's
- * `SerialQueue`, so an optimize never races a merge (which could otherwise fail
- * on a commit conflict). Each optimize() also removes table versions older than
+ * meanwhile coalesce into one more. Runs and the writes that may touch stored
+ * rows (merges, deletes) take turns on the table's `SerialQueue`, so an optimize
+ * never races a merge (which could otherwise fail on a commit conflict); a write
+ * of new ids only (an append, see known-ids.ts) goes on during a run: LanceDB
+ * commits an append beside a compaction or an index build. Each optimize() also removes table versions older than
  * `keepVersionsMs` (LanceDB keeps them 7 days by default: the disk filled up
  * with a copy of the table per run). Next to the vector index, the run keeps a
  * btree index on `id`: mergeInsert finds the ids it replaces through it instead
@@ -140,6 +142,8 @@ export const REBUILD_MIN_ROWS = 10_000;
 
 export interface IndexMaintenanceOptions {
   table: LanceDb.Table;
+  /** Told when a run starts and ends: its commits move the table's version without changing its ids. */
+  knownIds?: { runStarted(): void; runEnded(): void };
   lancedb: typeof LanceDb;
   metric: Metric;
   queue: SerialQueue;
@@ -205,6 +209,8 @@ export class IndexMaintenance {
    * keepVersionsMs, a run removes them even if nothing else is due (`pruneTimer`).
    */
   private pruneDue = false;
+  /** Whether the requests not yet served include one that keeps RUN_SPACING (see `ask`). */
+  private spaced = false;
   private pruneTimer: NodeJS.Timeout | null = null;
   /** Rows the vector index was last built (trained) on by this process. */
   private builtOnRows: number | undefined;
@@ -237,10 +243,19 @@ export class IndexMaintenance {
    * `retry` clears a kept failure, so status says "indexing" again meanwhile.
    */
   request(retry: boolean): void {
+    this.ask(retry, true);
+  }
+
+  /** `spaced`: the run waits RUN_SPACING times the last one's duration (all but the removal of old versions). */
+  private ask(retry: boolean, spaced: boolean): void {
     if (this.stopped) return;
     if (retry) this.failure = null;
     const t = performance.now();
-    if (!this.wanted) this.firstWantedAt = t;
+    if (!this.wanted) {
+      this.firstWantedAt = t;
+      this.spaced = false;
+    }
+    this.spaced ||= spaced;
     this.wanted = true;
     this.lastWantedAt = t;
     this.schedule();
@@ -309,7 +324,7 @@ export class IndexMaintenance {
     if (this.running || this.stopped) return;
     const { quietMs, maxWaitMs } = this.options.schedule;
     const due = Math.min(this.lastWantedAt + quietMs, this.firstWantedAt + maxWaitMs);
-    const earliest = this.lastRunEndedAt + RUN_SPACING * this.lastRunMs;
+    const earliest = this.spaced ? this.lastRunEndedAt + RUN_SPACING * this.lastRunMs : 0;
     const delay = Math.max(0, Math.max(due, earliest) - performance.now());
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start(), delay);
@@ -332,7 +347,9 @@ export class IndexMaintenance {
     if (this.pruneTimer) clearTimeout(this.pruneTimer);
     this.pruneTimer = setTimeout(() => {
       this.pruneTimer = null;
-      this.request(false);
+      // Not spaced: the removal is due keepVersionsMs after the last run (spaced, it came 4 times
+      // that run's duration later: over a minute after a 100,000-row ingest, two copies on disk).
+      this.ask(false, false);
     }, this.options.schedule.keepVersionsMs + PRUNE_SLACK_MS);
   }
 
@@ -342,9 +359,11 @@ export class IndexMaintenance {
       try {
         await this.options.queue.run(async () => {
           const started = performance.now();
+          this.options.knownIds?.runStarted();
           try {
             await this.catchUp();
           } finally {
+            this.options.knownIds?.runEnded();
             this.lastRunMs = performance.now() - started;
           }
         });
@@ -416,11 +435,14 @@ export class IndexMaintenance {
       await this.timed({ kind: 'optimize', startedAt: this.options.now(), rows: index.numUnindexedRows }, async () => {
         if (rebuild) {
           // Over all rows: nothing is left unindexed (the id index is rebuilt too, being
-          // as cheap); compaction and the removal of old versions wait for the next optimize().
+          // as cheap). Then compact the fragments the writes added and remove old versions
+          // (writes of new ids go on meanwhile): left for a later run, the compaction came
+          // only after a fast ingest, whose every write paid for the fragments piling up.
           await table.createIndex(VECTOR_COLUMN, vectorIndex());
           await table.createIndex(ID_COLUMN, { config: lancedb.Index.btree(), replace: true });
           idIndexed = true;
           this.builtOnRows = rows;
+          await table.optimize({ cleanupOlderThan });
         } else {
           // Compacts the fragments the writes added, folds their rows into the indexes
           // (the id index too) and removes old versions.
@@ -429,11 +451,13 @@ export class IndexMaintenance {
       });
       this.pruneDue = true;
     } else if (this.pruneDue) {
-      // Nothing to index: only the files the last runs replaced, now old enough to go. When
-      // this compacted fragments too (left by a rebuild), the files it replaced go next time.
+      // Nothing to index: only the files the last runs replaced, now old enough to go.
       const cleanupOlderThan = new Date(Date.now() - this.options.schedule.keepVersionsMs);
-      const { compaction } = await table.optimize({ cleanupOlderThan });
-      this.pruneDue = compaction.filesRemoved > 0;
+      const stats = await table.optimize({ cleanupOlderThan });
+      // Again while it removed something: its optimize() may itself have replaced files (after a
+      // compaction; or the vector index, rewritten once after a compaction remapped it: one more copy).
+      const { compaction, prune } = stats;
+      this.pruneDue = compaction.filesRemoved > 0 || prune.oldVersionsRemoved > 0;
     }
     // Cheap (a sorted copy of the ids: 30 ms for 100,000); optimize() keeps it up to date from then on.
     if (!idIndexed) {
