@@ -59,13 +59,18 @@ Triggerer.prototype.start = function startSeen(...args) {
 // Per msg.seq: arrivals at `wait` (first only) and at `final`. Sized by the first reading's `waits`.
 let arrived = new Uint8Array(0);
 let ended = new Uint8Array(0);
-const counts = { received: 0, finals: 0, repeatedFinals: 0, finalMessages: 0, errors: 0, unnumbered: 0 };
+const counts = { received: 0, finals: 0, repeatedFinals: 0, finalMessages: 0, errors: 0, unnumbered: 0, firstError: null };
 const nodeRedDir = path.dirname(require.resolve('node-red/package.json', { paths: [repoRoot] }));
 const { hooks, events } = require(require.resolve('@node-red/util', { paths: [nodeRedDir] }));
 hooks.add('onReceive.naiveWaitsProbe', (event) => {
   const id = event.destination.id;
   if (id !== 'wait' && id !== 'final' && id !== 'errors') return;
-  if (id === 'errors') return void (counts.errors += 1);
+  if (id === 'errors') {
+    counts.errors += 1;
+    // What went wrong, once: the benchmark names it (the errors node itself is silent).
+    if (counts.firstError === null) counts.firstError = String(event.msg?.error?.message ?? event.msg?.payload?.message ?? 'no message').slice(0, 300);
+    return;
+  }
   const seq = event.msg.seq;
   if (!Number.isInteger(seq) || seq < 0 || seq >= arrived.length) return void (counts.unnumbered += 1);
   if (id === 'wait') {
