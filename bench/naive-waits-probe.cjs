@@ -59,6 +59,19 @@ Triggerer.prototype.start = function startSeen(...args) {
 // Per msg.seq: arrivals at `wait` (first only) and at `final`. Sized by the first reading's `waits`.
 let arrived = new Uint8Array(0);
 let ended = new Uint8Array(0);
+/** Room for msg.seq up to n - 1, keeping what was seen: a restarted runtime may deliver finals before the first reading sizes them. */
+function makeRoom(n) {
+  if (arrived.length >= n) return;
+  const size = Math.max(n, 2 * arrived.length);
+  const a = new Uint8Array(size);
+  const e = new Uint8Array(size);
+  a.set(arrived);
+  e.set(ended);
+  arrived = a;
+  ended = e;
+}
+/** Larger msg.seq values are not the benchmark's. */
+const MAX_SEQ = 10_000_000;
 const counts = { received: 0, finals: 0, repeatedFinals: 0, finalMessages: 0, errors: 0, unnumbered: 0, firstError: null };
 const nodeRedDir = path.dirname(require.resolve('node-red/package.json', { paths: [repoRoot] }));
 const { hooks, events } = require(require.resolve('@node-red/util', { paths: [nodeRedDir] }));
@@ -72,7 +85,8 @@ hooks.add('onReceive.naiveWaitsProbe', (event) => {
     return;
   }
   const seq = event.msg.seq;
-  if (!Number.isInteger(seq) || seq < 0 || seq >= arrived.length) return void (counts.unnumbered += 1);
+  if (!Number.isInteger(seq) || seq < 0 || seq >= MAX_SEQ) return void (counts.unnumbered += 1);
+  makeRoom(seq + 1);
   if (id === 'wait') {
     if (arrived[seq] === 0) counts.received += 1;
     arrived[seq] = 1;
@@ -111,8 +125,7 @@ function cpuMicros(usage) {
 
 async function answer(command) {
   if (Number.isInteger(command.waits)) {
-    arrived = new Uint8Array(command.waits);
-    ended = new Uint8Array(command.waits);
+    makeRoom(command.waits);
   }
   if (command.gc) {
     // The forced collection is the probe's work, not the variant's: out of the loop delay and the CPU.

@@ -4,7 +4,7 @@
  * object on stdout; progress goes to stderr. The full run also rewrites the
  * generated part of BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 30 minutes, 15 of them naive-waits), writes BENCHMARKS.md
+ *   npm run bench                  full run (about 45 minutes, 30 of them naive-waits), writes BENCHMARKS.md
  *   npm run bench -- --quick       about three minutes: 1,000 and 10,000 waits, smaller sets
  *   --write / --no-write           force or skip writing BENCHMARKS.md
  *   --backends=memory,lancedb      the stores for ingest and query, and for ingest jobs (default: all)
@@ -12,8 +12,8 @@
  *                                  search, hnsw, ingest-jobs, ingest-growth, embedding, shared-waits); their
  *                                  figures go into a block of their own in BENCHMARKS.md, the last
  *                                  full run's stay
- *   --naive-sizes=1000,10000,100000  the sizes of naive-waits (default 1,000 and 10,000: about
- *                                  7 minutes each on a busy 2-core machine; 100,000 longer)
+ *   --naive-sizes=1000,10000       the sizes of naive-waits (default 1,000, 10,000 and 100,000:
+ *                                  about 5, 8 and 12 minutes on a 2-core machine)
  *   --only=shared-waits            100,000 waits over three node-red processes and PostgreSQL 15
  *                                  (about 5 minutes; --quick: 10,000 waits, under a minute). Not
  *                                  part of the default run.

@@ -151,7 +151,8 @@ describe('Vector waits plugin: admin endpoints on a real runtime (test helper; i
     // Two more waits on docs, from the same sensor.
     const sensor = helper.getNode('sensor');
     for (let i = 0; i < 2; i++) {
-      const progress = nextMessage('progress', (m) => m.payload.collection === 'docs');
+      // This wait's own progress (its message's field n), not the first wait's.
+      const progress = nextMessage('progress', (m) => m.payload.collection === 'docs' && m.n === i);
       sensor.receive({ collection: 'docs', expectedCount: 40, n: i });
       await progress;
     }
